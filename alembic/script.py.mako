@@ -1,0 +1,1 @@
+../packages/core/src/tecnorev/core/alembic_env/script.py.mako

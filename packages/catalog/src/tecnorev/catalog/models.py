@@ -1,0 +1,50 @@
+"""Tables of the catalog module."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from tecnorev.core.mixins import AuditMixin
+
+
+class Category(AuditMixin, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120)
+    slug: str = Field(max_length=140, unique=True)
+    parent_id: int | None = Field(
+        default=None, foreign_key="category.id", ondelete="RESTRICT", index=True
+    )
+
+
+class Product(AuditMixin, table=True):
+    __table_args__ = (
+        sa.CheckConstraint("price >= 0", name="price_not_negative"),
+        # Cursor pagination of the active catalogue, optionally within a category.
+        sa.Index("ix_product_active_id", "is_active", "id"),
+        sa.Index("ix_product_category_active_id", "category_id", "is_active", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=sa.Text)
+    price: Decimal = Field(sa_type=sa.Numeric(12, 2))
+    is_active: bool = Field(default=True)
+    category_id: int | None = Field(default=None, foreign_key="category.id", ondelete="SET NULL")
+
+
+class ProductImage(AuditMixin, table=True):
+    __tablename__ = "product_image"
+    __table_args__ = (
+        sa.UniqueConstraint("product_id", "position"),
+        sa.CheckConstraint("position >= 0", name="position_not_negative"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: int = Field(foreign_key="product.id", ondelete="CASCADE")
+    url: str = Field(max_length=2048)
+    alt_text: str = Field(default="", max_length=255)
+    position: int = Field(default=0)

@@ -1,0 +1,69 @@
+"""The ``tecnorev`` command.
+
+``tecnorev db ...`` goes straight to the migration command line without loading the rest of
+the CLI, so it costs little more than plain ``alembic``.  Other command groups come from the
+``tecnorev.cli`` entry points of installed distributions.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+CLI_ENTRY_POINT_GROUP = "tecnorev.cli"
+
+
+def _build_app():  # noqa: ANN202 - typer is imported lazily
+    import typer
+
+    from tecnorev.core.errors import TecnorevError
+    from tecnorev.core.registry import get_registry
+
+    app = typer.Typer(
+        help="Tecno Rev: a modular retail backend.  'tecnorev db --help' for migrations.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+
+    @app.command("modules")
+    def modules() -> None:
+        """List the installed modules in dependency order."""
+        try:
+            registry = get_registry()
+        except TecnorevError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        from tecnorev.core.migration.ledger import distribution_version
+
+        for module in registry.modules:
+            deps = ", ".join(module.depends_on) or "-"
+            version = distribution_version(module.distribution) or "?"
+            typer.echo(f"{module.name:<12} {version:<10} depends on: {deps}")
+
+    @app.command("db", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def db() -> None:
+        """Alembic commands for the installed modules: tecnorev db --help."""
+
+    for ep in entry_points(group=CLI_ENTRY_POINT_GROUP):
+        group = ep.load()
+        app.add_typer(group, name=ep.name)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "db":
+        from tecnorev.core.migration.cli import main as db_main
+
+        return db_main(args[1:])
+    app = _build_app()
+    try:
+        app(args, prog_name="tecnorev", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Engines and sessions: one engine per process and database URL, a session per unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from tecnorev.core.errors import DatabaseUnavailable
+from tecnorev.core.settings import get_settings, normalize_database_url
+
+
+def _sqlite_app_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
+    """An engine for ``url`` (default: the configured ``DATABASE_URL``) with the project's
+    per-backend settings; for SQLite, foreign keys are enforced on every connection."""
+    url = normalize_database_url(url) if url else get_settings().database_url
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        engine = sa.create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_app_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kwargs)
+
+
+@lru_cache(maxsize=4)
+def get_engine(url: str | None = None) -> sa.Engine:
+    return create_db_engine(url)
+
+
+def describe_url(url: str | sa.URL) -> str:
+    """The URL with its password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def check_connection(engine: sa.Engine) -> None:
+    """Open and close one connection, turning driver errors into a message a person can act on."""
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {describe_url(engine.url)}: {reason}. "
+            "Check DATABASE_URL (environment or .env) and that the server is running."
+        ) from exc
+
+
+@contextmanager
+def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
+    """A session committed once when the block succeeds and rolled back when it raises."""
+    with Session(engine or get_engine()) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

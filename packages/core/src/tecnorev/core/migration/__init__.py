@@ -1,0 +1,1 @@
+"""The bridge between the installed modules and Alembic: one migration branch per module."""

@@ -1,0 +1,333 @@
+"""What ``alembic/env.py`` runs: discovered version locations, scoped autogenerate, guards
+against commands whose meaning is dangerous with one branch per module, a lock for concurrent
+migrators, and SQLite made transactional."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from logging.config import fileConfig
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import context
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import event, pool
+
+from tecnorev.core.db import check_connection
+from tecnorev.core.errors import MigrationError
+from tecnorev.core.migration import autogen, ledger, state
+from tecnorev.core.migration.revisions import module_of_revision, module_of_script
+from tecnorev.core.registry import Registry, get_registry
+from tecnorev.core.settings import get_settings
+from tecnorev.core.types import utcnow
+
+# One key for every migrator of every database on the server: migrations are rare and short.
+ADVISORY_LOCK_KEY = 7_370_432_214_561_907_302
+_RELATIVE = re.compile(r"^[+-]\d+$")
+
+
+def point_at_modules(scripts: ScriptDirectory, registry: Registry) -> None:
+    """Make ``scripts`` read the installed modules' migration folders (plain ``alembic``)."""
+    locations = [str(p) for p in registry.version_locations()]
+    if [str(p) for p in scripts.version_locations] == locations:
+        return
+    scripts.version_locations = locations
+    for memo in ("_version_locations", "_singular_version_location", "revision_map"):
+        scripts.__dict__.pop(memo, None)
+
+
+def migration_engine(url: str) -> sa.Engine:
+    """An engine for migrating: no pooling; on SQLite, transactional DDL and no FK actions."""
+    engine = sa.create_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            # pysqlite commits DDL on its own and would leave half a revision behind; with
+            # foreign keys on, a batch (copy-and-move) migration cascades deletes to children.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            # IMMEDIATE takes the write lock up front: a second migrator waits here, then
+            # reads the versions the first one wrote.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _lock_enabled() -> bool:
+    return os.environ.get("TECNOREV_MIGRATION_LOCK", "on").strip().lower() not in ("off", "0")
+
+
+@contextmanager
+def migration_lock(connection: sa.Connection, external: bool) -> Iterator[None]:
+    """Serialise migrators on PostgreSQL for the whole run (a second one waits, then finds
+    nothing left to do)."""
+    if connection.dialect.name != "postgresql" or not _lock_enabled():
+        yield
+        return
+    if external:
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        yield
+        return
+    connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            connection.commit()
+        except sa.exc.DBAPIError:
+            pass  # the connection is gone, and its session-level lock with it
+
+
+def _command_name(env: EnvironmentContext) -> str:
+    fn = env.context_opts.get("fn")
+    return getattr(fn, "__name__", "")
+
+
+def _x_flag(name: str) -> bool:
+    return context.get_x_argument(as_dictionary=True).get(name, "").lower() in ("1", "true", "yes")
+
+
+def guard_destination(env: EnvironmentContext, scripts: ScriptDirectory) -> None:
+    """Refuse ``head`` and relative steps when every module has its own head."""
+    destination = env.context_opts.get("destination_rev")
+    if not isinstance(destination, str) or len(scripts.get_heads()) < 2:
+        return
+    command = {"do_stamp": "stamp"}.get(_command_name(env), _command_name(env))
+    if destination == "head":
+        raise MigrationError(
+            f"'{command} head' is ambiguous here: every module has its own head. Use "
+            f"'tecnorev db {command} heads' for all modules or "
+            f"'tecnorev db {command} <module>@head' for one (with what it depends on)."
+        )
+    if _RELATIVE.match(destination):
+        raise MigrationError(
+            f"'{command} {destination}' is ambiguous here: every module has its own branch. "
+            f"Name the module: 'tecnorev db {command} <module>@{destination}'."
+        )
+
+
+def guard_downgrade(env: EnvironmentContext, scripts: ScriptDirectory, registry: Registry) -> None:
+    """Refuse a downgrade that would silently revert other modules depending on the target."""
+    if _command_name(env) != "downgrade" or _x_flag("cascade"):
+        return
+    destination = env.context_opts.get("destination_rev")
+    if not isinstance(destination, str) or destination == "base":
+        return
+    migration_context = context.get_context()
+    heads = migration_context.get_current_heads()
+    fn = env.context_opts["fn"]
+    steps = list(fn(heads, migration_context))
+    label = destination.split("@", 1)[0] if "@" in destination else destination
+    target = label if label in registry else module_of_revision(label, scripts, registry)
+    dragged: dict[str, int] = {}
+    for step in steps:
+        owner = module_of_script(step.revision, registry)
+        if owner and owner != target:
+            dragged[owner] = dragged.get(owner, 0) + 1
+    if dragged:
+        names = ", ".join(sorted(dragged))
+        first = " then ".join(f"'tecnorev db downgrade {m}@base'" for m in sorted(dragged))
+        raise MigrationError(
+            f"'downgrade {destination}' would also revert {names}, which depend on "
+            f"{target}. Revert them first ({first}), or revert them all together with "
+            f"'tecnorev db downgrade {destination} --cascade'."
+        )
+
+
+def guard_merge(config: Any, scripts: ScriptDirectory, registry: Registry) -> None:
+    opts = getattr(config, "cmd_opts", None)
+    fn = getattr(opts, "cmd", (None,))[0]
+    if getattr(fn, "__name__", "") != "merge":
+        return
+    revisions = scripts.get_revisions(getattr(opts, "revisions", None) or ())
+    owners = {module_of_script(s, registry) or s.revision for s in revisions if s is not None}
+    if len(owners) > 1:
+        raise MigrationError(
+            "merge joins two heads of ONE module (two people extended the same module); "
+            f"these heads belong to {', '.join(sorted(owners))}, which are independent "
+            "branches and must stay apart. To merge inside a module, name its two heads: "
+            "tecnorev db merge -m '...' <module>_<a> <module>_<b>"
+        )
+
+
+class _Recorder:
+    """Writes a ledger row (and, on SQLite, checks foreign keys) after every migration step,
+    inside that step's transaction."""
+
+    def __init__(self, registry: Registry, scripts: ScriptDirectory) -> None:
+        self.registry = registry
+        self.scripts = scripts
+        self.started = time.monotonic()
+        self.table_ready = False
+
+    def _parents(self, revision: str) -> str:
+        script = self.scripts.get_revision(revision)
+        if script is None:
+            return ""
+        parents = list(script._versioned_down_revisions)
+        for dep in script._resolved_dependencies:
+            parents.append(dep)
+        return " ".join(parents)
+
+    def __call__(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        connection = ctx.connection
+        if connection.dialect.name == "sqlite":
+            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                raise MigrationError(
+                    f"migration left {len(violations)} rows breaking foreign keys (first: "
+                    f"table {violations[0][0]!r} -> {violations[0][2]!r}); rolled back"
+                )
+        if not self.table_ready:
+            ledger.ledger_metadata.create_all(connection, tables=[ledger.migration_log])
+            self.table_ready = True
+        now = time.monotonic()
+        duration = int((now - self.started) * 1000)
+        self.started = now
+        host, user = ledger.who()
+        direction = "upgrade" if step.is_upgrade else "downgrade"
+        if step.is_stamp:
+            direction = "stamp-" + direction
+        for revision in step.up_revision_ids:
+            script = self.scripts.get_revision(revision)
+            owner = module_of_script(script, self.registry) if script else None
+            distribution = self.registry[owner].distribution if owner else None
+            connection.execute(
+                ledger.migration_log.insert().values(
+                    revision=revision,
+                    module=owner,
+                    distribution_version=ledger.distribution_version(distribution),
+                    direction=direction,
+                    parents=self._parents(revision),
+                    checksum=ledger.file_checksum(script.path if script else None),
+                    at=utcnow(),
+                    host=host[:255],
+                    os_user=user[:255],
+                    duration_ms=duration,
+                )
+            )
+
+
+def _cli_command(config: Any) -> str | None:
+    fn = getattr(getattr(config, "cmd_opts", None), "cmd", (None,))[0]
+    return getattr(fn, "__name__", None)
+
+
+def _configure_options(env: EnvironmentContext, registry: Registry,
+                       scripts: ScriptDirectory) -> dict[str, Any]:
+    revision_context = env.context_opts.get("revision_context")
+    options: dict[str, Any] = {
+        "render_item": autogen.render_item,
+        "render_as_batch": True,
+        "compare_type": True,
+    }
+    if revision_context is None:
+        return options
+    args = revision_context.command_args
+    autogenerate = bool(args.get("autogenerate"))
+    metadata = registry.load_models() if autogenerate else None
+    owners = registry.table_owners if autogenerate else None
+    scope = autogen.scope_from_head(args.get("head"), args.get("branch_label"), registry, scripts)
+    command = _cli_command(env.config)
+    creating = command == "revision" or (command is None and args.get("message") is not None)
+    options.update(
+        target_metadata=metadata,
+        include_object=autogen.make_include_object(owners or {}, scope),
+        process_revision_directives=autogen.make_process_revision_directives(
+            registry, scripts, metadata, owners, keep_rev_id=bool(args.get("rev_id")),
+            creating=creating,
+        ),
+    )
+    return options
+
+
+def _run_online(env: EnvironmentContext, connection: sa.Connection, options: dict[str, Any],
+                registry: Registry, scripts: ScriptDirectory) -> None:
+    external = connection.in_transaction()
+    is_sqlite = connection.dialect.name == "sqlite"
+    with migration_lock(connection, external):
+        restored = state.restore_forgotten(connection, scripts)
+        if restored:
+            print(f"restored the record of {', '.join(restored)} (module installed again)")
+        state.check_recorded_versions(connection, scripts)
+        if not external:
+            # alembic would treat a transaction opened by these reads as the caller's and
+            # never commit it (an upgrade then leaves alembic_version empty).
+            connection.commit()
+        context.configure(
+            connection=connection,
+            # SQLite: one transaction for the run, so BEGIN IMMEDIATE serialises migrators.
+            transaction_per_migration=not is_sqlite,
+            on_version_apply=_Recorder(registry, scripts),
+            **options,
+        )
+        guard_downgrade(env, scripts, registry)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+def run() -> None:
+    """Entry point for ``env.py``."""
+    if context.config.config_file_name is not None:
+        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+    env: EnvironmentContext = context._proxy  # the EnvironmentContext alembic installed
+    config = context.config
+    registry = get_registry()
+    scripts = env.script
+    point_at_modules(scripts, registry)
+    try:
+        guard_merge(config, scripts, registry)
+        guard_destination(env, scripts)
+        options = _configure_options(env, registry, scripts)
+        revision_context = env.context_opts.get("revision_context")
+        if revision_context is not None and not revision_context.command_args.get("autogenerate"):
+            # A hand-written revision needs no database: only the id and folder rules apply.
+            options["process_revision_directives"](None, None, revision_context.generated_revisions)
+            return
+        if context.is_offline_mode():
+            context.configure(
+                url=get_settings().database_url,
+                literal_binds=True,
+                dialect_opts={"paramstyle": "named"},
+                transaction_per_migration=True,
+                **options,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            return
+        connection = config.attributes.get("connection")
+        if connection is not None:
+            _run_online(env, connection, options, registry, scripts)
+            return
+        engine = migration_engine(get_settings().database_url)
+        try:
+            check_connection(engine)
+            with engine.connect() as connection:
+                _run_online(env, connection, options, registry, scripts)
+        finally:
+            engine.dispose()
+    except MigrationError as exc:
+        # alembic prints a CommandError as "FAILED: ..." without a traceback.
+        raise CommandError(str(exc)) from exc
+    except CommandError as exc:
+        if str(exc) == "Target database is not up to date.":
+            raise CommandError(
+                "the database is not at every module's head, and autogenerate compares "
+                "against it: run 'tecnorev db upgrade heads' first"
+            ) from exc
+        raise

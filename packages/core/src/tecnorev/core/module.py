@@ -1,0 +1,42 @@
+"""The module descriptor every domain package exports through the ``tecnorev.modules`` entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+ENTRY_POINT_GROUP = "tecnorev.modules"
+
+
+@dataclass(frozen=True)
+class Module:
+    """What a domain package tells the platform about itself.
+
+    ``name`` is also the package's Alembic branch label.  Everything is given as dotted
+    paths so that reading the descriptor never imports models, routers or SQLAlchemy.
+    """
+
+    name: str
+    package: str
+    depends_on: tuple[str, ...] = ()
+    models: str | None = None
+    router: str | None = None
+    migrations: str = "migrations"
+    description: str = ""
+    distribution: str | None = field(default=None, compare=False)
+
+    @property
+    def models_module(self) -> str:
+        return self.models or f"{self.package}.models"
+
+    @property
+    def router_path(self) -> str:
+        return self.router or f"{self.package}.routes:router"
+
+    def migrations_path(self) -> Path:
+        """The folder holding this package's Alembic branch, inside the installed package."""
+        return Path(str(resources.files(self.package).joinpath(self.migrations)))
+
+    def owns_module(self, dotted: str) -> bool:
+        return dotted == self.package or dotted.startswith(self.package + ".")

@@ -1,0 +1,76 @@
+"""Runtime settings read from the environment and an optional ``.env`` in the working directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from dotenv import find_dotenv, load_dotenv
+
+from tecnorev.core.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///tecnorev.db"
+_SCHEMES = ("sqlite", "postgresql")
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` with the driver this project ships (psycopg2) made explicit.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed.
+    """
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest and scheme != "sqlite":
+        raise ConfigError(
+            f"DATABASE_URL {url!r} is not a database URL; expected for example "
+            "'postgresql+psycopg2://user@127.0.0.1:5432/tecnorev' or 'sqlite:///tecnorev.db'"
+        )
+    dialect, _, driver = scheme.partition("+")
+    if dialect == "postgres":
+        dialect = "postgresql"
+    if dialect not in _SCHEMES:
+        raise ConfigError(
+            f"DATABASE_URL uses {dialect!r}; supported databases are PostgreSQL "
+            "('postgresql+psycopg2://...') and SQLite ('sqlite:///file.db')"
+        )
+    if dialect == "postgresql" and driver not in ("", "psycopg2"):
+        raise ConfigError(
+            f"DATABASE_URL asks for the {driver!r} driver; this installation uses psycopg2: "
+            "write 'postgresql+psycopg2://...'"
+        )
+    if dialect == "postgresql":
+        driver = "psycopg2"
+    return f"{dialect}{'+' + driver if driver else ''}://{rest}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    environment: str
+    secret_key: str | None
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+def load_settings() -> Settings:
+    """Read settings now; ``.env`` is looked up from the working directory, not this file."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    environment = os.environ.get("TECNOREV_ENV", "development").strip().lower()
+    if environment not in ("development", "production", "test"):
+        raise ConfigError(
+            f"TECNOREV_ENV={environment!r} is not one of development, production, test"
+        )
+    url = os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    return Settings(
+        database_url=normalize_database_url(url),
+        environment=environment,
+        secret_key=os.environ.get("SECRET_KEY") or None,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

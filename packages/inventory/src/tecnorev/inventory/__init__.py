@@ -1,0 +1,10 @@
+"""Branches, their staff, stock per branch and the movement ledger."""
+
+from tecnorev.core import Module
+
+module = Module(
+    name="inventory",
+    package="tecnorev.inventory",
+    depends_on=("catalog",),
+    description="branches, stock, movement ledger",
+)

@@ -1,0 +1,10 @@
+"""Orders, their items, and coupons."""
+
+from tecnorev.core import Module
+
+module = Module(
+    name="sales",
+    package="tecnorev.sales",
+    depends_on=("inventory",),
+    description="orders, order items, coupons",
+)
