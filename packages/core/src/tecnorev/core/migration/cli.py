@@ -167,6 +167,8 @@ class DbCommandLine(CommandLine):
         )
         if config.config_file_name is None and not options.quiet:
             logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
+            for noisy in ("alembic.runtime.plugins", "alembic.ddl.postgresql"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
         if options.cmd[0].__name__ == "merge" and not options.rev_id:
             options.rev_id = _merge_rev_id(config, options)
         self.run_cmd(config, options)

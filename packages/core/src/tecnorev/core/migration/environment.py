@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic import context
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
@@ -38,8 +39,9 @@ def point_at_modules(scripts: ScriptDirectory, registry: Registry) -> None:
     if [str(p) for p in scripts.version_locations] == locations:
         return
     scripts.version_locations = locations
-    for memo in ("_version_locations", "_singular_version_location", "revision_map"):
+    for memo in ("_version_locations", "_singular_version_location"):
         scripts.__dict__.pop(memo, None)
+    scripts.revision_map = RevisionMap(scripts._load_revisions)
 
 
 def migration_engine(url: str) -> sa.Engine:
@@ -105,6 +107,8 @@ def _x_flag(name: str) -> bool:
 def guard_destination(env: EnvironmentContext, scripts: ScriptDirectory) -> None:
     """Refuse ``head`` and relative steps when every module has its own head."""
     destination = env.context_opts.get("destination_rev")
+    if isinstance(destination, (list, tuple)) and len(destination) == 1:
+        destination = destination[0]
     if not isinstance(destination, str) or len(scripts.get_heads()) < 2:
         return
     command = {"do_stamp": "stamp"}.get(_command_name(env), _command_name(env))
@@ -140,8 +144,10 @@ def guard_downgrade(env: EnvironmentContext, scripts: ScriptDirectory, registry:
         if owner and owner != target:
             dragged[owner] = dragged.get(owner, 0) + 1
     if dragged:
-        names = ", ".join(sorted(dragged))
-        first = " then ".join(f"'tecnorev db downgrade {m}@base'" for m in sorted(dragged))
+        # dependents first: the reverse of the dependency order
+        ordered = [m for m in reversed(registry.names) if m in dragged]
+        names = ", ".join(ordered)
+        first = " then ".join(f"'tecnorev db downgrade {m}@base'" for m in ordered)
         raise MigrationError(
             f"'downgrade {destination}' would also revert {names}, which depend on "
             f"{target}. Revert them first ({first}), or revert them all together with "
