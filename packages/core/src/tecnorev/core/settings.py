@@ -57,6 +57,9 @@ class Settings:
 
 def load_settings() -> Settings:
     """Read settings now; ``.env`` is looked up from the working directory, not this file."""
+    for name in ("DATABASE_URL", "SECRET_KEY", "TECNOREV_ENV"):
+        if not os.environ.get(name, "x").strip():
+            del os.environ[name]  # set but empty counts as unset, so .env can supply it
     load_dotenv(find_dotenv(usecwd=True), override=False)
     environment = os.environ.get("TECNOREV_ENV", "development").strip().lower()
     if environment not in ("development", "production", "test"):

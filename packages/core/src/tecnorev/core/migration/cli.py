@@ -15,6 +15,7 @@ import traceback
 from argparse import Namespace
 from collections.abc import Sequence
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 from alembic.config import CommandLine, Config
@@ -30,14 +31,17 @@ def forget(config: Config, module: str) -> None:
     import sqlalchemy as sa
 
     from tecnorev.core.db import check_connection
-    from tecnorev.core.migration.environment import migration_engine, migration_lock
+    from tecnorev.core.migration.environment import (
+        database_url,
+        migration_engine,
+        migration_lock,
+    )
     from tecnorev.core.migration.state import forget_module
-    from tecnorev.core.settings import get_settings
 
     from alembic.script import ScriptDirectory
 
     scripts = ScriptDirectory.from_config(config)
-    engine = migration_engine(get_settings().database_url)
+    engine = migration_engine(database_url(config))
     try:
         check_connection(engine)
         with engine.connect() as connection, migration_lock(connection, external=False):
@@ -91,7 +95,7 @@ def packaged_script_location() -> str:
 
 def make_config(ini: str | None = None, registry: Registry | None = None,
                 options: Namespace | None = None, toml: str | None = None,
-                section: str = "alembic") -> Config:
+                section: str = "alembic", url: str | None = None) -> Config:
     """An alembic Config whose version locations are the installed modules' branches.
 
     ``ini`` defaults to ``./alembic.ini`` when it exists, else the packaged environment."""
@@ -102,7 +106,16 @@ def make_config(ini: str | None = None, registry: Registry | None = None,
     if ini is None:
         config.set_main_option("script_location", packaged_script_location())
         config.set_main_option("revision_environment", "true")
+        if find_spec("ruff") is not None:  # format new revisions as the project formats code
+            config.set_section_option("post_write_hooks", "hooks", "ruff_format")
+            config.set_section_option("post_write_hooks", "ruff_format.type", "module")
+            config.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
+            config.set_section_option(
+                "post_write_hooks", "ruff_format.options", "format REVISION_SCRIPT_FILENAME"
+            )
     config.set_main_option("path_separator", "os")
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     locations = os.pathsep.join(str(p) for p in registry.version_locations())
     config.set_main_option("version_locations", locations.replace("%", "%%"))
     return config

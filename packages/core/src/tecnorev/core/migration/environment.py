@@ -25,7 +25,7 @@ from tecnorev.core.errors import MigrationError
 from tecnorev.core.migration import autogen, ledger, state
 from tecnorev.core.migration.revisions import module_of_revision, module_of_script
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.settings import get_settings
+from tecnorev.core.settings import get_settings, normalize_database_url
 from tecnorev.core.types import utcnow
 
 # One key for every migrator of every database on the server: migrations are rare and short.
@@ -64,6 +64,12 @@ def migration_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def database_url(config: Any) -> str:
+    """``sqlalchemy.url`` when a caller set it on the Config, else DATABASE_URL / .env."""
+    url = config.get_main_option("sqlalchemy.url")
+    return normalize_database_url(url) if url else get_settings().database_url
 
 
 def _lock_enabled() -> bool:
@@ -307,7 +313,7 @@ def run() -> None:
             return
         if context.is_offline_mode():
             context.configure(
-                url=get_settings().database_url,
+                url=database_url(config),
                 literal_binds=True,
                 dialect_opts={"paramstyle": "named"},
                 transaction_per_migration=True,
@@ -320,7 +326,7 @@ def run() -> None:
         if connection is not None:
             _run_online(env, connection, options, registry, scripts)
             return
-        engine = migration_engine(get_settings().database_url)
+        engine = migration_engine(database_url(config))
         try:
             check_connection(engine)
             with engine.connect() as connection:

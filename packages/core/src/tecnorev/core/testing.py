@@ -1,0 +1,188 @@
+"""Helpers and pytest fixtures for testing Tecno Rev modules against real databases.
+
+A package's ``tests/conftest.py`` imports the fixtures it wants::
+
+    from tecnorev.core.testing import database_url, backend  # noqa: F401
+
+PostgreSQL tests create a throwaway database on the server named by ``TEST_DATABASE_URL``
+(an admin URL; default: the local server) and drop it afterwards.  When the server cannot be
+reached they are skipped, unless ``TECNOREV_REQUIRE_POSTGRES=1`` (set on CI) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from tecnorev.core.settings import normalize_database_url
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def admin_url() -> str:
+    return normalize_database_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_ADMIN_URL)
+
+
+def postgres_required() -> bool:
+    return os.environ.get("TECNOREV_REQUIRE_POSTGRES", "") not in ("", "0")
+
+
+def postgres_reachable() -> bool:
+    engine = sa.create_engine(admin_url(), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def temporary_postgres_database() -> Iterator[str]:
+    """Create an empty database, yield its URL, drop it (even with connections left open)."""
+    name = f"tecnorev_test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def require_postgres() -> None:
+    if postgres_reachable():
+        return
+    message = f"PostgreSQL not reachable at {sa.make_url(admin_url()).render_as_string()}"
+    if postgres_required():
+        pytest.fail(message + " (TECNOREV_REQUIRE_POSTGRES is set)")
+    pytest.skip(message)
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    require_postgres()
+    with temporary_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database on each backend."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    with fresh_database("postgresql", tmp_path) as url:
+        yield url
+
+
+def alembic_config(url: str) -> Config:
+    """A Config for ``url`` seeing the installed modules (the packaged environment)."""
+    from tecnorev.core.migration.cli import make_config
+
+    config = make_config(url=url)
+    config.set_main_option("revision_environment", "true")
+    return config
+
+
+def migrate(url: str, target: str = "heads") -> None:
+    command.upgrade(alembic_config(url), target)
+
+
+def downgrade(url: str, target: str, *, cascade: bool = False) -> None:
+    config = alembic_config(url)
+    if cascade:
+        config.cmd_opts = _x_options("cascade=true")
+    command.downgrade(config, target)
+
+
+def _x_options(*pairs: str) -> object:
+    from argparse import Namespace
+
+    return Namespace(x=list(pairs))
+
+
+def run_tecnorev(*args: str, url: str | None = None, cwd: Path | str | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the ``tecnorev`` command line in a child process, as a user would."""
+    child_env = {**os.environ, **(env or {})}
+    if url is not None:
+        child_env["DATABASE_URL"] = url
+    child_env.pop("TECNOREV_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from tecnorev.core.cli import main; sys.exit(main())", *args],
+        cwd=cwd,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def schema_objects(url: str) -> dict[str, set[str]]:
+    """Tables, indexes, sequences and (PostgreSQL) types present, excluding the migration
+    bookkeeping tables."""
+    bookkeeping = {"alembic_version", "tecnorev_migration_log", "tecnorev_forgotten_revision"}
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            tables = set(inspector.get_table_names()) - bookkeeping
+            indexes = {
+                f"{t}.{ix['name']}" for t in tables for ix in inspector.get_indexes(t)
+            }
+            found = {"tables": tables, "indexes": indexes, "sequences": set(), "types": set()}
+            if conn.dialect.name == "postgresql":
+                found["sequences"] = {
+                    s for s in inspector.get_sequence_names()
+                    if not s.startswith("tecnorev_migration_log")
+                }
+                found["types"] = set(
+                    conn.execute(
+                        sa.text(
+                            "SELECT t.typname FROM pg_type t JOIN pg_namespace n "
+                            "ON n.oid = t.typnamespace WHERE n.nspname = 'public' "
+                            "AND t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0"
+                        )
+                    ).scalars()
+                )
+            return found
+    finally:
+        engine.dispose()
+
+
+def recorded_revisions(url: str) -> set[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return set()
+            return set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
