@@ -40,11 +40,12 @@ def module_of_script(script: Script, registry: Registry) -> str | None:
 
 
 def module_of_revision(revision_id: str, scripts: ScriptDirectory, registry: Registry) -> str | None:
+    from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 
     try:
         script = scripts.get_revision(revision_id)
-    except CommandError:
+    except (CommandError, RevisionError):
         script = None
     if script is not None:
         found = module_of_script(script, registry)

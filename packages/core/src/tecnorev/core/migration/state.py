@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 from tecnorev.core.errors import MigrationError
@@ -34,7 +35,7 @@ def recorded_versions(connection: sa.Connection) -> list[str]:
 def _known(scripts: ScriptDirectory, revision: str) -> bool:
     try:
         return scripts.revision_map.get_revision(revision) is not None
-    except CommandError:
+    except (CommandError, RevisionError):
         return False
 
 

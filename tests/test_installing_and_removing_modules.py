@@ -1,0 +1,150 @@
+"""A deployment's environment gains and loses a module: real wheels installed into a real
+virtual environment, migrating a populated PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tecnorev.core.testing import require_postgres, temporary_postgres_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+WITHOUT_PAYMENTS = ["core", "auth", "catalog", "inventory", "sales", "logistics"]
+
+DEMO_ROWS = """
+INSERT INTO "user" (id, email, full_name, hashed_password, is_active, created_at, updated_at)
+  VALUES (1, 'ana@example.com', 'Ana', 'x', true, '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z');
+INSERT INTO category (id, name, slug, created_at, updated_at, created_by_id)
+  VALUES (1, 'Lamps', 'lamps', '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z', 1);
+INSERT INTO product (id, sku, name, description, price, is_active, category_id, created_at, updated_at)
+  VALUES (1, 'LAMP-1', 'Desk lamp', 'LED', 39.90, true, 1, '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z');
+INSERT INTO branch (id, code, name, address, is_active, created_at, updated_at)
+  VALUES (1, 'CEN', 'Centre', 'Main St 1', true, '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z');
+INSERT INTO stock_entry (id, branch_id, product_id, quantity, created_at, updated_at)
+  VALUES (1, 1, 1, 8, '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z');
+INSERT INTO inventory_movement (branch_id, product_id, quantity_delta, reason, reference, note, created_at)
+  VALUES (1, 1, 10, 'RECEIPT', '', '', '2026-01-01T10:00:00Z'),
+         (1, 1, -2, 'SALE', 'order:1', '', '2026-01-01T11:00:00Z');
+INSERT INTO "order" (id, customer_id, branch_id, status, subtotal, discount, total, created_at, updated_at)
+  VALUES (1, 1, 1, 'CONFIRMED', 79.80, 0, 79.80, '2026-01-01T11:00:00Z', '2026-01-01T11:00:00Z');
+INSERT INTO order_item (order_id, product_id, quantity, unit_price, line_total, created_at, updated_at)
+  VALUES (1, 1, 2, 39.90, 79.80, '2026-01-01T11:00:00Z', '2026-01-01T11:00:00Z');
+INSERT INTO shipment (order_id, carrier, tracking_number, status, created_at, updated_at)
+  VALUES (1, 'DHL', 'TRK-1', 'PENDING', '2026-01-01T12:00:00Z', '2026-01-01T12:00:00Z');
+"""
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("wheels")
+    for name in [*WITHOUT_PAYMENTS, "payments"]:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+             "-w", str(out), str(REPO / "packages" / name)],
+            check=True,
+        )
+    return {p.name.split("-")[0].removeprefix("tecnorev_"): p for p in out.glob("*.whl")}
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory, wheels) -> Path:
+    root = tmp_path_factory.mktemp("deploy") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+    # Our distributions are given as files, so no tecnorev-* name is looked up on an index.
+    pip(root, "install", "-q", *[str(wheels[n]) for n in WITHOUT_PAYMENTS])
+    return root
+
+
+def pip(venv: Path, *args: str) -> None:
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", *args], check=True,
+                   capture_output=True, text=True)
+
+
+def tecnorev(venv: Path, url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": url}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([str(venv / "bin" / "tecnorev"), *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def snapshot(url: str, tables: list[str]) -> dict[str, list[tuple]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = {t: [tuple(r) for r in conn.execute(sa.text(f'SELECT * FROM "{t}" ORDER BY 1'))]
+                for t in tables}
+    engine.dispose()
+    return rows
+
+
+def ledger(url: str) -> list[tuple[str, str, str]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT revision, module, direction FROM tecnorev_migration_log ORDER BY id")).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_a_module_joins_leaves_is_set_aside_and_comes_back(venv, wheels, tmp_path):
+    require_postgres()
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    with temporary_postgres_database() as url:
+        run = lambda *args: tecnorev(venv, url, workdir, "db", *args)  # noqa: E731
+
+        assert run("upgrade", "heads").returncode == 0
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(DEMO_ROWS)
+            tables = sorted(set(sa.inspect(conn).get_table_names())
+                            - {"alembic_version", "tecnorev_migration_log"})
+        engine.dispose()
+        before = snapshot(url, tables)
+        assert "payment" not in tables
+
+        # installed into the running deployment's environment: only its branch is applied
+        pip(venv, "install", "-q", "--no-deps", str(wheels["payments"]))
+        applied_before = len(ledger(url))
+        result = run("upgrade", "heads")
+        assert result.returncode == 0, result.stderr
+        new_rows = ledger(url)[applied_before:]
+        assert new_rows and {module for _, module, _ in new_rows} == {"payments"}
+        assert snapshot(url, tables) == before
+        assert run("check").returncode == 0
+
+        # uninstalled: every command explains, none deletes the record
+        pip(venv, "uninstall", "-y", "-q", "tecnorev-payments")
+        for args in (("current",), ("upgrade", "heads")):
+            result = run(*args)
+            assert result.returncode != 0
+            assert "module 'payments'" in result.stderr
+            assert "tecnorev db forget payments" in result.stderr
+            assert "Traceback" not in result.stderr
+
+        result = run("forget", "payments")
+        assert result.returncode == 0, result.stderr
+        assert "set aside payments_" in result.stdout
+        result = run("upgrade", "heads")
+        assert result.returncode == 0, result.stderr
+        assert "Running upgrade" not in result.stderr
+        current = run("current")
+        assert current.returncode == 0, current.stderr
+        assert "(sales)" in current.stdout and "(logistics)" in current.stdout
+        assert run("check").returncode == 0
+        assert any(module == "payments" for _, module, _ in ledger(url))
+
+        # installed again: its record comes back, nothing is re-created
+        pip(venv, "install", "-q", "--no-deps", str(wheels["payments"]))
+        result = run("upgrade", "heads")
+        assert result.returncode == 0, result.stderr
+        assert "restored the record of payments_" in result.stdout
+        assert "Running upgrade" not in result.stderr
+        assert "(payments) (head)" in run("current").stdout
+        assert snapshot(url, tables) == before
