@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 import warnings
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.migration import MigrationContext
@@ -21,10 +20,18 @@ from tecnorev.core.types import UTCDateTime
 
 def cycle_metadata() -> sa.MetaData:
     md = sa.MetaData(naming_convention={"fk": "fk_%(table_name)s_%(column_0_name)s"})
-    sa.Table("cycle_a", md, sa.Column("id", sa.Integer, primary_key=True),
-             sa.Column("b_id", sa.Integer, sa.ForeignKey("cycle_b.id", use_alter=True)))
-    sa.Table("cycle_b", md, sa.Column("id", sa.Integer, primary_key=True),
-             sa.Column("a_id", sa.Integer, sa.ForeignKey("cycle_a.id")))
+    sa.Table(
+        "cycle_a",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("b_id", sa.Integer, sa.ForeignKey("cycle_b.id", use_alter=True)),
+    )
+    sa.Table(
+        "cycle_b",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("a_id", sa.Integer, sa.ForeignKey("cycle_a.id")),
+    )
     return md
 
 
@@ -34,10 +41,15 @@ def generate(connection: sa.Connection, md: sa.MetaData, *, split: bool) -> tupl
     script = produce_migrations(context, md)
     if split:
         autogen._split_use_alter(script)
-    render = {"render_as_batch": True, "render_item": autogen.render_item,
-              "migration_context": context}
-    return (render_python_code(script.upgrade_ops, **render),
-            render_python_code(script.downgrade_ops, **render))
+    render = {
+        "render_as_batch": True,
+        "render_item": autogen.render_item,
+        "migration_context": context,
+    }
+    return (
+        render_python_code(script.upgrade_ops, **render),
+        render_python_code(script.downgrade_ops, **render),
+    )
 
 
 def execute(connection: sa.Connection, code: str) -> None:
@@ -50,7 +62,8 @@ def foreign_keys(connection: sa.Connection) -> dict[str, list[str]]:
     inspector = sa.inspect(connection)
     found = {
         t: sorted(fk["referred_table"] for fk in inspector.get_foreign_keys(t))
-        for t in ("cycle_a", "cycle_b") if inspector.has_table(t)
+        for t in ("cycle_a", "cycle_b")
+        if inspector.has_table(t)
     }
     connection.rollback()
     return found
@@ -99,8 +112,12 @@ def test_sqlmodel_and_project_types_render_as_plain_sqlalchemy():
 
 def test_dropping_a_table_drops_the_native_enum_it_alone_used(postgres_url):
     md = sa.MetaData()
-    sa.Table("ticket", md, sa.Column("id", sa.Integer, primary_key=True),
-             sa.Column("state", sa.Enum("OPEN", "CLOSED", name="ticket_state")))
+    sa.Table(
+        "ticket",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("state", sa.Enum("OPEN", "CLOSED", name="ticket_state")),
+    )
     engine = migration_engine(postgres_url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"target_metadata": md})

@@ -30,8 +30,12 @@ def at_heads(database_url):
 
 def test_upgrade_head_names_heads_and_module_head(database_url):
     result = run_tecnorev("db", "upgrade", "head", url=database_url)
-    assert_refused(result, "'upgrade head' is ambiguous", "tecnorev db upgrade heads",
-                   "tecnorev db upgrade <module>@head")
+    assert_refused(
+        result,
+        "'upgrade head' is ambiguous",
+        "tecnorev db upgrade heads",
+        "tecnorev db upgrade <module>@head",
+    )
     assert schema_objects(database_url)["tables"] == set()
 
 
@@ -81,8 +85,9 @@ def test_merging_heads_of_different_modules_is_refused(at_heads):
 
 def test_autogenerate_without_a_module_is_refused(at_heads):
     result = run_tecnorev("db", "revision", "--autogenerate", "-m", "x", url=at_heads)
-    assert_refused(result, "a new revision belongs to one module", "--head <module>@head",
-                   "catalog@head")
+    assert_refused(
+        result, "a new revision belongs to one module", "--head <module>@head", "catalog@head"
+    )
 
 
 def test_plain_alembic_heads_points_to_tecnorev_db():
@@ -100,13 +105,19 @@ def test_plain_alembic_runs_env_commands_with_discovered_modules(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "heads"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
     )
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> payments_" in result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
     )
     assert_refused(result, "tecnorev db upgrade heads")
 
@@ -127,21 +138,24 @@ def test_bad_database_url_is_explained(url, expected):
 
 def test_unreachable_database_is_explained():
     result = run_tecnorev("db", "upgrade", "heads", url="postgresql://postgres@127.0.0.1:1/none")
-    assert_refused(result, "cannot connect to the database at postgresql+psycopg2://postgres@127.0.0.1:1/none",
-                   "Check DATABASE_URL")
+    assert_refused(
+        result,
+        "cannot connect to the database at postgresql+psycopg2://postgres@127.0.0.1:1/none",
+        "Check DATABASE_URL",
+    )
 
 
 def test_dotenv_in_the_working_directory_is_read(tmp_path):
     (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path / 'from_env.db'}\n")
-    result = run_tecnorev("db", "upgrade", "auth@head", cwd=tmp_path,
-                          env={"DATABASE_URL": ""})
+    result = run_tecnorev("db", "upgrade", "auth@head", cwd=tmp_path, env={"DATABASE_URL": ""})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "from_env.db").exists()
 
 
 def test_offline_sql_needs_no_database():
-    result = run_tecnorev("db", "upgrade", "heads", "--sql",
-                          url="postgresql://postgres@127.0.0.1:1/unreachable")
+    result = run_tecnorev(
+        "db", "upgrade", "heads", "--sql", url="postgresql://postgres@127.0.0.1:1/unreachable"
+    )
     assert result.returncode == 0, result.stderr
     assert 'CREATE TABLE "user"' in result.stdout
     assert "CREATE TYPE order_status AS ENUM" in result.stdout

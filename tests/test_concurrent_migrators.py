@@ -33,18 +33,29 @@ def run_trial(lock: bool) -> tuple[list[int], str]:
         env = {**os.environ, "DATABASE_URL": url, "START_AT": str(time.time() + 2.0)}
         env["TECNOREV_MIGRATION_LOCK"] = "on" if lock else "off"
         procs = [
-            subprocess.Popen([sys.executable, "-c", MIGRATOR], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", MIGRATOR],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for _ in range(3)
         ]
         outputs = [p.communicate(timeout=120) for p in procs]
         codes = [p.returncode for p in procs]
         engine = sa.create_engine(url)
         with engine.connect() as conn:
-            applied = conn.execute(
-                sa.text("SELECT revision, count(*) FROM tecnorev_migration_log "
-                        "WHERE direction = 'upgrade' GROUP BY revision")
-            ).all() if sa.inspect(conn).has_table("tecnorev_migration_log") else []
+            applied = (
+                conn.execute(
+                    sa.text(
+                        "SELECT revision, count(*) FROM tecnorev_migration_log "
+                        "WHERE direction = 'upgrade' GROUP BY revision"
+                    )
+                ).all()
+                if sa.inspect(conn).has_table("tecnorev_migration_log")
+                else []
+            )
         engine.dispose()
         if all(c == 0 for c in codes):
             assert applied and all(count == 1 for _, count in applied), applied

@@ -46,8 +46,18 @@ def wheels(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("wheels")
     for name in [*WITHOUT_PAYMENTS, "payments"]:
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-             "-w", str(out), str(REPO / "packages" / name)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(out),
+                str(REPO / "packages" / name),
+            ],
             check=True,
         )
     return {p.name.split("-")[0].removeprefix("tecnorev_"): p for p in out.glob("*.whl")}
@@ -63,22 +73,34 @@ def venv(tmp_path_factory, wheels) -> Path:
 
 
 def pip(venv: Path, *args: str) -> None:
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", *args], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def tecnorev(venv: Path, url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url}
     env.pop("PYTHONPATH", None)
-    return subprocess.run([str(venv / "bin" / "tecnorev"), *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(venv / "bin" / "tecnorev"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def snapshot(url: str, tables: list[str]) -> dict[str, list[tuple]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rows = {t: [tuple(r) for r in conn.execute(sa.text(f'SELECT * FROM "{t}" ORDER BY 1'))]
-                for t in tables}
+        rows = {
+            t: [tuple(r) for r in conn.execute(sa.text(f'SELECT * FROM "{t}" ORDER BY 1'))]
+            for t in tables
+        }
     engine.dispose()
     return rows
 
@@ -86,8 +108,9 @@ def snapshot(url: str, tables: list[str]) -> dict[str, list[tuple]]:
 def ledger(url: str) -> list[tuple[str, str, str]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT revision, module, direction FROM tecnorev_migration_log ORDER BY id")).all()
+        rows = conn.execute(
+            sa.text("SELECT revision, module, direction FROM tecnorev_migration_log ORDER BY id")
+        ).all()
     engine.dispose()
     return [tuple(r) for r in rows]
 
@@ -103,8 +126,10 @@ def test_a_module_joins_leaves_is_set_aside_and_comes_back(venv, wheels, tmp_pat
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.exec_driver_sql(DEMO_ROWS)
-            tables = sorted(set(sa.inspect(conn).get_table_names())
-                            - {"alembic_version", "tecnorev_migration_log"})
+            tables = sorted(
+                set(sa.inspect(conn).get_table_names())
+                - {"alembic_version", "tecnorev_migration_log"}
+            )
         engine.dispose()
         before = snapshot(url, tables)
         assert "payment" not in tables

@@ -20,8 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 def scratch(tmp_path):
     """A copy of the catalog module's source, first on the path of every child process."""
     src = tmp_path / "src"
-    shutil.copytree(REPO / "packages/catalog/src/tecnorev/catalog", src / "tecnorev/catalog",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "packages/catalog/src/tecnorev/catalog",
+        src / "tecnorev/catalog",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
 
     class Scratch:
         root = src / "tecnorev/catalog"
@@ -55,9 +58,7 @@ def catalog_head(scratch) -> str:
     return re.search(r'^revision: str = "(catalog_\w+)"', first.read_text(), re.M).group(1)
 
 
-def test_check_names_a_model_change_and_autogenerate_writes_only_that_column(
-    scratch, database_url
-):
+def test_check_names_a_model_change_and_autogenerate_writes_only_that_column(scratch, database_url):
     assert scratch.run("db", "upgrade", "heads", url=database_url).returncode == 0
     scratch.add_product_field("barcode: str | None = Field(default=None, max_length=32)")
 
@@ -67,14 +68,24 @@ def test_check_names_a_model_change_and_autogenerate_writes_only_that_column(
     assert "Traceback" not in result.stderr
 
     before = set(scratch.migrations.glob("*.py"))
-    result = scratch.run("db", "revision", "--autogenerate", "--head", "catalog@head",
-                         "-m", "add barcode", url=database_url)
+    result = scratch.run(
+        "db",
+        "revision",
+        "--autogenerate",
+        "--head",
+        "catalog@head",
+        "-m",
+        "add barcode",
+        url=database_url,
+    )
     assert result.returncode == 0, result.stderr
     (written,) = set(scratch.migrations.glob("*.py")) - before
     text = written.read_text()
     assert written.name.startswith("catalog_")
     assert "sqlmodel" not in text
-    assert re.search(r"""sa\.Column\(["']barcode["'], sa\.String\(length=32\), nullable=True\)""", text)
+    assert re.search(
+        r"""sa\.Column\(["']barcode["'], sa\.String\(length=32\), nullable=True\)""", text
+    )
     upgrade_body = text.split("def upgrade() -> None:")[1].split("def downgrade")[0]
     ops = re.findall(r"(?:op|batch_op)\.(\w+)\(", upgrade_body)
     assert ops == ["batch_alter_table", "add_column"], upgrade_body
@@ -97,8 +108,16 @@ def test_autogenerate_ignores_tables_it_does_not_own(scratch, sqlite_at_heads):
     engine.dispose()
     result = scratch.run("db", "check", url=sqlite_at_heads)
     assert result.returncode == 0, result.stderr
-    result = scratch.run("db", "revision", "--autogenerate", "--head", "catalog@head",
-                         "-m", "nothing", url=sqlite_at_heads)
+    result = scratch.run(
+        "db",
+        "revision",
+        "--autogenerate",
+        "--head",
+        "catalog@head",
+        "-m",
+        "nothing",
+        url=sqlite_at_heads,
+    )
     assert result.returncode == 0, result.stderr
     (written,) = [p for p in scratch.migrations.glob("*nothing.py")]
     assert "legacy_report" not in written.read_text()
@@ -117,8 +136,16 @@ def test_foreign_key_into_an_undeclared_module_is_refused(scratch, sqlite_at_hea
     scratch.add_product_field(
         'last_order_id: int | None = Field(default=None, foreign_key="order.id")'
     )
-    result = scratch.run("db", "revision", "--autogenerate", "--head", "catalog@head",
-                         "-m", "bad", url=sqlite_at_heads)
+    result = scratch.run(
+        "db",
+        "revision",
+        "--autogenerate",
+        "--head",
+        "catalog@head",
+        "-m",
+        "bad",
+        url=sqlite_at_heads,
+    )
     assert result.returncode != 0
     assert "belongs to module 'sales'; 'catalog' does not declare 'sales'" in result.stderr
     assert not list(scratch.migrations.glob("*bad.py"))
@@ -219,8 +246,10 @@ def test_sqlite_rebuild_with_foreign_keys_on_would_lose_child_rows(tmp_path):
         )
         conn.exec_driver_sql("INSERT INTO parent VALUES (1, 'p')")
         conn.exec_driver_sql("INSERT INTO child VALUES (1, 1)")
-        with Operations.context(MigrationContext.configure(conn)) as op:
-            with op.batch_alter_table("parent", recreate="always") as batch:
-                batch.alter_column("name", type_=sa.String(20))
+        with (
+            Operations.context(MigrationContext.configure(conn)) as op,
+            op.batch_alter_table("parent", recreate="always") as batch,
+        ):
+            batch.alter_column("name", type_=sa.String(20))
         assert conn.exec_driver_sql("SELECT count(*) FROM child").scalar() == 0
     engine.dispose()

@@ -45,7 +45,26 @@ _LAZY = {
     "MigrationError": "tecnorev.core.errors",
 }
 
-__all__ = ["Module", *_LAZY]
+__all__ = [
+    "AuditMixin",
+    "ConfigError",
+    "DatabaseUnavailable",
+    "DiscoveryError",
+    "MigrationError",
+    "Module",
+    "Registry",
+    "Settings",
+    "TecnorevError",
+    "UTCDateTime",
+    "create_db_engine",
+    "discover",
+    "get_engine",
+    "get_registry",
+    "get_settings",
+    "metadata",
+    "session_scope",
+    "utcnow",
+]
 
 
 def __getattr__(name: str) -> Any:

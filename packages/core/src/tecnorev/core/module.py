@@ -1,4 +1,4 @@
-"""The module descriptor every domain package exports through the ``tecnorev.modules`` entry point."""
+"""The descriptor each domain package exports through the ``tecnorev.modules`` entry point."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def _topological_order(modules: Mapping[str, Module]) -> list[Module]:
         if name in done:
             return
         if name in visiting:
-            cycle = visiting[visiting.index(name) :] + [name]
+            cycle = [*visiting[visiting.index(name) :], name]
             raise DiscoveryError("module dependency cycle: " + " -> ".join(cycle))
         visiting.append(name)
         for dep in sorted(modules[name].depends_on):

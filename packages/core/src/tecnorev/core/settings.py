@@ -21,7 +21,7 @@ def normalize_database_url(url: str) -> str:
     """
     url = url.strip()
     scheme, sep, rest = url.partition("://")
-    if not sep or not rest and scheme != "sqlite":
+    if not sep or (not rest and scheme != "sqlite"):
         raise ConfigError(
             f"DATABASE_URL {url!r} is not a database URL; expected for example "
             "'postgresql+psycopg2://user@127.0.0.1:5432/tecnorev' or 'sqlite:///tecnorev.db'"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 
+from alembic import command
 from tecnorev.core.settings import normalize_database_url
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -128,15 +128,25 @@ def _x_options(*pairs: str) -> object:
     return Namespace(x=list(pairs))
 
 
-def run_tecnorev(*args: str, url: str | None = None, cwd: Path | str | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_tecnorev(
+    *args: str,
+    url: str | None = None,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """Run the ``tecnorev`` command line in a child process, as a user would."""
     child_env = {**os.environ, **(env or {})}
     if url is not None:
         child_env["DATABASE_URL"] = url
     child_env.pop("TECNOREV_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from tecnorev.core.cli import main; sys.exit(main())", *args],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tecnorev.core.cli import main; sys.exit(main())",
+            *args,
+        ],
         cwd=cwd,
         env=child_env,
         capture_output=True,
@@ -154,13 +164,12 @@ def schema_objects(url: str) -> dict[str, set[str]]:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             tables = set(inspector.get_table_names()) - bookkeeping
-            indexes = {
-                f"{t}.{ix['name']}" for t in tables for ix in inspector.get_indexes(t)
-            }
+            indexes = {f"{t}.{ix['name']}" for t in tables for ix in inspector.get_indexes(t)}
             found = {"tables": tables, "indexes": indexes, "sequences": set(), "types": set()}
             if conn.dialect.name == "postgresql":
                 found["sequences"] = {
-                    s for s in inspector.get_sequence_names()
+                    s
+                    for s in inspector.get_sequence_names()
                     if not s.startswith("tecnorev_migration_log")
                 }
                 found["types"] = set(
@@ -186,3 +195,24 @@ def recorded_revisions(url: str) -> set[str]:
             return set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
     finally:
         engine.dispose()
+
+
+def assert_module_migrates(module: str, url: str) -> None:
+    """The module's branch applies with its dependencies, matches its models, and reverts
+    without touching what it depends on."""
+    from tecnorev.core.registry import get_registry
+
+    registry = get_registry()
+    migrate(url, "heads")
+    command.check(alembic_config(url))
+    mine = registry.tables_of(module)
+    assert mine, f"module {module!r} defines no table"
+    assert mine <= schema_objects(url)["tables"]
+    dependents = registry.dependents(module)
+    downgrade(url, f"{module}@base", cascade=bool(dependents))
+    left = schema_objects(url)["tables"]
+    assert not mine & left, f"left behind: {mine & left}"
+    for dep in registry.dependencies(module):
+        assert registry.tables_of(dep) <= left
+    migrate(url, "heads")
+    command.check(alembic_config(url))

@@ -31,7 +31,10 @@ class Payment(AuditMixin, table=True):
     status: PaymentStatus = Field(
         default=PaymentStatus.PENDING,
         sa_type=sa.Enum(
-            PaymentStatus, name="payment_status", native_enum=False, create_constraint=True,
+            PaymentStatus,
+            name="payment_status",
+            native_enum=False,
+            create_constraint=True,
             length=10,
         ),
     )

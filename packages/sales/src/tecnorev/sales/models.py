@@ -70,9 +70,10 @@ class Order(AuditMixin, table=True):
     customer_id: int = Field(foreign_key="user.id", ondelete="RESTRICT")
     branch_id: int = Field(foreign_key="branch.id", ondelete="RESTRICT", index=True)
     # A native PostgreSQL enum, as in the guide: its type is created and dropped with the table.
+    # SQLite has no enum type: the CHECK constraint enforces the values there.
     status: OrderStatus = Field(
         default=OrderStatus.PENDING,
-        sa_type=sa.Enum(OrderStatus, name="order_status"),
+        sa_type=sa.Enum(OrderStatus, name="order_status", create_constraint=True),
     )
     coupon_id: int | None = Field(
         default=None, foreign_key="coupon.id", ondelete="RESTRICT", index=True

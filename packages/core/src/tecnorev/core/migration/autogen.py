@@ -39,8 +39,9 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     return False
 
 
-def scope_from_head(head: str | None, branch_label: str | None, registry: Registry,
-                    scripts: ScriptDirectory) -> str | None:
+def scope_from_head(
+    head: str | None, branch_label: str | None, registry: Registry, scripts: ScriptDirectory
+) -> str | None:
     """The module a new revision belongs to, from ``--head`` / ``--branch-label``."""
     if head in (None, "base") or head.startswith("base"):
         return branch_label if branch_label in registry else None
@@ -55,8 +56,9 @@ def scope_from_head(head: str | None, branch_label: str | None, registry: Regist
 
 
 def make_include_object(owners: dict[str, str], scope: str | None) -> Callable[..., bool]:
-    def include_object(obj: Any, name: str | None, type_: str, reflected: bool,
-                       compare_to: Any) -> bool:
+    def include_object(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
         if type_ == "table":
             table_name = name
         else:
@@ -164,8 +166,13 @@ def _drop_enum_types(script: ops.MigrationScript, metadata: sa.MetaData) -> None
     script.downgrade_ops.ops = new_ops
 
 
-def _add_depends_on(script: ops.MigrationScript, module: str, owners: dict[str, str],
-                    registry: Registry, scripts: ScriptDirectory) -> None:
+def _add_depends_on(
+    script: ops.MigrationScript,
+    module: str,
+    owners: dict[str, str],
+    registry: Registry,
+    scripts: ScriptDirectory,
+) -> None:
     assert script.upgrade_ops is not None
     allowed = registry.dependencies(module)
     needed: set[str] = set()
@@ -207,8 +214,12 @@ def _ancestors(scripts: ScriptDirectory, head: str | None) -> set[str]:
 
 
 def make_process_revision_directives(
-    registry: Registry, scripts: ScriptDirectory, metadata: sa.MetaData | None,
-    owners: dict[str, str] | None, keep_rev_id: bool, creating: bool = True,
+    registry: Registry,
+    scripts: ScriptDirectory,
+    metadata: sa.MetaData | None,
+    owners: dict[str, str] | None,
+    keep_rev_id: bool,
+    creating: bool = True,
 ) -> Callable[..., None]:
     def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
         script: ops.MigrationScript = directives[0]
@@ -245,8 +256,14 @@ def describe_diff(diff: Any) -> str:
         return f"{kind.replace('_', ' ')} {diff[1].name!r}"
     if kind in ("add_column", "remove_column"):
         return f"{kind.replace('_', ' ')} {diff[2]}.{diff[3].name}"
-    if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint",
-                "add_fk", "remove_fk"):
+    if kind in (
+        "add_index",
+        "remove_index",
+        "add_constraint",
+        "remove_constraint",
+        "add_fk",
+        "remove_fk",
+    ):
         obj = diff[1]
         table = getattr(getattr(obj, "table", None), "name", "?")
         return f"{kind.replace('_', ' ')} {obj.name or '(unnamed)'!r} on {table!r}"
@@ -257,8 +274,8 @@ def describe_diff(diff: Any) -> str:
 
 
 __all__ = [
-    "describe_diff",
     "DropEnumTypeOp",
+    "describe_diff",
     "make_include_object",
     "make_process_revision_directives",
     "render_item",

@@ -29,6 +29,7 @@ def forget(config: Config, module: str) -> None:
     """Set aside the recorded revisions of a module that is no longer installed (kept, and
     restored when it is installed again) so the installed modules keep migrating."""
     import sqlalchemy as sa
+    from alembic.script import ScriptDirectory
 
     from tecnorev.core.db import check_connection
     from tecnorev.core.migration.environment import (
@@ -38,15 +39,16 @@ def forget(config: Config, module: str) -> None:
     )
     from tecnorev.core.migration.state import forget_module
 
-    from alembic.script import ScriptDirectory
-
     scripts = ScriptDirectory.from_config(config)
     engine = migration_engine(database_url(config))
     try:
         check_connection(engine)
-        with engine.connect() as connection, migration_lock(connection, external=False):
-            with connection.begin():
-                kept, restamped = forget_module(connection, scripts, get_registry(), module)
+        with (
+            engine.connect() as connection,
+            migration_lock(connection, external=False),
+            connection.begin(),
+        ):
+            kept, restamped = forget_module(connection, scripts, get_registry(), module)
     except sa.exc.SQLAlchemyError as exc:
         raise CommandError(f"forget failed: {exc}") from exc
     finally:
@@ -59,10 +61,10 @@ def forget(config: Config, module: str) -> None:
 def current(config: Config, check_heads: bool = False, verbose: bool = False) -> None:
     """Display the current revision of every installed module (alembic's ``current``, one
     labelled line per module, in dependency order)."""
-    from alembic import util
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
 
+    from alembic import util
     from tecnorev.core.migration.revisions import module_of_script
 
     scripts = ScriptDirectory.from_config(config)
@@ -93,9 +95,14 @@ def packaged_script_location() -> str:
     return str(resources.files("tecnorev.core").joinpath("alembic_env"))
 
 
-def make_config(ini: str | None = None, registry: Registry | None = None,
-                options: Namespace | None = None, toml: str | None = None,
-                section: str = "alembic", url: str | None = None) -> Config:
+def make_config(
+    ini: str | None = None,
+    registry: Registry | None = None,
+    options: Namespace | None = None,
+    toml: str | None = None,
+    section: str = "alembic",
+    url: str | None = None,
+) -> Config:
     """An alembic Config whose version locations are the installed modules' branches.
 
     ``ini`` defaults to ``./alembic.ini`` when it exists, else the packaged environment."""
@@ -179,7 +186,9 @@ class DbCommandLine(CommandLine):
             section=options.name,
         )
         if config.config_file_name is None and not options.quiet:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
+            logging.basicConfig(
+                level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s"
+            )
             for noisy in ("alembic.runtime.plugins", "alembic.ddl.postgresql"):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
         if options.cmd[0].__name__ == "merge" and not options.rev_id:

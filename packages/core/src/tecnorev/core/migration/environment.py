@@ -7,19 +7,19 @@ from __future__ import annotations
 import os
 import re
 import time
-from logging.config import fileConfig
 from collections.abc import Iterator
 from contextlib import contextmanager
+from logging.config import fileConfig
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import context
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
+from alembic import context
 from tecnorev.core.db import check_connection
 from tecnorev.core.errors import MigrationError
 from tecnorev.core.migration import autogen, ledger, state
@@ -240,8 +240,9 @@ def _cli_command(config: Any) -> str | None:
     return getattr(fn, "__name__", None)
 
 
-def _configure_options(env: EnvironmentContext, registry: Registry,
-                       scripts: ScriptDirectory) -> dict[str, Any]:
+def _configure_options(
+    env: EnvironmentContext, registry: Registry, scripts: ScriptDirectory
+) -> dict[str, Any]:
     revision_context = env.context_opts.get("revision_context")
     options: dict[str, Any] = {
         "render_item": autogen.render_item,
@@ -261,15 +262,24 @@ def _configure_options(env: EnvironmentContext, registry: Registry,
         target_metadata=metadata,
         include_object=autogen.make_include_object(owners or {}, scope),
         process_revision_directives=autogen.make_process_revision_directives(
-            registry, scripts, metadata, owners, keep_rev_id=bool(args.get("rev_id")),
+            registry,
+            scripts,
+            metadata,
+            owners,
+            keep_rev_id=bool(args.get("rev_id")),
             creating=creating,
         ),
     )
     return options
 
 
-def _run_online(env: EnvironmentContext, connection: sa.Connection, options: dict[str, Any],
-                registry: Registry, scripts: ScriptDirectory) -> None:
+def _run_online(
+    env: EnvironmentContext,
+    connection: sa.Connection,
+    options: dict[str, Any],
+    registry: Registry,
+    scripts: ScriptDirectory,
+) -> None:
     external = connection.in_transaction()
     is_sqlite = connection.dialect.name == "sqlite"
     with migration_lock(connection, external):
@@ -285,6 +295,7 @@ def _run_online(env: EnvironmentContext, connection: sa.Connection, options: dic
             connection=connection,
             # SQLite: one transaction for the run, so BEGIN IMMEDIATE serialises migrators.
             transaction_per_migration=not is_sqlite,
+            transactional_ddl=True,  # true on SQLite too, thanks to the migration engine
             on_version_apply=_Recorder(registry, scripts),
             **options,
         )

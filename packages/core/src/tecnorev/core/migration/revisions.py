@@ -39,7 +39,9 @@ def module_of_script(script: Script, registry: Registry) -> str | None:
     return None
 
 
-def module_of_revision(revision_id: str, scripts: ScriptDirectory, registry: Registry) -> str | None:
+def module_of_revision(
+    revision_id: str, scripts: ScriptDirectory, registry: Registry
+) -> str | None:
     from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 

@@ -88,9 +88,15 @@ def _parents(connection: sa.Connection, revision: str) -> list[str]:
         .limit(1)
     ).scalar()
     if value is None:
-        value = connection.execute(
-            sa.select(forgotten_revision.c.parents).where(forgotten_revision.c.revision == revision)
-        ).scalar() if sa.inspect(connection).has_table(forgotten_revision.name) else None
+        value = (
+            connection.execute(
+                sa.select(forgotten_revision.c.parents).where(
+                    forgotten_revision.c.revision == revision
+                )
+            ).scalar()
+            if sa.inspect(connection).has_table(forgotten_revision.name)
+            else None
+        )
     return value.split() if value else []
 
 
@@ -115,8 +121,9 @@ def _write_versions(connection: sa.Connection, remove: Iterable[str], add: Itera
         )
 
 
-def forget_module(connection: sa.Connection, scripts: ScriptDirectory, registry: Registry,
-                  module: str) -> tuple[list[str], list[str]]:
+def forget_module(
+    connection: sa.Connection, scripts: ScriptDirectory, registry: Registry, module: str
+) -> tuple[list[str], list[str]]:
     """Set aside ``module``'s recorded revisions.  Returns (set aside, re-stamped)."""
     if module in registry:
         raise MigrationError(
@@ -125,7 +132,8 @@ def forget_module(connection: sa.Connection, scripts: ScriptDirectory, registry:
         )
     recorded = recorded_versions(connection)
     mine = [
-        r for r in recorded
+        r
+        for r in recorded
         if not _known(scripts, r) and (_ledger_module(connection, r) or module_hint(r)) == module
     ]
     if not mine:
@@ -153,8 +161,11 @@ def forget_module(connection: sa.Connection, scripts: ScriptDirectory, registry:
     for revision in mine:
         connection.execute(
             forgotten_revision.insert().values(
-                revision=revision, module=module, parents=" ".join(_parents(connection, revision)),
-                restamped=" ".join(sorted(restamp)), at=now,
+                revision=revision,
+                module=module,
+                parents=" ".join(_parents(connection, revision)),
+                restamped=" ".join(sorted(restamp)),
+                at=now,
             )
         )
     _write_versions(connection, remove=mine, add=sorted(restamp))

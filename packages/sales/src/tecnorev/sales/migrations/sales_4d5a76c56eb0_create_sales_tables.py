@@ -8,6 +8,7 @@ Create Date: 2026-11-24 10:20:39.313424
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "sales_4d5a76c56eb0"
@@ -84,7 +85,13 @@ def upgrade() -> None:
         sa.Column(
             "status",
             sa.Enum(
-                "PENDING", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED", name="order_status"
+                "PENDING",
+                "CONFIRMED",
+                "SHIPPED",
+                "DELIVERED",
+                "CANCELLED",
+                name="order_status",
+                create_constraint=True,
             ),
             nullable=False,
         ),

@@ -1,0 +1,70 @@
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from tecnorev.auth.models import Role, RolePermission, User, UserRole
+from tecnorev.auth.permissions import ALL
+from tecnorev.core.db import create_db_engine
+from tecnorev.core.testing import assert_module_migrates, migrate
+
+
+def test_branch_migrates_and_reverts(database_url):
+    assert_module_migrates("auth", database_url)
+
+
+@pytest.fixture
+def session(database_url):
+    migrate(database_url, "auth@head")
+    engine = create_db_engine(database_url)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+def test_seeded_roles_grant_only_known_permission_codes(session):
+    roles = {r.name: r.id for r in session.exec(select(Role))}
+    assert set(roles) == {"admin", "manager", "clerk", "customer"}
+    granted = {(rp.role_id, rp.permission) for rp in session.exec(select(RolePermission))}
+    assert {code for _, code in granted} <= ALL
+    assert {code for rid, code in granted if rid == roles["admin"]} == ALL
+    assert {code for rid, code in granted if rid == roles["customer"]} == {"orders:place"}
+
+
+def test_emails_are_unique(session):
+    session.add(User(email="a@example.com", hashed_password="h"))
+    session.commit()
+    session.add(User(email="a@example.com", hashed_password="h"))
+    with pytest.raises(sa.exc.IntegrityError):
+        session.commit()
+
+
+def test_audit_columns_record_who_and_when_in_utc(session):
+    admin = User(email="admin@example.com", hashed_password="h")
+    session.add(admin)
+    session.commit()
+    clerk = User(email="clerk@example.com", hashed_password="h", created_by_id=admin.id)
+    session.add(clerk)
+    session.commit()
+    session.refresh(clerk)
+    assert clerk.created_by_id == admin.id
+    assert clerk.created_at.tzinfo is not None
+    assert abs((datetime.now(UTC) - clerk.created_at).total_seconds()) < 60
+
+
+def test_deleting_a_user_keeps_rows_they_created_and_drops_their_roles(session):
+    admin = User(email="boss@example.com", hashed_password="h")
+    session.add(admin)
+    session.commit()
+    role = Role(name="auditor", created_by_id=admin.id)
+    session.add(role)
+    session.commit()
+    session.add(UserRole(user_id=admin.id, role_id=role.id))
+    session.commit()
+    role_id = role.id
+    session.delete(admin)
+    session.commit()
+    session.expire_all()
+    assert session.get(Role, role_id).created_by_id is None
+    assert session.exec(select(UserRole)).all() == []

@@ -1,0 +1,54 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from tecnorev.core.db import create_db_engine
+from tecnorev.core.mixins import NAMING_CONVENTION, AuditMixin
+from tecnorev.core.types import UTCDateTime
+
+
+def test_timestamps_come_back_timezone_aware_utc(database_url):
+    md = sa.MetaData()
+    events = sa.Table(
+        "events", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", UTCDateTime)
+    )
+    engine = create_db_engine(database_url)
+    md.create_all(engine)
+    lima = timezone(timedelta(hours=-5))
+    with engine.begin() as conn:
+        conn.execute(events.insert(), [{"id": 1, "at": datetime(2026, 3, 1, 7, 30, tzinfo=lima)}])
+        at = conn.execute(sa.select(events.c.at)).scalar_one()
+    engine.dispose()
+    assert at == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    assert at.tzinfo is not None and at.utcoffset() == timedelta(0)
+
+
+def test_naive_timestamps_are_refused(tmp_path):
+    md = sa.MetaData()
+    events = sa.Table("events", md, sa.Column("at", UTCDateTime))
+    engine = create_db_engine(f"sqlite:///{tmp_path / 't.db'}")
+    md.create_all(engine)
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"), engine.begin() as conn:
+        conn.execute(events.insert(), [{"at": datetime(2026, 3, 1, 7, 30)}])
+    engine.dispose()
+
+
+def test_audit_columns_are_built_for_each_table():
+    # two tables using the mixin must get columns of their own (no shared Column objects)
+
+    class ProbeB(AuditMixin, table=True):
+        __tablename__ = "audit_probe_b"
+        id: int | None = Field(default=None, primary_key=True)
+
+    class ProbeC(AuditMixin, table=True):
+        __tablename__ = "audit_probe_c"
+        id: int | None = Field(default=None, primary_key=True)
+
+    b, c = ProbeB.__table__, ProbeC.__table__
+    assert b.c.created_by_id is not c.c.created_by_id
+    assert {fk.target_fullname for fk in c.c.updated_by_id.foreign_keys} == {"user.id"}
+    assert isinstance(b.c.created_at.type, UTCDateTime)
+    assert not b.c.created_at.nullable
+    assert b.metadata.naming_convention == NAMING_CONVENTION
