@@ -253,3 +253,35 @@ def test_sqlite_rebuild_with_foreign_keys_on_would_lose_child_rows(tmp_path):
             batch.alter_column("name", type_=sa.String(20))
         assert conn.exec_driver_sql("SELECT count(*) FROM child").scalar() == 0
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda root: (root / "__init__.py").write_text(
+                (root / "__init__.py").read_text().replace('("auth",)', '("auth", "loyalty")')
+            ),
+            "module 'catalog' depends on 'loyalty', which is not installed: "
+            "pip install tecnorev-loyalty",
+        ),
+        (
+            lambda root: (root / "models.py").write_text(
+                (root / "models.py").read_text() + "\nraise RuntimeError('half-edited models')\n"
+            ),
+            "models of module 'catalog' (tecnorev.catalog.models) failed to import: "
+            "RuntimeError: half-edited models",
+        ),
+        (
+            lambda root: (root / "__init__.py").write_text("import tecnorev.nowhere\n"),
+            "module 'catalog' (from tecnorev-catalog) failed to import: ModuleNotFoundError",
+        ),
+    ],
+    ids=["missing-dependency", "models-fail", "descriptor-fails"],
+)
+def test_a_broken_installation_is_explained(scratch, tmp_path, edit, expected):
+    edit(scratch.root)
+    result = scratch.run("db", "check", url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr

@@ -176,6 +176,11 @@ class DbCommandLine(CommandLine):
         if getattr(options, "cascade", False):
             options.x = [*(options.x or []), "cascade=true"]
         registry = get_registry()
+        if not registry.modules and options.cmd[0].__name__ not in ("init", "list_templates"):
+            raise TecnorevError(
+                "no Tecno Rev module is installed, so there are no migrations to work with: "
+                "pip install tecnorev-auth (or any other tecnorev module)"
+            )
         toml, ini = self._inis_from_config(options)
         explicit_ini = bool(options.config) or bool(os.environ.get("ALEMBIC_CONFIG"))
         config = make_config(
