@@ -2,12 +2,11 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from tecnorev.auth.models import Role, RolePermission, User, UserRole
 from tecnorev.auth.permissions import ALL
-from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import assert_module_migrates, migrate
+from tecnorev.core.testing import assert_module_migrates, migrated_session
 
 
 def test_branch_migrates_and_reverts(database_url):
@@ -16,11 +15,8 @@ def test_branch_migrates_and_reverts(database_url):
 
 @pytest.fixture
 def session(database_url):
-    migrate(database_url, "auth@head")
-    engine = create_db_engine(database_url)
-    with Session(engine) as session:
+    with migrated_session(database_url, "auth@head") as session:
         yield session
-    engine.dispose()
 
 
 def test_seeded_roles_grant_only_known_permission_codes(session):

@@ -2,11 +2,9 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from tecnorev.catalog.models import Category, Product, ProductImage
-from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import assert_module_migrates, migrate
+from tecnorev.core.testing import assert_module_migrates, migrated_session
 
 
 def test_branch_migrates_and_reverts(database_url):
@@ -15,11 +13,8 @@ def test_branch_migrates_and_reverts(database_url):
 
 @pytest.fixture
 def session(database_url):
-    migrate(database_url, "catalog@head")
-    engine = create_db_engine(database_url)
-    with Session(engine) as session:
+    with migrated_session(database_url, "catalog@head") as session:
         yield session
-    engine.dispose()
 
 
 def test_prices_are_exact_decimals(session):

@@ -1,10 +1,8 @@
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from tecnorev.catalog.models import Product
-from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import assert_module_migrates, migrate
+from tecnorev.core.testing import assert_module_migrates, migrated_session
 from tecnorev.inventory.models import Branch, InventoryMovement, MovementReason, StockEntry
 
 
@@ -14,16 +12,13 @@ def test_branch_migrates_and_reverts(database_url):
 
 @pytest.fixture
 def session(database_url):
-    migrate(database_url, "inventory@head")
-    engine = create_db_engine(database_url)
-    with Session(engine) as session:
+    with migrated_session(database_url, "inventory@head") as session:
         branch = Branch(code="CEN", name="Centre")
         product = Product(sku="LAMP", name="Lamp", price=10)
         session.add_all([branch, product])
         session.commit()
         session.info.update(branch_id=branch.id, product_id=product.id)
         yield session
-    engine.dispose()
 
 
 def test_stock_can_never_go_negative(session):

@@ -2,11 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from tecnorev.auth.models import User
-from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import assert_module_migrates, migrate
+from tecnorev.core.testing import assert_module_migrates, migrated_session
 from tecnorev.inventory.models import Branch
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.sales.models import Order
@@ -18,9 +16,7 @@ def test_branch_migrates_and_reverts(database_url):
 
 @pytest.fixture
 def session(database_url):
-    migrate(database_url, "logistics@head")
-    engine = create_db_engine(database_url)
-    with Session(engine) as session:
+    with migrated_session(database_url, "logistics@head") as session:
         customer = User(email="c@example.com", hashed_password="h")
         branch = Branch(code="CEN", name="Centre")
         session.add_all([customer, branch])
@@ -30,7 +26,6 @@ def session(database_url):
         session.commit()
         session.info["order_id"] = o.id
         yield session
-    engine.dispose()
 
 
 def test_tracking_numbers_are_unique_per_carrier(session):

@@ -3,12 +3,10 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
-from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import assert_module_migrates, migrate
+from tecnorev.core.testing import assert_module_migrates, migrated_session
 from tecnorev.inventory.models import Branch
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderItem, OrderStatus
 
@@ -19,9 +17,7 @@ def test_branch_migrates_and_reverts(database_url):
 
 @pytest.fixture
 def session(database_url):
-    migrate(database_url, "sales@head")
-    engine = create_db_engine(database_url)
-    with Session(engine) as session:
+    with migrated_session(database_url, "sales@head") as session:
         customer = User(email="c@example.com", hashed_password="h")
         branch = Branch(code="CEN", name="Centre")
         product = Product(sku="LAMP", name="Lamp", price=Decimal("19.90"))
@@ -29,7 +25,6 @@ def session(database_url):
         session.commit()
         session.info.update(customer_id=customer.id, branch_id=branch.id, product_id=product.id)
         yield session
-    engine.dispose()
 
 
 def order(session, **kw) -> Order:

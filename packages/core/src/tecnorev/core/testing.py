@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.config import Config
+from sqlmodel import Session
 
 from alembic import command
 from tecnorev.core.settings import normalize_database_url
@@ -216,3 +217,17 @@ def assert_module_migrates(module: str, url: str) -> None:
         assert registry.tables_of(dep) <= left
     migrate(url, "heads")
     command.check(alembic_config(url))
+
+
+@contextmanager
+def migrated_session(url: str, target: str) -> Iterator[Session]:
+    """A session on ``url`` after migrating it to ``target`` (e.g. ``"catalog@head"``)."""
+    from tecnorev.core.db import create_db_engine
+
+    migrate(url, target)
+    engine = create_db_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
