@@ -1,0 +1,414 @@
+"""Development and CI sessions for the Tecno Rev monorepo.
+
+Plain ``nox`` runs the CI suite (lint, tests, package, wheels); ``python3 dev.py test`` does the
+same on a machine that has only Python.  ``nox -l`` lists every session.
+
+Two rules shape this file:
+
+* Outside ``tests`` and ``run`` (editable, for development), a ``tecnorev-*`` distribution is
+  only ever installed from our own wheelhouse with the package index switched off.  Anyone can
+  publish a ``tecnorev-*`` name on the public index; a per-package environment that fell back to
+  it would test somebody else's code.
+* A package proves it stands on its own: installed from wheels with only its declared dependencies,
+  its tests copied out of the repository, its migrations run from an empty directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import tomllib
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+nox.needs_version = ">=2025.2"
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "no"  # every session starts from a fresh environment
+nox.options.sessions = ["lint", "tests", "package", "wheels"]  # `nox` alone = the CI suite
+
+ROOT = Path(__file__).resolve().parent
+ROOT_PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+DIST = ROOT / "dist"
+WHEELHOUSE = ROOT / ".nox" / "_wheelhouse"
+BUILD_TOOLS = ROOT / ".nox" / "_build-tools"  # a venv holding hatch, kept out of tested envs
+PIP_OFFLINE = ["--isolated", "--no-index", "--find-links"]  # + WHEELHOUSE; see _install_from_wheels
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+# --------------------------------------------------------------------------- the packages
+
+
+@dataclass(frozen=True)
+class Package:
+    """One distribution of the monorepo, read from its pyproject.toml."""
+
+    short: str  # "sales": the session id and the folder name
+    path: Path
+
+    @cached_property
+    def pyproject(self) -> dict:
+        return tomllib.loads((self.path / "pyproject.toml").read_text(encoding="utf-8"))
+
+    @property
+    def project(self) -> dict:
+        return self.pyproject["project"]
+
+    @property
+    def dist(self) -> str:
+        return canonicalize_name(self.project["name"])
+
+    @property
+    def is_module(self) -> bool:
+        """A domain package: it plugs into the registry (and so owns migrations)."""
+        return "tecnorev.modules" in self.project.get("entry-points", {})
+
+    def requirements(self, *extras: str) -> list[Requirement]:
+        optional = self.project.get("optional-dependencies", {})
+        specs = [*self.project.get("dependencies", []), *(s for e in extras for s in optional[e])]
+        return [Requirement(spec) for spec in specs]
+
+
+def _is_ours(requirement: Requirement) -> bool:
+    return canonicalize_name(requirement.name).startswith("tecnorev-")
+
+
+def _discover() -> dict[str, Package]:
+    """Every package and service with a pyproject.toml, dependencies before their dependents.
+
+    Discovered rather than listed, so a new package (the guide's "add a package") is picked up by
+    every session without editing this file.
+    """
+    found = [
+        Package(pyproject.parent.name, pyproject.parent)
+        for folder in ("packages", "services")
+        for pyproject in sorted((ROOT / folder).glob("*/pyproject.toml"))
+    ]
+    by_dist = {package.dist: package for package in found}
+
+    def depth(package: Package) -> int:
+        return len(_closure(package, by_dist))
+
+    # A package's closure is strictly larger than each of its dependencies', so this is a valid
+    # topological order; services go last.
+    ordered = sorted(found, key=lambda p: (p.path.parent.name == "services", depth(p), p.short))
+    return {package.short: package for package in ordered}
+
+
+def _closure(package: Package, by_dist: dict[str, Package], *extras: str) -> set[str]:
+    """The tecnorev distributions `package` needs at run time (itself excluded), transitively."""
+    needed: set[str] = set()
+    pending = [r for r in package.requirements(*extras) if _is_ours(r)]
+    while pending:
+        name = canonicalize_name(pending.pop().name)
+        if name in needed:
+            continue
+        if name not in by_dist:
+            raise RuntimeError(f"{package.dist} depends on {name}, which is not in this repository")
+        needed.add(name)
+        pending.extend(r for r in by_dist[name].requirements() if _is_ours(r))
+    return needed
+
+
+PACKAGES = _discover()
+BY_DIST = {package.dist: package for package in PACKAGES.values()}
+
+
+def _dev_requirement(name: str) -> str:
+    """The version spec of a tool from the root's `dev` dependency group, so it is pinned once."""
+    for spec in ROOT_PYPROJECT["dependency-groups"]["dev"]:
+        if canonicalize_name(Requirement(spec).name) == name:
+            return spec
+    raise RuntimeError(f"{name} is not in [dependency-groups] dev of the root pyproject.toml")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _test_env() -> dict[str, str]:
+    # In CI a missing PostgreSQL must fail the suite, not quietly skip its tests.
+    return {"TECNOREV_REQUIRE_POSTGRES": "1"} if _in_ci() else {}
+
+
+# --------------------------------------------------------------------------- installing
+
+
+def _install_editable(session: nox.Session, *, extras: str = "") -> None:
+    """All packages editable in one pip call, so each tecnorev dependency resolves to its folder."""
+    suffix = f"[{extras}]" if extras else ""
+    args = []
+    for package in PACKAGES.values():
+        args += ["-e", f"{package.path.relative_to(ROOT).as_posix()}{suffix}"]
+    session.install(*args)
+
+
+def _install_from_wheels(session: nox.Session, *requirements: str) -> None:
+    """Install from the wheelhouse only.
+
+    --no-index turns the package index off; --isolated makes pip ignore PIP_* variables and the
+    user's pip.conf, whose extra index or find-links would otherwise be consulted as well.
+    """
+    session.install(*PIP_OFFLINE, str(_wheelhouse(session)), *requirements)
+
+
+def _installed_tecnorev(session: nox.Session) -> set[str]:
+    """The tecnorev-* distributions installed in the session's venv (importlib.metadata)."""
+    script = (
+        "import importlib.metadata as m\n"
+        "print('DISTRIBUTIONS:', *{d.metadata['Name'] or '' for d in m.distributions()})\n"
+    )
+    output = session.run("python", "-c", script, silent=True, log=False)
+    # Output is stdout and stderr together: pick our line, whatever warnings surround it.
+    line = next(line for line in output.splitlines() if line.startswith("DISTRIBUTIONS:"))
+    names = {canonicalize_name(name) for name in line.split()[1:]}
+    return {name for name in names if name.startswith("tecnorev-")}
+
+
+# --------------------------------------------------------------------------- the wheelhouse
+
+_wheelhouse_built = False  # build once per nox invocation, shared by every session that needs it
+
+
+def _build_tools(session: nox.Session) -> Path:
+    """A venv with hatch, separate from the session's, so build tooling never leaks into a venv
+    whose job is to prove that a package's declared dependencies are enough."""
+    python = BUILD_TOOLS / ("Scripts" if os.name == "nt" else "bin") / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", "--clear", str(BUILD_TOOLS), external=True)
+    hatch = _dev_requirement("hatch")
+    session.log(f"Installing {hatch} into {BUILD_TOOLS.relative_to(ROOT)} (output on failure)")
+    session.run(str(python), "-m", "pip", "install", hatch, external=True, silent=True, log=False)
+    return python.parent
+
+
+def _hatch_build(session: nox.Session, hatch: str, dest: Path, *targets: str) -> None:
+    options = [arg for target in targets for arg in ("-t", target)]
+    for package in PACKAGES.values():
+        with session.chdir(package.path):
+            session.run(hatch, "build", *options, str(dest), external=True, silent=True)
+
+
+def _wheelhouse(session: nox.Session) -> Path:
+    """Our wheels plus every third-party wheel they and their tests need, in .nox/_wheelhouse."""
+    global _wheelhouse_built
+    if _wheelhouse_built:
+        return WHEELHOUSE
+
+    shutil.rmtree(WHEELHOUSE, ignore_errors=True)
+    WHEELHOUSE.mkdir(parents=True)
+    tools = _build_tools(session)
+    session.log(f"Building the wheelhouse in {WHEELHOUSE}")
+    _hatch_build(session, str(tools / "hatch"), WHEELHOUSE, "wheel")
+
+    # Our wheels are given as files, so pip resolves every tecnorev-* requirement to them and never
+    # asks the index for a tecnorev name.  The third-party requirements of the [test] extras are
+    # listed by name: pip 23.2 (what `python -m venv` ships with 3.11.7) mishandles extras on a
+    # wheel file and looks its name up on the index instead.
+    ours = sorted(str(wheel) for wheel in WHEELHOUSE.glob("tecnorev_*.whl"))
+    extras = {
+        str(requirement)
+        for package in PACKAGES.values()
+        for requirement in package.requirements("test")
+        if not _is_ours(requirement)
+    }
+    extras.add(_dev_requirement("pytest"))
+    # The session's own interpreter downloads, so binary wheels match the venvs that install them.
+    # Silent: pip's output is shown only if it fails.
+    session.log("Downloading third-party wheels: the dependencies of our wheels, and pytest")
+    session.run(
+        "python", "-m", "pip", "download", "--only-binary=:all:",
+        "-d", str(WHEELHOUSE), *ours, *sorted(extras),
+        silent=True, log=False,
+    )  # fmt: skip
+    _wheelhouse_built = True
+    return WHEELHOUSE
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff: lint rules and formatting (configuration in the root pyproject.toml)."""
+    session.install(_dev_requirement("ruff"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite against every package installed editable (config: root pyproject)."""
+    _install_editable(session, extras="test")
+    # The workspace tests build our wheels offline (pip wheel --no-build-isolation), so the build
+    # backend named in the packages' [build-system] must be importable here too.
+    build_backends = {r for p in PACKAGES.values() for r in p.pyproject["build-system"]["requires"]}
+    session.install(_dev_requirement("pytest"), *sorted(build_backends))
+    session.run("pytest", *session.posargs, env=_test_env())
+
+
+@nox.session
+@nox.parametrize("name", list(PACKAGES))
+def package(session: nox.Session, name: str) -> None:
+    """One package alone: from wheels, only its declared dependencies, tested outside the repo."""
+    target = PACKAGES[name]
+
+    _install_from_wheels(session, f"{target.dist}[test]")
+    session.run("python", "-m", "pip", "check")
+
+    # Exactly the package and what it declares (transitively): an undeclared dependency it imports
+    # would otherwise be hidden by a neighbour that happens to be installed.
+    expected = {target.dist} | _closure(target, BY_DIST, "test")
+    installed = _installed_tecnorev(session)
+    if installed != expected:
+        session.error(
+            f"{target.dist}: installed tecnorev distributions {sorted(installed)} "
+            f"differ from the declared {sorted(expected)}"
+        )
+    session.log(f"Installed tecnorev distributions: {', '.join(sorted(installed))}")
+
+    # The tests run from a copy in an empty directory: nothing of the repository (sources, the root
+    # conftest or pyproject) is importable, only what the wheels installed.
+    tests_dir = target.path / "tests"
+    with tempfile.TemporaryDirectory(prefix=f"tecnorev-{name}-tests-") as tmp:
+        if tests_dir.is_dir():
+            shutil.copytree(tests_dir, Path(tmp) / "tests")
+        _write_pytest_ini(Path(tmp))
+        with session.chdir(tmp):
+            session.run(
+                "pytest", "--import-mode=importlib", "-p", "no:cacheprovider", "--rootdir", tmp,
+                *session.posargs,
+                env=_test_env(),
+                success_codes=[0, 5],  # 5 = no tests collected: a package may have none yet
+            )  # fmt: skip
+
+    if target.is_module:
+        # The package's migration branch (and its dependencies') round-trips on its own.
+        with tempfile.TemporaryDirectory(prefix=f"tecnorev-{name}-db-") as tmp, session.chdir(tmp):
+            env = {"DATABASE_URL": f"sqlite:///{Path(tmp) / 'independent.db'}"}
+            for command in (
+                ["upgrade", "heads"],
+                ["check"],
+                ["heads"],
+                ["downgrade", "base"],
+                ["upgrade", "heads"],
+            ):
+                session.run("tecnorev", "db", *command, env=env)
+
+
+def _write_pytest_ini(directory: Path) -> None:
+    """Carry the root pytest settings (strict markers, warning filters) to a copied-out tests
+    folder, minus testpaths.  Every value is written one item per line, which ini accepts."""
+    lines = ["[pytest]"]
+    for key, value in ROOT_PYPROJECT["tool"]["pytest"]["ini_options"].items():
+        if key == "testpaths":
+            continue
+        items = value if isinstance(value, list) else [value]
+        lines.append(f"{key} =" + "".join(f"\n    {item}" for item in items))
+    (directory / "pytest.ini").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """The whole product installed from wheels (not editable) migrates SQLite and PostgreSQL."""
+    _install_from_wheels(session, *(package.dist for package in PACKAGES.values()))
+    session.run("python", "-m", "pip", "check")
+
+    with tempfile.TemporaryDirectory(prefix="tecnorev-wheels-") as tmp, session.chdir(tmp):
+        # From an empty directory every module must come from site-packages, not from the repo.
+        session.log("Checking that every tecnorev module imports from the venv's site-packages")
+        shorts = [package.short for package in PACKAGES.values()]
+        session.run("python", "-c", _ASSERT_INSTALLED, *shorts, log=False)
+
+        sqlite = {"DATABASE_URL": f"sqlite:///{Path(tmp) / 'wheels.db'}"}
+        for command in (["upgrade", "heads"], ["check"], ["current"]):
+            session.run("tecnorev", "db", *command, env=sqlite)
+
+        admin_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+        if not _reachable(admin_url):
+            if _in_ci():
+                session.error(f"PostgreSQL is not reachable at {_redact(admin_url)}")
+            session.warn(f"PostgreSQL not reachable at {_redact(admin_url)}: skipping that half")
+            return
+        database = f"tecnorev_wheels_{uuid.uuid4().hex[:12]}"
+        session.log(f"Creating the throwaway PostgreSQL database {database}")
+        session.run("python", "-c", _PG_ADMIN, admin_url, "create", database, log=False)
+        try:
+            postgres = {"DATABASE_URL": _with_database(admin_url, database)}
+            for command in (["upgrade", "heads"], ["check"], ["current"]):
+                session.run("tecnorev", "db", *command, env=postgres)
+        finally:
+            session.log(f"Dropping {database}")
+            session.run("python", "-c", _PG_ADMIN, admin_url, "drop", database, log=False)
+
+
+_ASSERT_INSTALLED = """\
+import importlib, sys
+for short in sys.argv[1:]:
+    module = importlib.import_module(f"tecnorev.{short}")
+    location = next(iter(module.__path__))
+    assert location.startswith(sys.prefix), f"tecnorev.{short} imported from {location}"
+"""
+
+# Run with the venv's Python: SQLAlchemy and psycopg2 are there (they are the product's own).
+_PG_ADMIN = """\
+import sys
+import sqlalchemy as sa
+url, action, database = sys.argv[1:]
+statement = {
+    "create": f'CREATE DATABASE "{database}"',
+    "drop": f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+}[action]
+engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+with engine.connect() as connection:
+    connection.execute(sa.text(statement))
+engine.dispose()
+"""
+
+
+def _with_database(url: str, database: str) -> str:
+    return urllib.parse.urlsplit(url)._replace(path=f"/{database}").geturl()
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _reachable(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2).close()
+    except OSError:
+        return False
+    return True
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Wheels and sdists of every package into dist/ (what a release would upload)."""
+    session.install(_dev_requirement("hatch"))
+    shutil.rmtree(DIST, ignore_errors=True)
+    _hatch_build(session, "hatch", DIST, "wheel", "sdist")
+    for artifact in sorted(DIST.iterdir()):
+        session.log(f"{artifact.relative_to(ROOT)}  ({artifact.stat().st_size:,} bytes)")
+
+
+@nox.session
+def run(session: nox.Session) -> None:
+    """The product on its embedded default database (DATABASE_URL from the environment or .env)."""
+    _install_editable(session)
+    # 1. Bring the database to every installed package's head.
+    session.run("tecnorev", "db", "upgrade", "heads")
+    session.run("tecnorev", "db", "current")
+    # 2. Serve the API (tecnorev-api) here once it exposes an app, e.g.
+    #    session.run("uvicorn", "tecnorev.api:app", *session.posargs)
