@@ -156,7 +156,9 @@ def test_hand_written_revision_lands_in_the_module_folder(scratch, tmp_path):
     result = scratch.run("db", "revision", "--head", "catalog@head", "-m", "manual", url=url)
     assert result.returncode == 0, result.stderr
     (written,) = scratch.migrations.glob("*manual.py")
-    assert re.search(r'^revision: str = ["\x27]catalog_[0-9a-f]{12}["\x27]', written.read_text(), re.M)
+    assert re.search(
+        r'^revision: str = ["\x27]catalog_[0-9a-f]{12}["\x27]', written.read_text(), re.M
+    )
     assert f'down_revision: str | Sequence[str] | None = "{catalog_head(scratch)}"' in (
         written.read_text()
     )
@@ -171,7 +173,9 @@ def test_two_heads_inside_one_module_merge(scratch, sqlite_at_heads):
     result = scratch.run("db", "merge", "-m", "merge catalog", a, b, url=sqlite_at_heads)
     assert result.returncode == 0, result.stderr
     (merged,) = scratch.migrations.glob("*merge_catalog.py")
-    assert re.search(r'^revision: str = ["\x27]catalog_[0-9a-f]{12}["\x27]', merged.read_text(), re.M)
+    assert re.search(
+        r'^revision: str = ["\x27]catalog_[0-9a-f]{12}["\x27]', merged.read_text(), re.M
+    )
     result = scratch.run("db", "upgrade", "heads", url=sqlite_at_heads)
     assert result.returncode == 0, result.stderr
 
