@@ -132,3 +132,20 @@ def test_harness_connection_is_used_instead_of_the_configured_database(tmp_path)
     assert "user" in sa.inspect(handed).get_table_names()
     assert not (tmp_path / "configured.db").exists()
     handed.dispose()
+
+
+def test_modules_command_lists_modules_with_versions_and_dependencies():
+    result = run_tecnorev("modules")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == MODULES
+    assert "depends on: sales" in lines[-1]
+
+
+def test_current_prints_one_labelled_line_per_module(tmp_path):
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    migrate(url, "heads")
+    result = run_tecnorev("db", "current", url=url)
+    assert result.returncode == 0, result.stderr
+    labels = [line.split("(")[1].split(")")[0] for line in result.stdout.strip().splitlines()]
+    assert labels == MODULES
