@@ -1,7 +1,8 @@
 """``tecnorev db``: alembic's own command line, seeing exactly the installed modules.
 
 Every alembic command keeps its name, options and meaning; the version locations come from
-the ``tecnorev.modules`` entry points.  ``forget`` is ours (alembic has no such name).
+the ``tecnorev.modules`` entry points.  Our own commands (``commands/``) use names alembic
+does not have.
 Without an ``alembic.ini`` in the working directory the environment shipped in tecnorev-core
 is used, so installed wheels migrate from any directory.
 """
@@ -22,40 +23,8 @@ from alembic.config import CommandLine, Config
 from alembic.util import CommandError
 
 from tecnorev.core.errors import TecnorevError
+from tecnorev.core.migration import commands
 from tecnorev.core.registry import Registry, get_registry
-
-
-def forget(config: Config, module: str) -> None:
-    """Set aside the recorded revisions of a module that is no longer installed (kept, and
-    restored when it is installed again) so the installed modules keep migrating."""
-    import sqlalchemy as sa
-    from alembic.script import ScriptDirectory
-
-    from tecnorev.core.db import check_connection
-    from tecnorev.core.migration.environment import (
-        database_url,
-        migration_engine,
-        migration_lock,
-    )
-    from tecnorev.core.migration.state import forget_module
-
-    scripts = ScriptDirectory.from_config(config)
-    engine = migration_engine(database_url(config))
-    try:
-        check_connection(engine)
-        with (
-            engine.connect() as connection,
-            migration_lock(connection, external=False),
-            connection.begin(),
-        ):
-            kept, restamped = forget_module(connection, scripts, get_registry(), module)
-    except sa.exc.SQLAlchemyError as exc:
-        raise CommandError(f"forget failed: {exc}") from exc
-    finally:
-        engine.dispose()
-    print(f"set aside {', '.join(kept)} of module {module!r} (kept in tecnorev_forgotten_revision)")
-    if restamped:
-        print(f"recorded as applied again: {', '.join(restamped)}")
 
 
 def current(config: Config, check_heads: bool = False, verbose: bool = False) -> None:
@@ -131,7 +100,11 @@ def make_config(
 class DbCommandLine(CommandLine):
     def _generate_args(self, prog: str | None) -> None:
         super()._generate_args(prog)
-        self.register_command(forget)
+        for name in commands.COMMANDS:
+            command = commands.load(name)
+            parser = self.subparsers.add_parser(command.NAME, help=command.HELP)
+            command.add_arguments(parser)
+            parser.set_defaults(cmd=(command.run, [], []), tecnorev_command=command)
         alembic_current = self.subparsers.choices["current"].get_default("cmd")
         self.subparsers.choices["current"].set_defaults(cmd=(current, *alembic_current[1:]))
         self.subparsers.choices["downgrade"].add_argument(
@@ -146,7 +119,10 @@ class DbCommandLine(CommandLine):
         from tecnorev.core.migration.autogen import describe_diff
 
         fn, positional, kwarg = options.cmd
+        own = getattr(options, "tecnorev_command", None)
         try:
+            if own is not None:
+                sys.exit(own.run(config, options))
             fn(
                 config,
                 *[getattr(options, k, None) for k in positional],
