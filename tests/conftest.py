@@ -1,1 +1,46 @@
-from tecnorev.core.testing import backend, database_url, postgres_url  # noqa: F401
+"""Shared fixtures: databases, and scratch copies of a module that shadow the installed one."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tecnorev.core.testing import backend, database_url, postgres_url, run_tecnorev  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """A copy of the catalog module's source, first on the path of every child process."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO / "packages/catalog/src/tecnorev/catalog",
+        src / "tecnorev/catalog",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+
+    class Scratch:
+        root = src / "tecnorev/catalog"
+        migrations = root / "migrations"
+        env = {"PYTHONPATH": str(src)}
+
+        def run(self, *args, url, cwd=tmp_path):
+            return run_tecnorev(*args, url=url, env=self.env, cwd=cwd)
+
+        def add_product_field(self, line: str) -> None:
+            models = self.root / "models.py"
+            text = models.read_text()
+            anchor = "    category_id: int | None"
+            models.write_text(text.replace(anchor, f"    {line}\n{anchor}", 1))
+
+        def add_revision(self, name: str, body: str, down: str) -> str:
+            rev = f"catalog_{name}"
+            (self.migrations / f"{rev}.py").write_text(
+                f'"""{name}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+                f"revision = {rev!r}\ndown_revision = {down!r}\nbranch_labels = None\n"
+                f"depends_on = None\n\n\n{body}\n"
+            )
+            return rev
+
+    return Scratch()

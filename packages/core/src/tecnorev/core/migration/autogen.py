@@ -87,6 +87,24 @@ def _render_drop_enum(autogen_context: Any, op: DropEnumTypeOp) -> str:
     return f"sa.Enum(name={op.type_name!r}).drop(op.get_bind(), checkfirst=False)"
 
 
+class CreateEnumTypeOp(MigrateOperation):
+    """Create a named enum type before a column that uses it is added to an existing table
+    (``add_column`` does not create it, unlike ``create_table``)."""
+
+    def __init__(self, type_name: str, values: list[str]) -> None:
+        self.type_name = type_name
+        self.values = values
+
+    def reverse(self) -> MigrateOperation:
+        return DropEnumTypeOp(self.type_name)
+
+
+@renderers.dispatch_for(CreateEnumTypeOp)
+def _render_create_enum(autogen_context: Any, op: CreateEnumTypeOp) -> str:
+    values = ", ".join(repr(v) for v in op.values)
+    return f"sa.Enum({values}, name={op.type_name!r}).create(op.get_bind(), checkfirst=False)"
+
+
 def _walk(op_list: Iterable[MigrateOperation]) -> Iterator[MigrateOperation]:
     for op in op_list:
         yield op
@@ -149,13 +167,64 @@ def _named_enums(table_op: ops.CreateTableOp) -> set[str]:
     }
 
 
-def _drop_enum_types(script: ops.MigrationScript, metadata: sa.MetaData) -> None:
-    assert script.downgrade_ops is not None
-    used_elsewhere: dict[str, set[str]] = {}
+def _enum_users(metadata: sa.MetaData) -> dict[str, set[str]]:
+    """Native enum type name -> the tables whose columns use it."""
+    users: dict[str, set[str]] = {}
     for table in metadata.tables.values():
         for column in table.columns:
             if isinstance(column.type, sa.Enum) and column.type.native_enum and column.type.name:
-                used_elsewhere.setdefault(column.type.name, set()).add(table.name)
+                users.setdefault(column.type.name, set()).add(table.name)
+    return users
+
+
+def _column_enum(column: sa.Column | None) -> sa.Enum | None:
+    if (
+        column is not None
+        and isinstance(column.type, sa.Enum)
+        and column.type.native_enum
+        and column.type.name
+    ):
+        return column.type
+    return None
+
+
+def _added_column_enums(op: MigrateOperation, table_ops: type) -> list[tuple[str, sa.Enum]]:
+    """(table, enum) for each column with a native enum that ``op`` adds or drops."""
+    inner = op.ops if isinstance(op, ops.ModifyTableOps) else [op]
+    found = []
+    for item in inner:
+        if isinstance(item, table_ops):
+            column = item.column if isinstance(item, ops.AddColumnOp) else item.to_column()
+            enum = _column_enum(column)
+            if enum is not None:
+                found.append((item.table_name, enum))
+    return found
+
+
+def _enum_types_for_added_columns(script: ops.MigrationScript, metadata: sa.MetaData) -> None:
+    """Create the type before ``add_column`` and drop it after the ``drop_column`` that undoes
+    it, when no other table uses it (a type used elsewhere already exists)."""
+    assert script.upgrade_ops is not None and script.downgrade_ops is not None
+    users = _enum_users(metadata)
+    upgrade: list[MigrateOperation] = []
+    for op in script.upgrade_ops.ops:
+        for table, enum in _added_column_enums(op, ops.AddColumnOp):
+            if users.get(enum.name, set()) <= {table}:
+                upgrade.append(CreateEnumTypeOp(enum.name, list(enum.enums)))
+        upgrade.append(op)
+    script.upgrade_ops.ops = upgrade
+    downgrade: list[MigrateOperation] = []
+    for op in script.downgrade_ops.ops:
+        downgrade.append(op)
+        for table, enum in _added_column_enums(op, ops.DropColumnOp):
+            if users.get(enum.name, set()) <= {table}:
+                downgrade.append(DropEnumTypeOp(enum.name))
+    script.downgrade_ops.ops = downgrade
+
+
+def _drop_enum_types(script: ops.MigrationScript, metadata: sa.MetaData) -> None:
+    assert script.downgrade_ops is not None
+    used_elsewhere = _enum_users(metadata)
     new_ops: list[MigrateOperation] = []
     for op in script.downgrade_ops.ops:
         new_ops.append(op)
@@ -220,6 +289,7 @@ def make_process_revision_directives(
     owners: dict[str, str] | None,
     keep_rev_id: bool,
     creating: bool = True,
+    skip_empty: bool = False,
 ) -> Callable[..., None]:
     def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
         script: ops.MigrationScript = directives[0]
@@ -242,7 +312,10 @@ def make_process_revision_directives(
         if metadata is not None and owners is not None and script.upgrade_ops is not None:
             _split_use_alter(script)
             _drop_enum_types(script, metadata)
+            _enum_types_for_added_columns(script, metadata)
             _add_depends_on(script, module, owners, registry, scripts)
+            if skip_empty and script.upgrade_ops.is_empty():
+                directives[:] = []  # nothing changed: write no file
 
     return process_revision_directives
 
@@ -274,6 +347,7 @@ def describe_diff(diff: Any) -> str:
 
 
 __all__ = [
+    "CreateEnumTypeOp",
     "DropEnumTypeOp",
     "describe_diff",
     "make_include_object",

@@ -30,10 +30,10 @@ from tecnorev.core.registry import Registry, get_registry
 def current(config: Config, check_heads: bool = False, verbose: bool = False) -> None:
     """Display the current revision of every installed module (alembic's ``current``, one
     labelled line per module, in dependency order)."""
+    from alembic import util
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
 
-    from alembic import util
     from tecnorev.core.migration.revisions import module_of_script
 
     scripts = ScriptDirectory.from_config(config)

@@ -4,6 +4,7 @@ migrators, and SQLite made transactional."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -13,13 +14,13 @@ from logging.config import fileConfig
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import context
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
-from alembic import context
 from tecnorev.core.db import check_connection
 from tecnorev.core.errors import MigrationError
 from tecnorev.core.migration import autogen, ledger, state
@@ -268,6 +269,7 @@ def _configure_options(
             owners,
             keep_rev_id=bool(args.get("rev_id")),
             creating=creating,
+            skip_empty=bool(env.config.attributes.get("tecnorev_skip_empty")),
         ),
     )
     return options
@@ -304,10 +306,23 @@ def _run_online(
             context.run_migrations()
 
 
+_logging_configured = False
+
+
+def _configure_logging(config: Any) -> None:
+    """The ini file's logging, once per process, unless the caller wants alembic quiet."""
+    global _logging_configured
+    if config.attributes.get("tecnorev_quiet"):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        return
+    if config.config_file_name is not None and not _logging_configured:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
+        _logging_configured = True
+
+
 def run() -> None:
     """Entry point for ``env.py``."""
-    if context.config.config_file_name is not None:
-        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+    _configure_logging(context.config)
     env: EnvironmentContext = context._proxy  # the EnvironmentContext alembic installed
     config = context.config
     registry = get_registry()

@@ -1,0 +1,135 @@
+"""``tecnorev db generate``: a module's revision from its models, whatever state the
+developer's own database is in."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from tecnorev.core.testing import recorded_revisions, run_tecnorev, schema_objects
+
+from .conftest import REPO
+
+
+def new_files(scratch, before: set) -> list:
+    return sorted(set(scratch.migrations.glob("*.py")) - before)
+
+
+def test_writes_a_formatted_revision_into_the_module_folder_without_touching_the_database(
+    scratch, database_url
+):
+    scratch.add_product_field("barcode: str | None = Field(default=None, max_length=32)")
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run("db", "generate", "catalog", "-m", "add barcode", url=database_url)
+    assert result.returncode == 0, result.stderr
+    (written,) = new_files(scratch, before)
+    assert f"wrote {written}" in result.stdout
+    text = written.read_text()
+    assert re.search(r'^revision: str = "catalog_[0-9a-f]{12}"', text, re.M)
+    assert 'sa.Column("barcode", sa.String(length=32), nullable=True)' in text
+    assert "create_table" not in text
+    # the developer's database was never migrated: the comparison used a scratch one
+    assert schema_objects(database_url)["tables"] == set()
+    assert recorded_revisions(database_url) == set()
+
+
+def test_no_model_change_writes_nothing(scratch, tmp_path):
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run(
+        "db", "generate", "catalog", "-m", "nothing", url=f"sqlite:///{tmp_path}/d.db"
+    )
+    assert result.returncode == 1
+    assert "no change in the models of 'catalog': nothing written" in result.stdout
+    assert "--empty" in result.stdout
+    assert new_files(scratch, before) == []
+
+
+def test_empty_revision_extends_the_module_head(scratch, tmp_path):
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run(
+        "db", "generate", "catalog", "-m", "backfill", "--empty", url=f"sqlite:///{tmp_path}/d.db"
+    )
+    assert result.returncode == 0, result.stderr
+    (written,) = new_files(scratch, before)
+    assert 'down_revision: str | Sequence[str] | None = "catalog_' in written.read_text()
+
+
+def test_unknown_module_lists_the_installed_ones(tmp_path):
+    result = run_tecnorev("db", "generate", "loyalty", "-m", "x", url=f"sqlite:///{tmp_path}/d.db")
+    assert result.returncode == 2
+    assert "no installed module named 'loyalty' (installed: auth, catalog" in result.stderr
+
+
+def test_foreign_key_into_an_undeclared_module_is_refused(scratch, tmp_path):
+    scratch.add_product_field(
+        'last_order_id: int | None = Field(default=None, foreign_key="order.id")'
+    )
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run("db", "generate", "catalog", "-m", "bad", url=f"sqlite:///{tmp_path}/d.db")
+    assert result.returncode != 0
+    assert "belongs to module 'sales'; 'catalog' does not declare 'sales'" in result.stderr
+    assert new_files(scratch, before) == []
+
+
+def test_a_reference_to_a_newer_table_of_a_dependency_adds_depends_on(tmp_path):
+    """auth gains a table in a new revision; catalog references it: catalog's revision must
+    depend on auth's new head, or it could run before the table exists."""
+    src = tmp_path / "src"
+    for name in ("auth", "catalog"):
+        shutil.copytree(
+            REPO / f"packages/{name}/src/tecnorev/{name}",
+            src / f"tecnorev/{name}",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    env = {"PYTHONPATH": str(src)}
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    auth_models = src / "tecnorev/auth/models.py"
+    auth_models.write_text(
+        auth_models.read_text() + "\n\nclass Supplier(SQLModel, table=True):\n"
+        "    id: int | None = Field(default=None, primary_key=True)\n"
+        "    name: str = Field(max_length=100)\n"
+    )
+    result = run_tecnorev("db", "generate", "auth", "-m", "add supplier", url=url, env=env)
+    assert result.returncode == 0, result.stderr
+    (auth_rev,) = (src / "tecnorev/auth/migrations").glob("*add_supplier.py")
+    auth_head = re.search(r'^revision: str = "(auth_\w+)"', auth_rev.read_text(), re.M).group(1)
+
+    catalog_models = src / "tecnorev/catalog/models.py"
+    catalog_models.write_text(
+        catalog_models.read_text().replace(
+            "    category_id: int | None",
+            '    supplier_id: int | None = Field(default=None, foreign_key="supplier.id")\n'
+            "    category_id: int | None",
+        )
+    )
+    result = run_tecnorev("db", "generate", "catalog", "-m", "product supplier", url=url, env=env)
+    assert result.returncode == 0, result.stderr
+    (catalog_rev,) = (src / "tecnorev/catalog/migrations").glob("*product_supplier.py")
+    assert f'depends_on: str | Sequence[str] | None = "{auth_head}"' in catalog_rev.read_text()
+    result = run_tecnorev("db", "upgrade", "catalog@head", url=url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "supplier" in schema_objects(url)["tables"]
+
+
+@pytest.mark.postgres
+def test_on_postgres_the_scratch_database_is_created_and_dropped(scratch, postgres_url):
+    import sqlalchemy as sa
+
+    from tecnorev.core.testing import admin_url
+
+    scratch.add_product_field("barcode: str | None = Field(default=None, max_length=32)")
+    result = scratch.run("db", "generate", "catalog", "-m", "add barcode", url=postgres_url)
+    assert result.returncode == 0, result.stderr
+    engine = sa.create_engine(admin_url())
+    with engine.connect() as conn:
+        leftovers = (
+            conn.execute(
+                sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'tecnorev_scratch_%'")
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert leftovers == []
