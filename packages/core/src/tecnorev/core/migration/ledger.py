@@ -13,10 +13,14 @@ import socket
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from tecnorev.core.types import UTCDateTime
+if TYPE_CHECKING:
+    from alembic.script import Script
+
+from tecnorev.core.types import UTCDateTime, utcnow
 
 ledger_metadata = sa.MetaData()
 
@@ -75,3 +79,41 @@ def who() -> tuple[str, str]:
     except (KeyError, OSError):
         user = "unknown"
     return socket.gethostname(), user
+
+
+def parents_of(script: Script) -> str:
+    """A revision's parents in its own branch and the revisions it depends on, space separated."""
+    return " ".join([*script._versioned_down_revisions, *script._resolved_dependencies])
+
+
+def ensure_tables(connection: sa.Connection) -> None:
+    ledger_metadata.create_all(connection, tables=[migration_log])
+
+
+def record(
+    connection: sa.Connection,
+    *,
+    revision: str,
+    module: str | None,
+    direction: str,
+    distribution: str | None = None,
+    parents: str = "",
+    path: str | Path | None = None,
+    duration_ms: int | None = None,
+) -> None:
+    """Write one ledger row (inside the caller's transaction)."""
+    host, user = who()
+    connection.execute(
+        migration_log.insert().values(
+            revision=revision,
+            module=module,
+            distribution_version=distribution_version(distribution),
+            direction=direction,
+            parents=parents,
+            checksum=file_checksum(path),
+            at=utcnow(),
+            host=host[:255],
+            os_user=user[:255],
+            duration_ms=duration_ms,
+        )
+    )

@@ -121,6 +121,20 @@ def _write_versions(connection: sa.Connection, remove: Iterable[str], add: Itera
         )
 
 
+def stamp_versions(
+    connection: sa.Connection,
+    scripts: ScriptDirectory,
+    *,
+    remove: Iterable[str],
+    add: Iterable[str],
+) -> None:
+    """Replace ``remove`` with ``add`` in alembic_version, keeping only heads of what is added."""
+    from alembic.migration import MigrationContext
+
+    MigrationContext.configure(connection)._ensure_version_table()
+    _write_versions(connection, remove=list(remove), add=sorted(_heads_only(scripts, set(add))))
+
+
 def forget_module(
     connection: sa.Connection, scripts: ScriptDirectory, registry: Registry, module: str
 ) -> tuple[list[str], list[str]]:

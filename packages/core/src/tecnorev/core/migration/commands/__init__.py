@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-COMMANDS: tuple[str, ...] = ("forget", "generate", "graph", "sql")
+COMMANDS: tuple[str, ...] = ("forget", "generate", "adopt")
 
 
 def load(name: str) -> ModuleType:
