@@ -10,6 +10,14 @@ from tecnorev.core.testing import backend, database_url, postgres_url, run_tecno
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory) -> dict[str, Path]:
+    """Wheels of every package, keyed by module name ("core", "sales", ...)."""
+    from .venvs import build_wheels
+
+    return build_wheels(tmp_path_factory.mktemp("wheels"))
+
+
 @pytest.fixture
 def scratch(tmp_path):
     """A copy of the catalog module's source, first on the path of every child process."""

@@ -3,15 +3,15 @@ virtual environment, migrating a populated PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tecnorev.core.testing import require_postgres, temporary_postgres_database
+
+from .venvs import make_venv, pip, run_in
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -42,56 +42,13 @@ INSERT INTO shipment (order_id, carrier, tracking_number, status, created_at, up
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("wheels")
-    for name in [*WITHOUT_PAYMENTS, "payments"]:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                str(out),
-                str(REPO / "packages" / name),
-            ],
-            check=True,
-        )
-    return {p.name.split("-")[0].removeprefix("tecnorev_"): p for p in out.glob("*.whl")}
-
-
-@pytest.fixture(scope="module")
 def venv(tmp_path_factory, wheels) -> Path:
     root = tmp_path_factory.mktemp("deploy") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-    # Our distributions are given as files, so no tecnorev-* name is looked up on an index.
-    pip(root, "install", "-q", *[str(wheels[n]) for n in WITHOUT_PAYMENTS])
-    return root
-
-
-def pip(venv: Path, *args: str) -> None:
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    return make_venv(root, *[wheels[n] for n in WITHOUT_PAYMENTS])
 
 
 def tecnorev(venv: Path, url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url}
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(
-        [str(venv / "bin" / "tecnorev"), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_in(venv, "tecnorev", *args, url=url, cwd=cwd)
 
 
 def snapshot(url: str, tables: list[str]) -> dict[str, list[tuple]]:

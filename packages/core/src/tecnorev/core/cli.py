@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
 
 CLI_ENTRY_POINT_GROUP = "tecnorev.cli"
 
@@ -40,6 +42,46 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
             deps = ", ".join(module.depends_on) or "-"
             version = distribution_version(module.distribution) or "?"
             typer.echo(f"{module.name:<12} {version:<10} depends on: {deps}")
+
+    module_app = typer.Typer(help="Create domain modules.", no_args_is_help=True)
+    app.add_typer(module_app, name="module")
+
+    @module_app.command("new")
+    def module_new(
+        name: str,
+        path: Annotated[
+            Path | None,
+            typer.Option(help="where to create it (default: ./packages if it exists, else .)"),
+        ] = None,
+        depends_on: Annotated[
+            str,
+            typer.Option("--depends-on", help="comma-separated installed modules it depends on"),
+        ] = "auth",
+        description: Annotated[str, typer.Option(help="one line")] = "a Tecno Rev domain module",
+    ) -> None:
+        """Scaffold a new domain module with its own distribution and migration branch."""
+        from tecnorev.core.scaffold import new_module
+
+        directory = path or (Path("packages") if Path("packages").is_dir() else Path("."))
+        deps = [d.strip() for d in depends_on.split(",") if d.strip()]
+        try:
+            root = new_module(
+                name,
+                directory=directory,
+                depends_on=deps,
+                description=description,
+                installed=get_registry().names,
+            )
+        except TecnorevError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(f"created {root}")
+        typer.echo(
+            "next: add a table class to models.py, then\n"
+            f"  pip install -e {root}\n"
+            f"  tecnorev db generate {name} -m 'create {name} tables'\n"
+            "  tecnorev db upgrade heads"
+        )
 
     @app.command("db", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def db() -> None:

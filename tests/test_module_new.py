@@ -1,0 +1,116 @@
+"""``tecnorev module new``: the guide's Common Workflow for a brand-new module, end to end in a
+real environment: scaffold, add a model, install, generate, migrate, run its routes and tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tecnorev.core.testing import run_tecnorev
+
+from .venvs import make_venv, pip, run_in
+
+pytestmark = pytest.mark.slow
+
+MODEL = """
+
+class LoyaltyAccount(AuditMixin, table=True):
+    __tablename__ = "loyalty_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="user.id", unique=True)
+    points: int = Field(default=0)
+"""
+
+
+def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
+    result = run_tecnorev(
+        "module",
+        "new",
+        "loyalty",
+        "--path",
+        str(tmp_path),
+        "--depends-on",
+        "sales",
+        "--description",
+        "points for customers",
+    )
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "loyalty"
+    assert f"created {root}" in result.stdout
+    package = root / "src/tecnorev/loyalty"
+    for name in ("__init__.py", "models.py", "schemas.py", "service.py", "routes.py"):
+        assert (package / name).is_file()
+    (first,) = (package / "migrations").glob("loyalty_*_start_the_loyalty_branch.py")
+    assert 'branch_labels: str | Sequence[str] | None = ("loyalty",)' in first.read_text()
+
+    models = package / "models.py"
+    models.write_text(models.read_text() + MODEL)
+
+    needed = ["core", "auth", "catalog", "inventory", "sales"]
+    venv = make_venv(
+        tmp_path / "venv", *[wheels[n] for n in needed], "hatchling>=1.27", "editables"
+    )
+    pip(venv, "install", "-q", "--no-build-isolation", "-e", f"{root}[test]")
+
+    url = f"sqlite:///{tmp_path / 'loyalty.db'}"
+    work = tmp_path / "work"
+    work.mkdir()
+    generated = run_in(
+        venv,
+        "tecnorev",
+        "db",
+        "generate",
+        "loyalty",
+        "-m",
+        "create loyalty tables",
+        url=url,
+        cwd=work,
+    )
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    (revision,) = (package / "migrations").glob("*create_loyalty_tables.py")
+    text = revision.read_text()
+    assert "create_table" in text and "loyalty_account" in text
+    assert f'down_revision: str | Sequence[str] | None = "{first.name[:20]}"' in text
+
+    migrated = run_in(venv, "tecnorev", "db", "upgrade", "heads", url=url, cwd=work)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "-> loyalty_" in migrated.stderr
+    assert run_in(venv, "tecnorev", "db", "check", url=url, cwd=work).returncode == 0
+
+    env = {**os.environ}
+    env.pop("PYTHONPATH", None)
+    tests = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pytest", "-q", "--import-mode=importlib",
+         "-p", "no:cacheprovider", str(root / "tests")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "3 passed" in tests.stdout, tests.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sales"], "a module named 'sales' already exists"),
+        (["Bad-Name"], "'Bad-Name' is not a usable module name"),
+        (
+            ["gift", "--depends-on", "loyalty"],
+            "'gift' would depend on loyalty, which is not installed",
+        ),
+    ],
+)
+def test_refusals(tmp_path, args, message):
+    result = run_tecnorev("module", "new", *args, "--path", str(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "gift").mkdir()
+    result = run_tecnorev("module", "new", "gift", "--path", str(tmp_path))
+    assert result.returncode == 2
+    assert "already exists: choose another name or --path" in result.stderr
