@@ -3,9 +3,10 @@
 ``tecnorev db ...`` goes straight to the migration command line without loading the rest of
 the CLI, so it costs little more than plain ``alembic``.  Other command groups come from the
 ``tecnorev.cli`` entry points of installed distributions.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: typer reads the ``Annotated`` options of the
+commands defined inside ``_build_app`` at run time, where ``typer`` is a local name.
+"""
 
 import sys
 from collections.abc import Sequence
