@@ -10,7 +10,14 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-COMMANDS: tuple[str, ...] = ("forget", "generate", "adopt")
+COMMANDS: tuple[str, ...] = (
+    "forget",
+    "generate",
+    "adopt",
+    "status",
+    "log",
+    "verify",
+)
 
 
 def load(name: str) -> ModuleType:

@@ -1,0 +1,171 @@
+"""``tecnorev db log``: the ledger of every revision applied, reverted or stamped, kept through
+``downgrade base``."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import sqlalchemy as sa
+
+from tecnorev.core.testing import recorded_revisions, run_tecnorev, schema_objects
+
+APPLY_ORDER = [
+    ("auth", "auth_9745703af63a"),
+    ("auth", "auth_262deabaa823"),
+    ("catalog", "catalog_68c333c29785"),
+    ("inventory", "inventory_218d64ae4d22"),
+    ("sales", "sales_4d5a76c56eb0"),
+]
+LAST_TWO = {"logistics_4bb78629b483", "payments_7d5c61eff56a"}  # independent: either order
+KEYS = {
+    "id",
+    "at",
+    "module",
+    "revision",
+    "direction",
+    "distribution_version",
+    "checksum",
+    "parents",
+    "host",
+    "user",
+    "duration_ms",
+}
+
+
+def log(url: str, *args: str) -> list[dict]:
+    result = run_tecnorev("db", "log", "--json", *args, url=url)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def upgrade_heads(url: str) -> None:
+    result = run_tecnorev("db", "upgrade", "heads", url=url)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_applied_revision_is_listed_oldest_first(database_url):
+    upgrade_heads(database_url)
+    entries = log(database_url)
+    assert [(e["module"], e["revision"]) for e in entries[:5]] == APPLY_ORDER
+    assert {e["revision"] for e in entries[5:]} == LAST_TWO
+    assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
+    for entry in entries:
+        assert set(entry) == KEYS
+        assert entry["direction"] == "upgrade"
+        assert entry["distribution_version"] == "0.1.0"
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["checksum"])
+        assert entry["at"].endswith("+00:00")
+        assert entry["duration_ms"] >= 0
+    catalog = entries[2]
+    assert catalog["parents"] == ["auth_262deabaa823"]
+
+    result = run_tecnorev("db", "log", url=database_url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "WHEN",
+        "(UTC)",
+        "MODULE",
+        "REVISION",
+        "DIRECTION",
+        "VERSION",
+        "MS",
+        "WHO",
+        "SHA256",
+    ]
+    assert len(lines) == 8
+    assert re.match(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  auth\s+auth_9745703af63a\s+upgrade\s+0\.1\.0\s+\d+\s+\S+@\S+\s+[0-9a-f]{12}$",
+        lines[1],
+    )
+    revision_column = lines[0].index("REVISION")
+    assert all(line[revision_column - 2 : revision_column] == "  " for line in lines[1:])
+
+
+def test_filtered_by_module_and_limited_to_the_newest(database_url):
+    upgrade_heads(database_url)
+    everything = log(database_url)
+    auth = log(database_url, "auth")
+    assert [e["revision"] for e in auth] == ["auth_9745703af63a", "auth_262deabaa823"]
+    assert log(database_url, "--limit", "2") == everything[-2:]
+    assert [e["revision"] for e in log(database_url, "auth", "--limit", "1")] == [
+        "auth_262deabaa823"
+    ]
+
+    result = run_tecnorev("db", "log", "catalog", url=database_url)
+    assert result.returncode == 0
+    body = result.stdout.splitlines()[1:]
+    assert len(body) == 1 and "catalog_68c333c29785" in body[0]
+
+
+def test_the_ledger_survives_downgrade_base(database_url):
+    upgrade_heads(database_url)
+    result = run_tecnorev("db", "downgrade", "base", url=database_url)
+    assert result.returncode == 0, result.stderr
+    assert schema_objects(database_url)["tables"] == set()
+    assert recorded_revisions(database_url) == set()
+
+    entries = log(database_url)
+    assert len(entries) == 14
+    assert [e["direction"] for e in entries] == ["upgrade"] * 7 + ["downgrade"] * 7
+    reverted = [e["revision"] for e in entries[7:]]
+    assert reverted[-2:] == ["auth_262deabaa823", "auth_9745703af63a"]  # dependents first
+    assert [e["direction"] for e in log(database_url, "payments")] == ["upgrade", "downgrade"]
+
+    # and the database is simply pending again
+    status = run_tecnorev("db", "status", url=database_url)
+    assert status.returncode == 1
+    upgrade_heads(database_url)
+    assert len(log(database_url)) == 21
+
+
+def test_stamps_are_recorded_as_such(database_url):
+    result = run_tecnorev("db", "stamp", "auth@head", url=database_url)
+    assert result.returncode == 0, result.stderr
+    (entry,) = log(database_url)
+    assert (entry["revision"], entry["direction"]) == ("auth_262deabaa823", "stamp-upgrade")
+    assert re.fullmatch(r"[0-9a-f]{64}", entry["checksum"])
+
+
+def test_nothing_recorded_yet(database_url):
+    result = run_tecnorev("db", "log", url=database_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no migration recorded yet\n"
+    result = run_tecnorev("db", "log", "payments", url=database_url)
+    assert result.returncode == 0
+    assert result.stdout == "no migration recorded for module 'payments' yet\n"
+    assert log(database_url) == []
+
+
+def test_a_module_that_is_neither_installed_nor_in_the_ledger_is_an_error(database_url):
+    upgrade_heads(database_url)
+    result = run_tecnorev("db", "log", "loyalty", url=database_url)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: no ledger row names module 'loyalty', and no installed module has that name "
+        "(installed: auth, catalog, inventory, sales, logistics, payments)\n"
+    )
+
+
+def test_an_uninstalled_module_keeps_its_rows(database_url):
+    upgrade_heads(database_url)
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO tecnorev_migration_log (revision, module, distribution_version, "
+            "direction, parents, checksum, at) VALUES ('loyalty_0123456789ab', 'loyalty', "
+            "'0.3.0', 'upgrade', 'sales_4d5a76c56eb0', NULL, '2026-01-02 03:04:05')"
+        )
+    engine.dispose()
+    (entry,) = log(database_url, "loyalty")
+    assert entry["revision"] == "loyalty_0123456789ab"
+    assert entry["at"].startswith("2026-01-02T03:04:05")
+    result = run_tecnorev("db", "log", "loyalty", url=database_url)
+    assert "2026-01-02 03:04:05  loyalty  loyalty_0123456789ab  upgrade    0.3.0" in result.stdout
+
+
+def test_limit_must_be_positive(tmp_path):
+    result = run_tecnorev("db", "log", "--limit", "0", url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == 2
+    assert "argument --limit: expected a positive number, got '0'" in result.stderr
