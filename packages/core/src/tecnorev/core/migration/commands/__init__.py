@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "status",
     "log",
     "verify",
+    "lint",
 )
 
 
