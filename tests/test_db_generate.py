@@ -26,6 +26,7 @@ def test_writes_a_formatted_revision_into_the_module_folder_without_touching_the
     assert result.returncode == 0, result.stderr
     (written,) = new_files(scratch, before)
     assert f"wrote {written}" in result.stdout
+    assert "lint: nothing that locks or rewrites a big table or loses data" in result.stdout
     text = written.read_text()
     assert re.search(r'^revision: str = "catalog_[0-9a-f]{12}"', text, re.M)
     assert 'sa.Column("barcode", sa.String(length=32), nullable=True)' in text
@@ -133,3 +134,17 @@ def test_on_postgres_the_scratch_database_is_created_and_dropped(scratch, postgr
         )
     engine.dispose()
     assert leftovers == []
+
+
+def test_the_lint_result_of_the_written_file_is_printed(scratch, tmp_path):
+    models = scratch.root / "models.py"
+    models.write_text(
+        models.read_text().replace(
+            '    description: str = Field(default="", sa_type=sa.Text)\n', ""
+        )
+    )
+    result = scratch.run(
+        "db", "generate", "catalog", "-m", "drop description", url=f"sqlite:///{tmp_path / 'd.db'}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "lint:" in result.stdout and "TR105" in result.stdout

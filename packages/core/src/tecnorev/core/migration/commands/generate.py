@@ -35,6 +35,7 @@ def run(config: Config, options: Namespace) -> int:
 
     from tecnorev.core.migration.cli import make_config
     from tecnorev.core.migration.environment import database_url
+    from tecnorev.core.migration.lint import format_findings, lint_paths
     from tecnorev.core.migration.scratch import quiet_alembic, scratch_database
     from tecnorev.core.registry import get_registry
 
@@ -56,5 +57,10 @@ def run(config: Config, options: Namespace) -> int:
         )
         return 1
     print(f"wrote {written.path}")
+    findings = lint_paths([written.path])
+    if findings:
+        print(f"lint:\n{format_findings(findings)}")
+    else:
+        print("lint: nothing that locks or rewrites a big table or loses data")
     print("review it, then: tecnorev db upgrade heads")
     return 0
