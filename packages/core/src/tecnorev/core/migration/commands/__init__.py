@@ -18,6 +18,8 @@ COMMANDS: tuple[str, ...] = (
     "log",
     "verify",
     "lint",
+    "graph",
+    "sql",
 )
 
 
