@@ -58,7 +58,7 @@ def test_entry_point_that_fails_to_import_is_named():
     with pytest.raises(
         DiscoveryError, match=r"module 'ghost' .* failed to import: ModuleNotFoundError"
     ):
-        _load_entry_point(ep)
+        _load_entry_point(ep, None)
 
 
 def test_entry_point_must_describe_a_module():
@@ -68,7 +68,7 @@ def test_entry_point_must_describe_a_module():
         group=ENTRY_POINT_GROUP,
     )
     with pytest.raises(DiscoveryError, match=r"is a str, not a tecnorev\.core\.Module"):
-        _load_entry_point(ep)
+        _load_entry_point(ep, None)
 
 
 def test_models_that_fail_to_import_are_named():

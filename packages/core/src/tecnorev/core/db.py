@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
 
 from tecnorev.core.errors import DatabaseUnavailable
 from tecnorev.core.settings import get_settings, normalize_database_url
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 def _sqlite_app_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -62,6 +64,8 @@ def check_connection(engine: sa.Engine) -> None:
 @contextmanager
 def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
     """A session committed once when the block succeeds and rolled back when it raises."""
+    from sqlmodel import Session  # imported here: migration commands use this module too
+
     with Session(engine or get_engine()) as session:
         try:
             yield session

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 
-def _load_entry_point(ep: EntryPoint) -> Module:
-    dist = ep.dist.name if ep.dist else "an unknown distribution"
+def _load_entry_point(ep: EntryPoint, dist_name: str | None) -> Module:
+    dist = dist_name or "an unknown distribution"
     try:
         module = ep.load()
     except Exception as exc:
@@ -40,7 +40,7 @@ def _load_entry_point(ep: EntryPoint) -> Module:
             f"entry point {ep.name!r} of {dist} describes a module named {module.name!r}; "
             "the entry point name and Module.name must be the same"
         )
-    return replace(module, distribution=ep.dist.name if ep.dist else None)
+    return replace(module, distribution=dist_name)
 
 
 def _topological_order(modules: Mapping[str, Module]) -> list[Module]:
@@ -124,6 +124,11 @@ class Registry:
     def version_locations(self) -> list[Path]:
         return [m.migrations_path() for m in self.modules]
 
+    @cached_property
+    def module_by_folder(self) -> dict[Path, str]:
+        """Resolved migrations folder -> module name (resolved once: looked up per revision)."""
+        return {m.migrations_path().resolve(): m.name for m in self.modules}
+
     def load_models(self) -> sa.MetaData:
         """Import every module's models (in dependency order) and return the shared metadata."""
         import sqlalchemy.exc
@@ -183,11 +188,12 @@ def discover(only: Iterable[str] | None = None) -> Registry:
     seen: set[tuple[str, str, str]] = set()
     modules: list[Module] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        key = (ep.name, ep.value, ep.dist.name if ep.dist else "")
+        dist_name = ep.dist.name if ep.dist else None  # reads METADATA: once per entry point
+        key = (ep.name, ep.value, dist_name or "")
         if key in seen:  # the same distribution visible twice on sys.path
             continue
         seen.add(key)
-        modules.append(_load_entry_point(ep))
+        modules.append(_load_entry_point(ep, dist_name))
     if only is not None:
         wanted = set(only)
         missing = wanted - {m.name for m in modules}

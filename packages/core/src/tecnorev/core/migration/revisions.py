@@ -32,11 +32,7 @@ def module_hint(revision_id: str) -> str | None:
 
 def module_of_script(script: Script, registry: Registry) -> str | None:
     """The module whose migrations folder holds ``script``'s file."""
-    path = Path(script.path).resolve().parent
-    for module in registry.modules:
-        if path == module.migrations_path().resolve():
-            return module.name
-    return None
+    return registry.module_by_folder.get(Path(script.path).resolve().parent)
 
 
 def module_of_revision(
