@@ -252,7 +252,9 @@ def tests(session: nox.Session) -> None:
     # The workspace tests build our wheels offline (pip wheel --no-build-isolation), so the build
     # backend named in the packages' [build-system] must be importable here too.
     build_backends = {r for p in PACKAGES.values() for r in p.pyproject["build-system"]["requires"]}
-    session.install(_dev_requirement("pytest"), *sorted(build_backends))
+    # ruff formats the revisions `tecnorev db generate` writes (its post-write hook), as in a
+    # developer's environment; the tests check the written files are formatted.
+    session.install(_dev_requirement("pytest"), _dev_requirement("ruff"), *sorted(build_backends))
     session.run("pytest", *session.posargs, env=_test_env())
 
 
@@ -412,3 +414,13 @@ def run(session: nox.Session) -> None:
     session.run("tecnorev", "db", "current")
     # 2. Serve the API (tecnorev-api) here once it exposes an app, e.g.
     #    session.run("uvicorn", "tecnorev.api:app", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """`tecnorev db` against plain alembic: the installed modules, then generated trees of 50 and
+    200 modules x 10 revisions.  Prints figures and ratios, never asserts timings; a command whose
+    output differs from plain alembic's fails the session.  Options go to bench/bench_cli.py:
+    `nox -s bench -- --sizes 50,100,200 --online`."""
+    _install_editable(session)
+    session.run("python", "bench/bench_cli.py", *session.posargs)

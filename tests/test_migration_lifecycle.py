@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-
 from alembic import command
+
 from tecnorev.core.registry import get_registry
 from tecnorev.core.testing import (
     alembic_config,

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from sqlmodel import Session
 
-from alembic import command
 from tecnorev.core.settings import normalize_database_url
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "auth_262deabaa823"

@@ -8,7 +8,6 @@ Create Date: 2026-11-24 10:19:53.870802
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "auth_9745703af63a"

@@ -8,7 +8,6 @@ Create Date: 2026-11-24 10:20:36.456249
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "catalog_68c333c29785"

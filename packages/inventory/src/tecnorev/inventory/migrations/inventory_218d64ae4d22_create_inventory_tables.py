@@ -8,7 +8,6 @@ Create Date: 2026-11-24 10:20:37.894928
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "inventory_218d64ae4d22"

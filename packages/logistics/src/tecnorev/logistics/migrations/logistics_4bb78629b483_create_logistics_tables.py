@@ -8,7 +8,6 @@ Create Date: 2026-11-24 10:20:40.924604
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "logistics_4bb78629b483"

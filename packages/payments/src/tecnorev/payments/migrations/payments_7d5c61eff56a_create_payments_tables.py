@@ -8,7 +8,6 @@ Create Date: 2026-11-24 10:20:42.527050
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "payments_7d5c61eff56a"

@@ -8,7 +8,6 @@ Create Date: 2026-11-24 10:20:39.313424
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "sales_4d5a76c56eb0"
