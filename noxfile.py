@@ -424,3 +424,39 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- --sizes 50,100,200 --online`."""
     _install_editable(session)
     session.run("python", "bench/bench_cli.py", *session.posargs)
+
+
+@nox.session
+def deploy(session: nox.Session) -> None:
+    """Deploy with deploy/deploy.py: backup, migrate once, restart replica by replica gated on
+    `tecnorev db status` (`nox -s deploy -- all --restart 'systemctl restart tecnorev'`).
+    Without arguments, a rehearsal: two placeholder replicas, real processes restarted, on a
+    throwaway SQLite database."""
+    _install_editable(session)
+    script = str(ROOT / "deploy" / "deploy.py")
+    if session.posargs:
+        session.run("python", script, *session.posargs)
+        return
+    import shlex
+
+    python = shlex.quote(str(Path(session.bin) / "python"))
+    service = f"{python} {shlex.quote(str(ROOT / 'deploy' / 'placeholder_service.py'))}"
+    with tempfile.TemporaryDirectory(prefix="tecnorev-deploy-") as tmp, session.chdir(tmp):
+        replicas = []
+        for number in (1, 2):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            replicas.append((f"{service} {{}} --pidfile replica{number}.pid --port {port}", port))
+        for command, _port in replicas:
+            session.run(*shlex.split(command.format("start")), external=True)
+        arguments = ["all", "--backup-dir", "backups"]
+        for command, port in replicas:
+            arguments += ["--restart", command.format("restart")]
+            arguments += ["--health-url", f"http://127.0.0.1:{port}/"]
+        try:
+            env = {"DATABASE_URL": f"sqlite:///{Path(tmp) / 'rehearsal.db'}"}
+            session.run("python", script, *arguments, env=env)
+        finally:
+            for command, _port in replicas:
+                session.run(*shlex.split(command.format("stop")), external=True)

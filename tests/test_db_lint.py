@@ -775,16 +775,6 @@ def test_without_the_helper_the_rerun_keeps_the_invalid_index(scratch, postgres_
     assert index_state(postgres_url) == "INVALID"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=subprocess.TimeoutExpired,
-    reason=(
-        "the second migrator waits for the advisory lock inside a statement, so it holds a "
-        "snapshot that CREATE INDEX CONCURRENTLY in the first waits for: an undetected "
-        "deadlock until the lock is awaited by polling pg_try_advisory_lock outside a "
-        "transaction"
-    ),
-)
 def test_two_migrators_at_once_with_a_concurrent_index(scratch, postgres_url):
     assert run_tecnorev("db", "upgrade", "heads", url=postgres_url).returncode == 0
     scratch.add(

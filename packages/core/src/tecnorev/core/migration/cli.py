@@ -82,13 +82,13 @@ def make_config(
     if ini is None:
         config.set_main_option("script_location", packaged_script_location())
         config.set_main_option("revision_environment", "true")
-        if find_spec("ruff") is not None:  # format new revisions as the project formats code
-            config.set_section_option("post_write_hooks", "hooks", "ruff_format")
-            config.set_section_option("post_write_hooks", "ruff_format.type", "module")
-            config.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
-            config.set_section_option(
-                "post_write_hooks", "ruff_format.options", "format REVISION_SCRIPT_FILENAME"
-            )
+    if find_spec("ruff") is not None:  # format new revisions as the project formats code
+        config.set_section_option("post_write_hooks", "hooks", "ruff_format")
+        config.set_section_option("post_write_hooks", "ruff_format.type", "module")
+        config.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
+        config.set_section_option(
+            "post_write_hooks", "ruff_format.options", "format REVISION_SCRIPT_FILENAME"
+        )
     config.set_main_option("path_separator", "os")
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

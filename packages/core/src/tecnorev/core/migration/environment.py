@@ -1,6 +1,11 @@
 """What ``alembic/env.py`` runs: discovered version locations, scoped autogenerate, guards
-against commands whose meaning is dangerous with one branch per module, a lock for concurrent
-migrators, and SQLite made transactional."""
+against commands whose meaning is dangerous with one branch per module, SQLite made
+transactional, and on PostgreSQL the safe-apply rules of ``safety`` (a lock for concurrent
+migrators, no transaction pooler, lock_timeout with retry); ``upgrade --backup`` backs up first.
+
+Crash safety rests on one rule: everything a revision does (its DDL, its ``alembic_version``
+row, its ledger row) happens in one transaction, so a migrator killed at any point leaves each
+revision applied and recorded, or neither."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from logging.config import fileConfig
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,14 +29,16 @@ from sqlalchemy import event, pool
 
 from tecnorev.core.db import check_connection
 from tecnorev.core.errors import MigrationError
-from tecnorev.core.migration import autogen, ledger, state
+from tecnorev.core.migration import autogen, ledger, safety, state
 from tecnorev.core.migration.revisions import module_of_revision, module_of_script
 from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.settings import get_settings, normalize_database_url
 from tecnorev.core.types import utcnow
 
-# One key for every migrator of every database on the server: migrations are rare and short.
+# The key of the migration lock (advisory locks are per database: each database has its own).
 ADVISORY_LOCK_KEY = 7_370_432_214_561_907_302
+# Set by ``tecnorev db upgrade --backup`` on the alembic Config: the folder for the backup.
+BACKUP_DIR_ATTRIBUTE = "tecnorev_backup_dir"
 _RELATIVE = re.compile(r"^[+-]\d+$")
 
 
@@ -46,8 +54,13 @@ def point_at_modules(scripts: ScriptDirectory, registry: Registry) -> None:
 
 
 def migration_engine(url: str) -> sa.Engine:
-    """An engine for migrating: no pooling; on SQLite, transactional DDL and no FK actions."""
-    engine = sa.create_engine(url, poolclass=pool.NullPool)
+    """An engine for migrating: no pooling; on SQLite, transactional DDL and no FK actions;
+    on PostgreSQL, sessions named so pg_stat_activity (and a waiting migrator) shows who we are."""
+    parsed = sa.make_url(url)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "application_name" not in parsed.query:
+        connect_args["application_name"] = "tecnorev db"
+    engine = sa.create_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -73,33 +86,30 @@ def database_url(config: Any) -> str:
     return normalize_database_url(url) if url else get_settings().database_url
 
 
+def _say(message: str) -> None:
+    """Tell the operator (flushed: deploy logs must show a wait while it happens)."""
+    print(message, flush=True)
+
+
 def _lock_enabled() -> bool:
     return os.environ.get("TECNOREV_MIGRATION_LOCK", "on").strip().lower() not in ("off", "0")
 
 
 @contextmanager
-def migration_lock(connection: sa.Connection, external: bool) -> Iterator[None]:
+def migration_lock(connection: sa.Connection, external: bool) -> Iterator[safety.HeldLock | None]:
     """Serialise migrators on PostgreSQL for the whole run (a second one waits, then finds
-    nothing left to do)."""
+    nothing left to do): a session-level advisory lock on a dedicated connection, after making
+    sure no transaction pooler shares sessions (``safety.session_lock``)."""
     if connection.dialect.name != "postgresql" or not _lock_enabled():
-        yield
+        yield None
         return
     if external:
+        # The caller's transaction spans the whole run: the lock lives and dies with it.
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-        yield
+        yield None
         return
-    connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-    connection.commit()
-    try:
-        yield
-    finally:
-        try:
-            if connection.in_transaction():
-                connection.rollback()
-            connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
-            connection.commit()
-        except sa.exc.DBAPIError:
-            pass  # the connection is gone, and its session-level lock with it
+    with safety.session_lock(connection, ADVISORY_LOCK_KEY, _say) as held:
+        yield held
 
 
 def _command_name(env: EnvironmentContext) -> str:
@@ -185,6 +195,12 @@ class _Recorder:
     def __init__(self, registry: Registry, scripts: ScriptDirectory) -> None:
         self.registry = registry
         self.scripts = scripts
+        self.started = time.monotonic()
+        self.table_ready = False
+
+    def reset(self) -> None:
+        """Before a revision is retried: its rolled-back transaction may have been the one
+        that created the ledger table."""
         self.started = time.monotonic()
         self.table_ready = False
 
@@ -275,6 +291,74 @@ def _configure_options(
     return options
 
 
+def _pending_revision(env: EnvironmentContext, connection: sa.Connection) -> str:
+    """The first revision still to run: after a failure, the one that failed."""
+    migration_context = context.get_context()
+    try:
+        heads = migration_context.get_current_heads()
+        steps = list(env.context_opts["fn"](heads, migration_context))
+    except sa.exc.DBAPIError:
+        steps = []  # only for the message: never hide the failure being reported
+    finally:
+        connection.rollback()
+    return steps[0].revision.revision if steps else "a revision"
+
+
+def _give_up(
+    revision: str, policy: safety.LockTimeout, blockers: list[safety.Blocker]
+) -> MigrationError:
+    pids = " or ".join(f"SELECT pg_terminate_backend({b.pid})" for b in blockers)
+    ending = f" ({pids} ends it)" if pids else ""
+    return MigrationError(
+        f"revision {revision} could not get the locks it needs: its DDL waited "
+        f"{policy.describe()} (TECNOREV_LOCK_TIMEOUT) on each of {policy.attempts} attempts, "
+        f"so queries on the tables it alters were never held up longer than that. Blocked by "
+        f"{safety.describe_blockers(blockers)}. Nothing of {revision} was kept (revisions "
+        f"before it in this run are applied). Let that transaction finish or end it{ending}, "
+        "then run the upgrade again; raise TECNOREV_LOCK_TIMEOUT or TECNOREV_LOCK_RETRIES "
+        "to wait longer."
+    )
+
+
+def _run_migrations(
+    env: EnvironmentContext,
+    connection: sa.Connection,
+    policy: safety.LockTimeout | None,
+    held: safety.HeldLock | None,
+    recorder: _Recorder,
+) -> None:
+    """Run the pending revisions.  On PostgreSQL each revision's transaction sets
+    lock_timeout; a revision that timed out waiting for a lock was rolled back whole by alembic
+    (earlier ones stay committed), so running again resumes with it, after a backoff."""
+    if policy is None or not policy.enabled:
+        context.run_migrations()
+        return
+    migrator_pid = held.migrator_pid if held else safety.backend_pid(connection)
+    interval = min(0.1, policy.milliseconds / 3000)
+    watch = safety.BlockerWatch(held.connection if held else None, migrator_pid, interval)
+    with safety.lock_timeout_per_transaction(connection, policy), watch:
+        for attempt in range(1, policy.attempts + 1):
+            watch.forget()
+            try:
+                context.run_migrations()
+                return
+            except sa.exc.DBAPIError as exc:
+                if not safety.is_lock_timeout(exc):
+                    raise
+                revision = _pending_revision(env, connection)
+                blockers = watch.blockers(connection, policy)
+                if attempt == policy.attempts:
+                    raise _give_up(revision, policy, blockers) from exc
+            delay = policy.delay_before(attempt + 1)
+            _say(
+                f"revision {revision}: a lock was not granted within {policy.describe()}, "
+                f"blocked by {safety.describe_blockers(blockers)}; rolled back, retrying in "
+                f"{delay:g}s (attempt {attempt + 1} of {policy.attempts})"
+            )
+            recorder.reset()
+            time.sleep(delay)
+
+
 def _run_online(
     env: EnvironmentContext,
     connection: sa.Connection,
@@ -284,7 +368,17 @@ def _run_online(
 ) -> None:
     external = connection.in_transaction()
     is_sqlite = connection.dialect.name == "sqlite"
-    with migration_lock(connection, external):
+    # Retrying needs transactions of our own: never inside a caller's, never on SQLite (one
+    # transaction for the whole run, and busy_timeout instead of lock_timeout).
+    policy = None if external or is_sqlite else safety.LockTimeout.from_env()
+    with migration_lock(connection, external) as held:
+        backup_dir = env.config.attributes.get(BACKUP_DIR_ATTRIBUTE)
+        if backup_dir is not None:
+            # Under the lock and before any write: the backup is the state this run starts from.
+            from tecnorev.core.migration.backup import backup_database
+
+            path = backup_database(connection.engine.url, Path(backup_dir))
+            _say(f"backed up the database to {path}")
         restored = state.restore_forgotten(connection, scripts)
         if restored:
             print(f"restored the record of {', '.join(restored)} (module installed again)")
@@ -293,17 +387,18 @@ def _run_online(
             # alembic would treat a transaction opened by these reads as the caller's and
             # never commit it (an upgrade then leaves alembic_version empty).
             connection.commit()
+        recorder = _Recorder(registry, scripts)
         context.configure(
             connection=connection,
             # SQLite: one transaction for the run, so BEGIN IMMEDIATE serialises migrators.
             transaction_per_migration=not is_sqlite,
             transactional_ddl=True,  # true on SQLite too, thanks to the migration engine
-            on_version_apply=_Recorder(registry, scripts),
+            on_version_apply=recorder,
             **options,
         )
         guard_downgrade(env, scripts, registry)
         with context.begin_transaction():
-            context.run_migrations()
+            _run_migrations(env, connection, policy, held, recorder)
 
 
 _logging_configured = False
@@ -338,6 +433,11 @@ def run() -> None:
             options["process_revision_directives"](None, None, revision_context.generated_revisions)
             return
         if context.is_offline_mode():
+            if config.attributes.get(BACKUP_DIR_ATTRIBUTE) is not None:
+                raise MigrationError(
+                    "--backup needs a database connection; with --sql nothing is run, so "
+                    "there is nothing to back up"
+                )
             context.configure(
                 url=database_url(config),
                 literal_binds=True,

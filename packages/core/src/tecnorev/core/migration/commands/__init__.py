@@ -14,12 +14,13 @@ COMMANDS: tuple[str, ...] = (
     "forget",
     "generate",
     "adopt",
+    "graph",
+    "sql",
     "status",
     "log",
     "verify",
     "lint",
-    "graph",
-    "sql",
+    "restore",
 )
 
 

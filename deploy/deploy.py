@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Deploy Tecno Rev: back up and migrate once, then restart the application, replica by
+replica, only once ``tecnorev db status`` says every module is at its head.
+
+    deploy.py all --restart CMD [--restart CMD ...]     one host, or every replica from here
+    deploy.py migrate                                    the one migration step alone
+    deploy.py rollout --restart CMD [--restart CMD ...]  the gated rollout alone
+
+Steps, each stopping the deployment when it fails:
+
+1. ``--install CMD`` (optional): put the new distributions in place (e.g. ``pip install -r
+   requirements.lock``); it touches no database, and the migrations come with the new code.
+2. migrate, exactly once, from this process: ``tecnorev db upgrade heads --backup``.  Replicas
+   never migrate when they start (if one did anyway, the migration lock would serialise it).
+3. gate: ``tecnorev db status`` must exit 0 (nothing pending, nothing edited or missing).
+4. rollout: each ``--restart`` command in turn (``systemctl restart tecnorev@1``, ``kubectl
+   rollout restart ...``); with ``--health-url``, the replica must answer 2xx before the next
+   one restarts, so a broken release stops after one replica.
+
+``DATABASE_URL`` (environment or ``.env``) names the database, as for every ``tecnorev``
+command.  Standard library only: it runs with the deployment's own Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class DeployError(Exception):
+    """A step failed; the message says what state the deployment was left in."""
+
+
+def say(message: str) -> None:
+    print(f"deploy: {message}", flush=True)
+
+
+def default_tecnorev() -> str:
+    """The ``tecnorev`` beside the Python running this script (the deployment's venv)."""
+    beside = Path(sys.executable).parent / "tecnorev"
+    return str(beside) if beside.exists() else "tecnorev"
+
+
+def run(command: Sequence[str] | str) -> int:
+    shown = command if isinstance(command, str) else shlex.join(command)
+    say(f"$ {shown}")
+    return subprocess.run(command, shell=isinstance(command, str)).returncode
+
+
+def install(command: str) -> None:
+    if run(command) != 0:
+        raise DeployError("installing the new version failed: nothing was migrated or restarted")
+
+
+def migrate(tecnorev: str, backup_dir: str | None) -> None:
+    command = [tecnorev, "db", "upgrade", "heads"]
+    if backup_dir is not None:
+        command += ["--backup", "--backup-dir", backup_dir]
+    if run(command) != 0:
+        raise DeployError(
+            "the migration failed, so nothing was restarted: the running replicas keep the "
+            "previous version (each revision is applied whole or not at all; see the message "
+            "above, and 'tecnorev db restore <backup>' if the data must go back)"
+        )
+
+
+def gate(tecnorev: str) -> None:
+    if run([tecnorev, "db", "status"]) != 0:
+        raise DeployError(
+            "'tecnorev db status' does not report every module up to date (see above), so "
+            "nothing was restarted"
+        )
+
+
+def wait_healthy(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def rollout(restarts: list[str], health_urls: list[str], timeout: float) -> None:
+    total = len(restarts)
+    for number, command in enumerate(restarts, start=1):
+        say(f"restarting replica {number} of {total}")
+        left = _untouched(number, total)
+        if run(command) != 0:
+            raise DeployError(f"restarting replica {number} failed; {left}")
+        url = health_urls[number - 1] if number <= len(health_urls) else None
+        if url is None:
+            continue
+        if not wait_healthy(url, timeout):
+            raise DeployError(
+                f"replica {number} did not answer {url} within {timeout:g}s; stopping the "
+                f"rollout: {left}"
+            )
+        say(f"replica {number} answers {url}")
+
+
+def _untouched(number: int, total: int) -> str:
+    if number == total:
+        return "it was the last replica"
+    if number + 1 == total:
+        return f"replica {total} still runs the previous version"
+    return f"replicas {number + 1}-{total} still run the previous version"
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="deploy.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=("all", "migrate", "rollout"))
+    parser.add_argument("--install", metavar="CMD", help="command installing the new version")
+    parser.add_argument("--backup-dir", default="backups", help="default: ./backups")
+    parser.add_argument("--no-backup", action="store_true", help="migrate without a backup")
+    parser.add_argument(
+        "--restart", metavar="CMD", action="append", default=[], help="one per replica, in order"
+    )
+    parser.add_argument(
+        "--health-url", metavar="URL", action="append", default=[], help="one per --restart"
+    )
+    parser.add_argument("--health-timeout", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument("--tecnorev", default=default_tecnorev(), help="the tecnorev command")
+    options = parser.parse_args(argv)
+    if options.step != "migrate" and not options.restart:
+        parser.error(f"'{options.step}' needs at least one --restart command")
+    if len(options.health_url) > len(options.restart):
+        parser.error("more --health-url than --restart")
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse(argv)
+    try:
+        if options.step in ("all", "migrate"):
+            if options.install:
+                install(options.install)
+            migrate(options.tecnorev, None if options.no_backup else options.backup_dir)
+        if options.step in ("all", "rollout"):
+            gate(options.tecnorev)
+            rollout(options.restart, options.health_url, options.health_timeout)
+    except DeployError as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
