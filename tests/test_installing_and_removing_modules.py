@@ -3,6 +3,7 @@ virtual environment, migrating a populated PostgreSQL database."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -110,8 +111,15 @@ def test_a_module_joins_leaves_is_set_aside_and_comes_back(venv, wheels, tmp_pat
             assert "tecnorev db forget payments" in result.stderr
             assert "Traceback" not in result.stderr
 
+        status = run("status")
+        assert status.returncode == 3, status.stdout + status.stderr
+        assert re.search(r"^payments\b.*not installed", status.stdout, re.M), status.stdout
+
         result = run("forget", "payments")
         assert result.returncode == 0, result.stderr
+        status = run("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert re.search(r"^payments\b.*set aside", status.stdout, re.M), status.stdout
         assert "set aside payments_" in result.stdout
         result = run("upgrade", "heads")
         assert result.returncode == 0, result.stderr
