@@ -409,11 +409,10 @@ def build(session: nox.Session) -> None:
 def run(session: nox.Session) -> None:
     """The product on its embedded default database (DATABASE_URL from the environment or .env)."""
     _install_editable(session)
-    # 1. Bring the database to every installed package's head.
+    # Bring the database to every installed module's head and show where each one stands.
+    # Serving the API (tecnorev-api) joins this session when the service exposes its app.
     session.run("tecnorev", "db", "upgrade", "heads")
-    session.run("tecnorev", "db", "current")
-    # 2. Serve the API (tecnorev-api) here once it exposes an app, e.g.
-    #    session.run("uvicorn", "tecnorev.api:app", *session.posargs)
+    session.run("tecnorev", "db", "status")
 
 
 @nox.session
