@@ -52,3 +52,11 @@ def scratch(tmp_path):
             return rev
 
     return Scratch()
+
+
+@pytest.fixture
+def sqlite_at_heads(tmp_path):
+    """A SQLite database with every installed revision applied."""
+    url = f"sqlite:///{tmp_path / 'heads.db'}"
+    assert run_tecnorev("db", "upgrade", "heads", url=url, cwd=tmp_path).returncode == 0
+    return url

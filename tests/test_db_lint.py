@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import subprocess
 import textwrap
 import time
@@ -543,34 +542,10 @@ def test_format_findings_names_file_line_rule_why_and_instead(tmp_path):
 
 
 @pytest.fixture
-def scratch(tmp_path):
-    """A copy of the catalog module's source, first on the path of every child process."""
-    src = tmp_path / "src"
-    shutil.copytree(
-        REPO / "packages/catalog/src/tecnorev/catalog",
-        src / "tecnorev/catalog",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-
-    class Scratch:
-        migrations = src / "tecnorev/catalog/migrations"
-        env = {"PYTHONPATH": str(src)}
-
-        def run(self, *args, url):
-            return run_tecnorev(*args, url=url, env=self.env, cwd=tmp_path)
-
-        def add(self, body: str, **kw) -> Path:
-            return write_revision(self.migrations, body, **kw)
-
-    return Scratch()
-
-
-@pytest.fixture
-def sqlite_at_heads(tmp_path):
-    """A database with every shipped revision applied (the scratch ones stay pending)."""
-    url = f"sqlite:///{tmp_path / 'heads.db'}"
-    assert run_tecnorev("db", "upgrade", "heads", url=url, cwd=tmp_path).returncode == 0
-    return url
+def scratch(scratch):
+    """The shared scratch copy of catalog, plus revisions written with this file's helper."""
+    scratch.add = lambda body, **kw: write_revision(scratch.migrations, body, **kw)
+    return scratch
 
 
 def revision_of(path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import recorded_revisions, run_tecnorev, schema_objects
+from tecnorev.core.testing import recorded_revisions, schema_objects
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,13 +85,6 @@ def test_autogenerate_ignores_tables_it_does_not_own(scratch, sqlite_at_heads):
     (written,) = [p for p in scratch.migrations.glob("*nothing.py")]
     assert "legacy_report" not in written.read_text()
     assert "drop_table" not in written.read_text()
-
-
-@pytest.fixture
-def sqlite_at_heads(tmp_path):
-    url = f"sqlite:///{tmp_path / 'heads.db'}"
-    assert run_tecnorev("db", "upgrade", "heads", url=url).returncode == 0
-    return url
 
 
 def test_foreign_key_into_an_undeclared_module_is_refused(scratch, sqlite_at_heads):
