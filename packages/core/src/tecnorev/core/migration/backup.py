@@ -165,9 +165,15 @@ def _sqlite_path(url: sa.URL) -> Path:
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
-    """Page-by-page copy through SQLite itself: consistent even while others write."""
     if not source.is_file():
         raise BackupError(f"there is no database at {source} to back up")
+    _copy_pages(source, target)
+
+
+def _copy_pages(source: Path, target: Path) -> None:
+    """Page-by-page copy through SQLite's backup API: consistent even while others write, and
+    it replaces every page of the target under its write lock, so other connections see the
+    old database or the new one, nothing in between."""
     reader = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     writer = sqlite3.connect(target)
     try:
@@ -242,22 +248,10 @@ def restore_database(connection: sa.Connection, file: Path, *, force: bool) -> N
     if kind == "postgresql":
         _pg_restore(url, file)
     else:
-        _sqlite_restore(file, _sqlite_path(url))
+        _copy_pages(file, _sqlite_path(url))
 
 
 _KIND_NAMES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
-
-
-def _sqlite_restore(file: Path, target: Path) -> None:
-    reader = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-    writer = sqlite3.connect(target)
-    try:
-        # The backup API replaces every page of the target under its write lock: other
-        # connections see the old database or the restored one, nothing in between.
-        reader.backup(writer)
-    finally:
-        writer.close()
-        reader.close()
 
 
 def _pg_restore(url: sa.URL, file: Path) -> None:
