@@ -15,11 +15,18 @@ if TYPE_CHECKING:
     from tecnorev.core.db import create_db_engine, get_engine, session_scope
     from tecnorev.core.errors import (
         ConfigError,
+        Conflict,
         DatabaseUnavailable,
         DiscoveryError,
+        DomainError,
         MigrationError,
+        NotAuthenticated,
+        NotFound,
+        PermissionDenied,
+        RuleViolation,
         TecnorevError,
     )
+    from tecnorev.core.events import Event, publish
     from tecnorev.core.mixins import AuditMixin, metadata
     from tecnorev.core.registry import Registry, discover, get_registry
     from tecnorev.core.settings import Settings, get_settings
@@ -43,16 +50,31 @@ _LAZY = {
     "DatabaseUnavailable": "tecnorev.core.errors",
     "DiscoveryError": "tecnorev.core.errors",
     "MigrationError": "tecnorev.core.errors",
+    "DomainError": "tecnorev.core.errors",
+    "NotFound": "tecnorev.core.errors",
+    "Conflict": "tecnorev.core.errors",
+    "RuleViolation": "tecnorev.core.errors",
+    "NotAuthenticated": "tecnorev.core.errors",
+    "PermissionDenied": "tecnorev.core.errors",
+    "Event": "tecnorev.core.events",
+    "publish": "tecnorev.core.events",
 }
 
 __all__ = [
     "AuditMixin",
     "ConfigError",
+    "Conflict",
     "DatabaseUnavailable",
     "DiscoveryError",
+    "DomainError",
+    "Event",
     "MigrationError",
     "Module",
+    "NotAuthenticated",
+    "NotFound",
+    "PermissionDenied",
     "Registry",
+    "RuleViolation",
     "Settings",
     "TecnorevError",
     "UTCDateTime",
@@ -62,6 +84,7 @@ __all__ = [
     "get_registry",
     "get_settings",
     "metadata",
+    "publish",
     "session_scope",
     "utcnow",
 ]

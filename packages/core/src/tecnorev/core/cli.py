@@ -89,8 +89,11 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
         """Alembic commands for the installed modules: tecnorev db --help."""
 
     for ep in entry_points(group=CLI_ENTRY_POINT_GROUP):
-        group = ep.load()
-        app.add_typer(group, name=ep.name)
+        target = ep.load()  # a Typer group, or one function made a command of that name
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=ep.name)
+        else:
+            app.command(ep.name)(target)
     return app
 
 
@@ -100,11 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tecnorev.core.migration.cli import main as db_main
 
         return db_main(args[1:])
-    app = _build_app()
+    from tecnorev.core.errors import TecnorevError
+
     try:
+        app = _build_app()
         app(args, prog_name="tecnorev", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+    except TecnorevError as exc:  # a message for a person, from any command group
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

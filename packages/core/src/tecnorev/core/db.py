@@ -63,13 +63,18 @@ def check_connection(engine: sa.Engine) -> None:
 
 @contextmanager
 def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
-    """A session committed once when the block succeeds and rolled back when it raises."""
+    """A session committed once when the block succeeds and rolled back when it raises;
+    the events it published are delivered after the commit."""
     from sqlmodel import Session  # imported here: migration commands use this module too
 
-    with Session(engine or get_engine()) as session:
+    from tecnorev.core.events import deliver, take_committed
+
+    engine = engine or get_engine()
+    with Session(engine) as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        deliver(take_committed(session), engine=engine)

@@ -21,3 +21,51 @@ class DiscoveryError(TecnorevError):
 
 class MigrationError(TecnorevError):
     """A migration command was refused or cannot run as asked."""
+
+
+class DomainError(TecnorevError):
+    """A request the domain refuses.  Carries the HTTP status and the stable ``code`` a client
+    sees, so routes never build HTTP errors themselves; mapped to a response in one place
+    (``tecnorev.core.web.errors``).
+
+    ``keep_changes``: the refusal is itself a change that must be stored (a revoked token
+    family, say), so the unit of work commits before the error is answered.
+    """
+
+    status_code = 400
+    code = "bad_request"
+    keep_changes = False
+
+    def __init__(self, message: str, *, details: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request contradicts what is stored (a duplicate, a state that moved on)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class RuleViolation(DomainError):
+    """The request is well formed but a business rule refuses it."""
+
+    status_code = 422
+    code = "rule_violation"
+
+
+class NotAuthenticated(DomainError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class PermissionDenied(DomainError):
+    status_code = 403
+    code = "permission_denied"

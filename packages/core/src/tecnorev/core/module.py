@@ -24,6 +24,9 @@ class Module:
     router: str | None = None
     migrations: str = "migrations"
     description: str = ""
+    # (event name, "dotted.module:function"): reactions to events another module publishes,
+    # run after the publishing transaction commits (see tecnorev.core.events).
+    subscribers: tuple[tuple[str, str], ...] = ()
     distribution: str | None = field(default=None, compare=False)
 
     @property

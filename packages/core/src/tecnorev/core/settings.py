@@ -77,3 +77,35 @@ def load_settings() -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+DEVELOPMENT_SECRET_KEY = "tecnorev-development-key-never-use-in-production"
+_WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "dev", "development", "test"}
+_GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def signing_key(settings: Settings | None = None) -> str:
+    """The key tokens are signed with.
+
+    In production it must be set and strong; elsewhere a fixed development key stands in, so
+    tokens survive restarts and agree across workers.
+    """
+    settings = settings or get_settings()
+    key = settings.secret_key
+    if not settings.is_production:
+        return key or DEVELOPMENT_SECRET_KEY
+    if not key:
+        raise ConfigError(
+            f"SECRET_KEY is required when TECNOREV_ENV=production; generate one with: {_GENERATE}"
+        )
+    if (
+        len(key) < 32
+        or key == DEVELOPMENT_SECRET_KEY
+        or key.lower() in _WEAK_SECRETS
+        or len(set(key)) < 10
+    ):
+        raise ConfigError(
+            "SECRET_KEY is too weak for production (at least 32 varied characters, not a "
+            f"default); generate one with: {_GENERATE}"
+        )
+    return key

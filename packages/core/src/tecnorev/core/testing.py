@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +28,12 @@ from alembic.config import Config
 from sqlmodel import Session
 
 from tecnorev.core.settings import normalize_database_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from tecnorev.core.registry import Registry
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgresql")
@@ -231,3 +238,30 @@ def migrated_session(url: str, target: str) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def api_app(url: str, registry: Registry | None = None) -> FastAPI:
+    """The installed modules' routers (or ``registry``'s) on ``url``, through the same
+    error handling and unit of work the service uses, without the service."""
+    from tecnorev.core.db import create_db_engine
+    from tecnorev.core.registry import get_registry
+    from tecnorev.core.web import make_app
+    from tecnorev.core.web.composition import module_routers
+
+    registry = registry or get_registry()
+    registry.load_models()
+    return make_app(module_routers(registry), engine=create_db_engine(url))
+
+
+@contextmanager
+def api_client(url: str, target: str = "heads") -> Iterator[TestClient]:
+    """A client of :func:`api_app` on ``url`` migrated to ``target``."""
+    from fastapi.testclient import TestClient
+
+    migrate(url, target)
+    app = api_app(url)
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        app.state.engine.dispose()

@@ -1,0 +1,95 @@
+"""Who is calling, and may they: ``CurrentUser`` and ``require_permission`` for every module's
+routes.
+
+The caller is read from the database on each request in one statement (the user, the
+permissions its roles grant, and whether its login is still live), so deactivating a user,
+changing its roles, logging out or changing its password takes effect at once rather than
+when the access token expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+from sqlmodel import Session
+
+from tecnorev.auth.permissions import ALL
+from tecnorev.auth.security import decode_access_token
+from tecnorev.core.errors import NotAuthenticated, PermissionDenied
+from tecnorev.core.web import API_PREFIX, SessionDep
+
+TOKEN_URL = f"{API_PREFIX}/auth/token"
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    id: int
+    email: str
+    permissions: frozenset[str]
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+_PRINCIPAL = sa.text(
+    """
+    SELECT u.email, u.is_active, rp.permission,
+           EXISTS (SELECT 1 FROM refresh_token rt
+                   WHERE rt.family_id = :family AND rt.user_id = u.id
+                     AND rt.revoked_at IS NULL) AS live
+    FROM "user" u
+    LEFT JOIN user_role ur ON ur.user_id = u.id
+    LEFT JOIN role_permission rp ON rp.role_id = ur.role_id
+    WHERE u.id = :user_id
+    """
+)
+
+
+def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
+    rows = session.execute(_PRINCIPAL, {"user_id": user_id, "family": family_id}).all()
+    if not rows:
+        raise NotAuthenticated("the access token's user no longer exists")
+    email, active, _, live = rows[0]
+    if not active:
+        raise NotAuthenticated("this user is deactivated")
+    if not live:
+        raise NotAuthenticated("this login has ended (logged out or password changed)")
+    return Principal(user_id, email, frozenset(r[2] for r in rows if r[2] is not None))
+
+
+def current_user(session: SessionDep, token: Annotated[str | None, Depends(_bearer)]) -> Principal:
+    if not token:
+        raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
+    claims = decode_access_token(token)
+    return load_principal(session, claims.user_id, claims.family_id)
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_permission(permission: str) -> Any:
+    """A dependency (``Annotated[Principal, require_permission(CODE)]``) that lets through
+    only a caller whose roles grant ``permission``; the route table keeps the code, so the
+    permission matrix can be read off the app."""
+    if permission not in ALL:
+        raise ValueError(f"unknown permission code {permission!r}; add it to auth.permissions")
+
+    def check_permission(user: CurrentUser) -> Principal:
+        if permission not in user.permissions:
+            raise PermissionDenied(f"this requires the {permission!r} permission")
+        return user
+
+    check_permission.permission = permission  # type: ignore[attr-defined]
+    return Depends(check_permission)
+
+
+def required_permission(call: Any) -> str | None:
+    """The permission a dependency callable demands (for reading it off the route table)."""
+    return getattr(call, "permission", None)

@@ -1,0 +1,99 @@
+"""Password hashing and tokens: argon2 hashes, signed access JWTs, opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from tecnorev.auth.config import AuthConfig, get_auth_config
+from tecnorev.core.errors import NotAuthenticated
+from tecnorev.core.types import utcnow
+
+_ISSUER = "tecnorev"
+
+
+@lru_cache(maxsize=1)
+def _hasher() -> PasswordHash:
+    return PasswordHash((Argon2Hasher(),))
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
+    """Whether ``password`` matches, and a fresh hash when the stored one uses old parameters."""
+    return _hasher().verify_and_update(password, hashed)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def burn_verification(password: str) -> None:
+    """Spend what a real verification costs, so an unknown email answers no faster."""
+    _hasher().verify(password, _dummy_hash())
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    family_id: str
+    expires_at: datetime
+
+
+def create_access_token(
+    user_id: int, family_id: str, config: AuthConfig | None = None
+) -> tuple[str, datetime]:
+    config = config or get_auth_config()
+    now = utcnow()
+    expires = now + config.access_ttl
+    claims = {
+        "sub": str(user_id),
+        "fam": family_id,
+        "iat": now,
+        "exp": expires,
+        "iss": _ISSUER,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, config.secret_key, algorithm=config.algorithm), expires
+
+
+def decode_access_token(token: str, config: AuthConfig | None = None) -> AccessClaims:
+    config = config or get_auth_config()
+    try:
+        claims = jwt.decode(
+            token,
+            config.secret_key,
+            algorithms=[config.algorithm],
+            issuer=_ISSUER,
+            options={"require": ["sub", "fam", "exp", "iat"]},
+        )
+        user_id = int(claims["sub"])
+    except jwt.ExpiredSignatureError as exc:
+        raise NotAuthenticated("the access token has expired; refresh it") from exc
+    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+        raise NotAuthenticated("the access token is not valid") from exc
+    return AccessClaims(user_id, str(claims["fam"]), datetime.fromtimestamp(claims["exp"], UTC))
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A refresh token and the hash stored in its place (the token itself is never stored)."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_family_id() -> str:
+    return secrets.token_hex(16)

@@ -1,0 +1,100 @@
+"""In-process domain events, delivered after the publishing transaction commits.
+
+Dependencies between modules point one way (sales never imports payments), yet some
+reactions flow back: a cancelled order must refund its payment.  The upstream module
+``publish``es an event on its session; a downstream module subscribes through its
+``Module(subscribers=...)``.  Nothing is delivered for a transaction that rolls back, and each
+reaction runs in a unit of work of its own, after the publisher's commit: a failing reaction
+is logged and never undoes what the publisher already committed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
+
+from tecnorev.core.errors import DiscoveryError
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from tecnorev.core.registry import Registry
+
+log = logging.getLogger("tecnorev.events")
+
+_QUEUED = "tecnorev.events.queued"
+_COMMITTED = "tecnorev.events.committed"
+
+Handler = Callable[["Session", "Event"], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+def publish(session: OrmSession, name: str, **payload: Any) -> Event:
+    """Queue an event on ``session``; it is delivered only if the session commits."""
+    event = Event(name, payload)
+    session.info.setdefault(_QUEUED, []).append(event)
+    return event
+
+
+@sa_event.listens_for(OrmSession, "after_commit")
+def _committed(session: OrmSession) -> None:
+    queued = session.info.pop(_QUEUED, None)
+    if queued:
+        session.info.setdefault(_COMMITTED, []).extend(queued)
+
+
+@sa_event.listens_for(OrmSession, "after_soft_rollback")
+def _rolled_back(session: OrmSession, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the outermost transaction: nothing survives
+        session.info.pop(_QUEUED, None)
+
+
+def take_committed(session: OrmSession) -> list[Event]:
+    """The events of transactions ``session`` committed, removed from it."""
+    return session.info.pop(_COMMITTED, [])
+
+
+@lru_cache(maxsize=8)
+def _handlers(registry: Registry) -> dict[str, tuple[Handler, ...]]:
+    found: dict[str, list[Handler]] = {}
+    for module in registry.modules:
+        for name, target in module.subscribers:
+            dotted, _, attribute = target.partition(":")
+            try:
+                handler = getattr(importlib.import_module(dotted), attribute)
+            except (ImportError, AttributeError) as exc:
+                raise DiscoveryError(
+                    f"module {module.name!r} subscribes {target!r} to {name!r}, "
+                    f"which cannot be loaded: {exc}"
+                ) from exc
+            found.setdefault(name, []).append(handler)
+    return {name: tuple(handlers) for name, handlers in found.items()}
+
+
+def deliver(events: list[Event], *, engine: Any, registry: Registry | None = None) -> None:
+    """Run every subscriber of each event, each in its own committed unit of work."""
+    if not events:
+        return
+    from tecnorev.core.db import session_scope
+    from tecnorev.core.registry import get_registry
+
+    handlers = _handlers(registry or get_registry())
+    for event in events:
+        for handler in handlers.get(event.name, ()):
+            try:
+                with session_scope(engine) as session:
+                    handler(session, event)
+            except Exception:
+                log.exception("subscriber %s of %s failed", handler.__qualname__, event.name)

@@ -1,0 +1,14 @@
+"""The web layer every module's routes share: unit of work, error mapping, bounded types."""
+
+from tecnorev.core.web.app import API_PREFIX, make_app
+from tecnorev.core.web.errors import error_body, install_error_handlers
+from tecnorev.core.web.session import SessionDep, get_session
+
+__all__ = [
+    "API_PREFIX",
+    "SessionDep",
+    "error_body",
+    "get_session",
+    "install_error_handlers",
+    "make_app",
+]

@@ -1,0 +1,108 @@
+"""An application shell with the platform's error handling, unit of work and body limit.
+
+The API service composes it from every installed module; a package's own tests build one
+from just its router, so routes are tested through the same stack without the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tecnorev.core.errors import DiscoveryError
+from tecnorev.core.web.errors import error_body, install_error_handlers
+
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1_000_000
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes with a 413 before anything parses it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(send, self.limit)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps(
+        error_body("payload_too_large", f"the request body exceeds {limit} bytes")
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def make_app(
+    routers: Iterable[tuple[str, APIRouter]] = (),
+    *,
+    engine: sa.Engine | None = None,
+    title: str = "Tecno Rev",
+    version: str = "0.1.0",
+    tags: Sequence[dict[str, Any]] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
+    **fastapi_options: Any,
+) -> FastAPI:
+    """A FastAPI app with each ``(tag, router)`` under ``/api/v1``.
+
+    Two routers claiming the same method and path are refused: with packages released
+    separately, a silent override would hide one package's endpoint behind another's.
+    """
+    app = FastAPI(title=title, version=version, openapi_tags=list(tags), **fastapi_options)
+    app.state.engine = engine
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    claimed: dict[tuple[str, str], str] = {}
+    for tag, router in routers:
+        for route in router.routes:
+            for method in getattr(route, "methods", None) or ():
+                key = (method, API_PREFIX + getattr(route, "path", ""))
+                if key in claimed:
+                    raise DiscoveryError(
+                        f"modules {claimed[key]!r} and {tag!r} both define {key[0]} {key[1]}"
+                    )
+                claimed[key] = tag
+        app.include_router(router, prefix=API_PREFIX, tags=[tag])
+    return app

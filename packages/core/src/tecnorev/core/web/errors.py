@@ -1,0 +1,126 @@
+"""Every error a client can see, mapped to HTTP in this one place.
+
+The body is always ``{"error": {"code", "message", "details"}}``.  Database errors are
+translated by kind (a unique or foreign-key violation is a 409, a value the column cannot
+hold a 422, an unreachable database a 503); no SQL, traceback or input echo reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tecnorev.core.errors import DomainError
+
+log = logging.getLogger("tecnorev.api")
+
+# SQLSTATE classes (PostgreSQL) and message prefixes (SQLite) of constraint violations.
+_PG_CONSTRAINT = {
+    "23505": ("conflict", 409, "conflicts with an existing record"),
+    "23503": ("conflict", 409, "refers to a record that does not exist or is still in use"),
+    "23514": ("constraint_violation", 422, "breaks a rule of the stored data"),
+    "23502": ("constraint_violation", 422, "leaves out a required value"),
+    "23P01": ("conflict", 409, "overlaps an existing record"),
+}
+_SQLITE_CONSTRAINT = {
+    "UNIQUE": _PG_CONSTRAINT["23505"],
+    "FOREIGN KEY": _PG_CONSTRAINT["23503"],
+    "CHECK": _PG_CONSTRAINT["23514"],
+    "NOT NULL": _PG_CONSTRAINT["23502"],
+}
+_RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def _constraint(exc: sa.exc.IntegrityError) -> tuple[str, int, str, str | None]:
+    orig = exc.orig
+    pgcode = getattr(orig, "pgcode", None)
+    if pgcode:
+        code, status, message = _PG_CONSTRAINT.get(pgcode, _PG_CONSTRAINT["23514"])
+        diag = getattr(orig, "diag", None)
+        return code, status, message, getattr(diag, "constraint_name", None)
+    text = str(orig)
+    for prefix, found in _SQLITE_CONSTRAINT.items():
+        if text.startswith(prefix):
+            return (*found, None)
+    return (*_PG_CONSTRAINT["23514"], None)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return error_response(422, "validation_error", "the request is not valid", details)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
+    code = codes.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    return error_response(status, code, message, headers=getattr(exc, "headers", None))
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, sa.exc.IntegrityError)
+    code, status, message, constraint = _constraint(exc)
+    details = {"constraint": constraint} if constraint else None
+    return error_response(status, code, f"the request {message}", details)
+
+
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(
+        422, "invalid_value", "a value is out of range or of the wrong kind for its field"
+    )
+
+
+async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, sa.exc.OperationalError)
+    if getattr(exc.orig, "pgcode", None) in _RETRY_SQLSTATES or "locked" in str(exc.orig):
+        return error_response(
+            409, "concurrent_update", "the data changed concurrently; retry the request"
+        )
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+    return error_response(
+        503, "database_unavailable", "the database cannot be reached", headers={"Retry-After": "5"}
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa.exc.IntegrityError, _integrity_error)
+    app.add_exception_handler(sa.exc.DataError, _data_error)
+    app.add_exception_handler(sa.exc.OperationalError, _operational_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,103 @@
+"""``create_app()``: every installed module's router under ``/api/v1``, health and readiness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from tecnorev.core.db import check_connection, create_db_engine
+from tecnorev.core.errors import ConfigError, DatabaseUnavailable
+from tecnorev.core.migration.readiness import ReadinessCheck, behind
+from tecnorev.core.registry import Registry, get_registry
+from tecnorev.core.settings import get_settings, signing_key
+from tecnorev.core.web import make_app
+from tecnorev.core.web.composition import module_routers
+
+log = logging.getLogger("tecnorev.api")
+
+VERSION = "0.1.0"
+# Threads serving sync routes (anyio's default: 40) must not queue for connections.
+POOL_SIZE = 20
+POOL_OVERFLOW = 30
+
+
+def create_app(*, database_url: str | None = None, registry: Registry | None = None) -> FastAPI:
+    """The service for the installed modules (or ``registry``) on ``database_url``
+    (default: DATABASE_URL, from the environment or ``.env``)."""
+    settings = get_settings()
+    signing_key(settings)  # production refuses a missing or weak key before serving anything
+    registry = registry or get_registry()
+    registry.load_models()
+    engine = create_db_engine(database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    readiness = ReadinessCheck(registry)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _check_schema(engine, readiness, production=settings.is_production)
+        yield
+        engine.dispose()
+
+    tags = [{"name": m.name, "description": m.description} for m in registry.modules]
+    app = make_app(
+        module_routers(registry),
+        engine=engine,
+        title="Tecno Rev",
+        version=VERSION,
+        tags=[{"name": "service", "description": "health and readiness"}, *tags],
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+
+    @app.get("/health", tags=["service"], summary="the process is up")
+    def health() -> dict[str, object]:
+        return {"status": "ok", "modules": registry.names}
+
+    @app.get(
+        "/ready",
+        tags=["service"],
+        summary="the database is reachable and every installed module's migrations are applied",
+        responses={503: {"description": "not ready: the body says why"}},
+    )
+    def ready() -> JSONResponse:
+        try:
+            report = readiness.report(engine)
+        except DatabaseUnavailable as exc:
+            log.warning("not ready: %s", exc)
+            body = {"status": "not_ready", "database": "unreachable", "behind": {}}
+            return JSONResponse(body, status_code=503)
+        late = behind(report)
+        body = {
+            "status": "not_ready" if late else "ready",
+            "database": "ok",
+            "behind": late,
+            "modules": {m.module: m.state.value for m in report.modules},
+        }
+        return JSONResponse(body, status_code=503 if late else 200)
+
+    return app
+
+
+def _check_schema(engine: sa.Engine, readiness: ReadinessCheck, *, production: bool) -> None:
+    """Say at start-up what the database lacks; production refuses to serve with it."""
+    try:
+        check_connection(engine)
+        late = behind(readiness.report(engine))
+    except DatabaseUnavailable as exc:
+        if production:
+            raise
+        log.warning("%s; /ready answers 503 until it is reachable", exc)
+        return
+    if not late:
+        return
+    listing = "; ".join(f"{name}: {', '.join(revs)}" for name, revs in late.items())
+    message = (
+        f"migrations pending for {', '.join(late)} ({listing}); run 'tecnorev db upgrade heads'"
+    )
+    if production:
+        raise ConfigError(f"refusing to serve: {message}")
+    log.warning(message)
