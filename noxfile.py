@@ -131,6 +131,9 @@ def _dev_requirement(name: str) -> str:
     raise RuntimeError(f"{name} is not in [dependency-groups] dev of the root pyproject.toml")
 
 
+DEMO_ADMIN = "admin@example.com"
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -254,7 +257,12 @@ def tests(session: nox.Session) -> None:
     build_backends = {r for p in PACKAGES.values() for r in p.pyproject["build-system"]["requires"]}
     # ruff formats the revisions `tecnorev db generate` writes (its post-write hook), as in a
     # developer's environment; the tests check the written files are formatted.
-    session.install(_dev_requirement("pytest"), _dev_requirement("ruff"), *sorted(build_backends))
+    session.install(
+        _dev_requirement("pytest"),
+        _dev_requirement("ruff"),
+        _dev_requirement("schemathesis"),
+        *sorted(build_backends),
+    )
     session.run("pytest", *session.posargs, env=_test_env())
 
 
@@ -407,12 +415,16 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def run(session: nox.Session) -> None:
-    """The product on its embedded default database (DATABASE_URL from the environment or .env)."""
+    """The product on its embedded default database (DATABASE_URL from the environment or .env):
+    migrate, create the demo admin (its password is printed once), load the demo data and serve
+    the API with its /docs page.  Arguments go to `tecnorev serve` (`-- --port 8080`)."""
     _install_editable(session)
-    # Bring the database to every installed module's head and show where each one stands.
-    # Serving the API (tecnorev-api) joins this session when the service exposes its app.
     session.run("tecnorev", "db", "upgrade", "heads")
+    session.run("tecnorev", "users", "create-admin", "--email", DEMO_ADMIN, "--if-missing")
+    session.run("tecnorev", "demo", "load")
     session.run("tecnorev", "db", "status")
+    session.log("serving: API docs at http://127.0.0.1:8000/docs (Ctrl+C stops)")
+    session.run("tecnorev", "serve", *session.posargs)
 
 
 @nox.session

@@ -33,6 +33,8 @@ class Principal:
     id: int
     email: str
     permissions: frozenset[str]
+    # the login family the access token belongs to (what logging out revokes)
+    login_id: str = ""
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -61,7 +63,8 @@ def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
         raise NotAuthenticated("this user is deactivated")
     if not live:
         raise NotAuthenticated("this login has ended (logged out or password changed)")
-    return Principal(user_id, email, frozenset(r[2] for r in rows if r[2] is not None))
+    permissions = frozenset(r[2] for r in rows if r[2] is not None)
+    return Principal(user_id, email, permissions, login_id=family_id)
 
 
 def current_user(session: SessionDep, token: Annotated[str | None, Depends(_bearer)]) -> Principal:

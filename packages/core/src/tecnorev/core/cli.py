@@ -84,6 +84,18 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
             "  tecnorev db upgrade heads"
         )
 
+    demo_app = typer.Typer(help="Demonstration data.", no_args_is_help=True)
+    app.add_typer(demo_app, name="demo")
+
+    @demo_app.command("load")
+    def demo_load() -> None:
+        """Add every installed module's demo data to the configured database (safe to rerun:
+        what is already there is kept)."""
+        from tecnorev.core.demo import load_demo
+
+        for module, summary in load_demo():
+            typer.echo(f"{module:<12} {summary}")
+
     @app.command("db", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def db() -> None:
         """Alembic commands for the installed modules: tecnorev db --help."""

@@ -31,6 +31,7 @@ log = logging.getLogger("tecnorev.events")
 
 _QUEUED = "tecnorev.events.queued"
 _COMMITTED = "tecnorev.events.committed"
+_SAVEPOINTS = "tecnorev.events.savepoints"
 
 Handler = Callable[["Session", "Event"], None]
 
@@ -48,17 +49,39 @@ def publish(session: OrmSession, name: str, **payload: Any) -> Event:
     return event
 
 
+@sa_event.listens_for(OrmSession, "after_transaction_create")
+def _savepoint_began(session: OrmSession, transaction: Any) -> None:
+    if transaction.nested:  # where its events start, to drop them unless it is released
+        queued = session.info.get(_QUEUED, ())
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = len(queued)
+
+
 @sa_event.listens_for(OrmSession, "after_commit")
 def _committed(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        # A savepoint released: its events stay queued, since they still depend on the
+        # outermost transaction committing.
+        session.info.get(_SAVEPOINTS, {}).pop(session.get_nested_transaction(), None)
+        return
     queued = session.info.pop(_QUEUED, None)
     if queued:
         session.info.setdefault(_COMMITTED, []).extend(queued)
 
 
-@sa_event.listens_for(OrmSession, "after_soft_rollback")
-def _rolled_back(session: OrmSession, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:  # the outermost transaction: nothing survives
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _ended(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:
+        # A commit already moved its events on; after a rollback, or a close without
+        # either, nothing it queued survives.
         session.info.pop(_QUEUED, None)
+        session.info.pop(_SAVEPOINTS, None)
+        return
+    # A savepoint that ends still marked was rolled back (by the caller, or by a failed
+    # flush inside it, which never reports a rollback of the savepoint itself).
+    start = session.info.get(_SAVEPOINTS, {}).pop(transaction, None)
+    queued = session.info.get(_QUEUED)
+    if start is not None and queued:
+        del queued[start:]
 
 
 def take_committed(session: OrmSession) -> list[Event]:
@@ -84,17 +107,29 @@ def _handlers(registry: Registry) -> dict[str, tuple[Handler, ...]]:
 
 
 def deliver(events: list[Event], *, engine: Any, registry: Registry | None = None) -> None:
-    """Run every subscriber of each event, each in its own committed unit of work."""
+    """Run every subscriber of each event, each in its own committed unit of work; events a
+    subscriber publishes go to the same ``registry``'s subscribers once it commits."""
     if not events:
         return
-    from tecnorev.core.db import session_scope
+    from sqlmodel import Session
+
     from tecnorev.core.registry import get_registry
 
-    handlers = _handlers(registry or get_registry())
+    registry = registry or get_registry()
+    handlers = _handlers(registry)
     for event in events:
         for handler in handlers.get(event.name, ()):
-            try:
-                with session_scope(engine) as session:
+            with Session(engine) as session:
+                try:
                     handler(session, event)
-            except Exception:
-                log.exception("subscriber %s of %s failed", handler.__qualname__, event.name)
+                    session.commit()
+                except Exception:
+                    session.rollback()
+                    log.exception(
+                        "subscriber %s.%s of %s failed",
+                        handler.__module__,
+                        handler.__qualname__,
+                        event.name,
+                    )
+                    continue
+            deliver(take_committed(session), engine=engine, registry=registry)

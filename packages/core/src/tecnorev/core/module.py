@@ -27,6 +27,8 @@ class Module:
     # (event name, "dotted.module:function"): reactions to events another module publishes,
     # run after the publishing transaction commits (see tecnorev.core.events).
     subscribers: tuple[tuple[str, str], ...] = ()
+    # "dotted.module:function" adding this module's demo data (see tecnorev.core.demo).
+    demo: str | None = None
     distribution: str | None = field(default=None, compare=False)
 
     @property

@@ -7,4 +7,6 @@ module = Module(
     package="tecnorev.payments",
     depends_on=("sales",),
     description="payments",
+    # Sales never imports payments: a cancelled order's refund reacts to its event instead.
+    subscribers=(("sales.order_cancelled", "tecnorev.payments.reactions:refund_cancelled_order"),),
 )

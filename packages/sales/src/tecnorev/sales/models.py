@@ -61,7 +61,11 @@ class Order(AuditMixin, table=True):
         sa.UniqueConstraint("customer_id", "idempotency_key"),
         sa.CheckConstraint("subtotal >= 0", name="subtotal_not_negative"),
         sa.CheckConstraint("discount >= 0 AND discount <= subtotal", name="discount_in_range"),
-        sa.CheckConstraint("total = subtotal - discount", name="total_is_subtotal_less_discount"),
+        # round(): SQLite keeps NUMERIC as binary floating point, where 0.10 - 0.01 is not 0.09;
+        # on PostgreSQL the arithmetic is exact and round() changes nothing.
+        sa.CheckConstraint(
+            "total = round(subtotal - discount, 2)", name="total_is_subtotal_less_discount"
+        ),
         sa.Index("ix_order_customer_created", "customer_id", "created_at"),
         sa.Index("ix_order_status_created", "status", "created_at"),
     )
@@ -92,7 +96,9 @@ class OrderItem(AuditMixin, table=True):
         sa.UniqueConstraint("order_id", "product_id"),
         sa.CheckConstraint("quantity > 0", name="quantity_positive"),
         sa.CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
-        sa.CheckConstraint("line_total = unit_price * quantity", name="line_total_matches"),
+        sa.CheckConstraint(
+            "line_total = round(unit_price * quantity, 2)", name="line_total_matches"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

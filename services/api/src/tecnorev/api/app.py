@@ -46,12 +46,12 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     app = make_app(
         module_routers(registry),
         engine=engine,
+        registry=registry,
         title="Tecno Rev",
         version=VERSION,
         tags=[{"name": "service", "description": "health and readiness"}, *tags],
         lifespan=lifespan,
     )
-    app.state.registry = registry
 
     @app.get("/health", tags=["service"], summary="the process is up")
     def health() -> dict[str, object]:
@@ -80,6 +80,20 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         return JSONResponse(body, status_code=503 if late else 200)
 
     return app
+
+
+def check_ready_to_serve(
+    *, database_url: str | None = None, registry: Registry | None = None
+) -> None:
+    """Refuse, as production start-up does, a database that is unreachable or lacks a
+    module's migrations.  ``tecnorev serve`` asks before starting any worker, so the
+    operator reads one line instead of each worker's start-up traceback."""
+    registry = registry or get_registry()
+    engine = create_db_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        _check_schema(engine, ReadinessCheck(registry), production=True)
+    finally:
+        engine.dispose()
 
 
 def _check_schema(engine: sa.Engine, readiness: ReadinessCheck, *, production: bool) -> None:

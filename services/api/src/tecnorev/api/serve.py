@@ -37,6 +37,10 @@ def serve(
 
     settings = get_settings()  # reads .env, so a bad value stops here with its message
     signing_key(settings)
+    if settings.is_production:
+        from tecnorev.api.app import check_ready_to_serve
+
+        check_ready_to_serve()
     workers = workers or _default_workers()
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.

@@ -7,14 +7,18 @@ from just its router, so routes are tested through the same stack without the se
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.errors import DiscoveryError
 from tecnorev.core.web.errors import error_body, install_error_handlers
+
+if TYPE_CHECKING:
+    from tecnorev.core.registry import Registry
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1_000_000
@@ -43,7 +47,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.limit)
             return message
 
         try:
@@ -52,8 +56,12 @@ class BodyLimit:
             await _too_large(send, self.limit)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while a body is read.  An HTTPException, because FastAPI turns any other error
+    raised while it parses a body into a 400; the error mapping answers this one with 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds {limit} bytes")
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -79,19 +87,22 @@ def make_app(
     routers: Iterable[tuple[str, APIRouter]] = (),
     *,
     engine: sa.Engine | None = None,
+    registry: Registry | None = None,
     title: str = "Tecno Rev",
     version: str = "0.1.0",
     tags: Sequence[dict[str, Any]] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
     **fastapi_options: Any,
 ) -> FastAPI:
-    """A FastAPI app with each ``(tag, router)`` under ``/api/v1``.
+    """A FastAPI app with each ``(tag, router)`` under ``/api/v1``; events published in its
+    requests go to ``registry``'s subscribers (default: the installed modules).
 
     Two routers claiming the same method and path are refused: with packages released
     separately, a silent override would hide one package's endpoint behind another's.
     """
     app = FastAPI(title=title, version=version, openapi_tags=list(tags), **fastapi_options)
     app.state.engine = engine
+    app.state.registry = registry
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     claimed: dict[tuple[str, str], str] = {}

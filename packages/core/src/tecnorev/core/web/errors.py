@@ -36,6 +36,10 @@ _SQLITE_CONSTRAINT = {
     "NOT NULL": _PG_CONSTRAINT["23502"],
 }
 _RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
+# SQLite primary result codes: busy/locked is contention; these mean the file cannot be used.
+# Its other OperationalErrors (no such table, syntax) are faults in the code or its schema.
+_SQLITE_BUSY = {5, 6}
+_SQLITE_UNAVAILABLE = {8, 10, 11, 13, 14, 26}  # readonly, I/O, corrupt, full, cantopen, notadb
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -80,7 +84,12 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
-    codes = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
+    codes = {
+        401: "not_authenticated",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }
     code = codes.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     return error_response(status, code, message, headers=getattr(exc, "headers", None))
@@ -101,10 +110,14 @@ async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, sa.exc.OperationalError)
-    if getattr(exc.orig, "pgcode", None) in _RETRY_SQLSTATES or "locked" in str(exc.orig):
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    sqlite_code = None if sqlite_code is None else sqlite_code & 0xFF
+    if getattr(exc.orig, "pgcode", None) in _RETRY_SQLSTATES or sqlite_code in _SQLITE_BUSY:
         return error_response(
             409, "concurrent_update", "the data changed concurrently; retry the request"
         )
+    if sqlite_code is not None and sqlite_code not in _SQLITE_UNAVAILABLE:
+        return await _unexpected(request, exc)
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
     return error_response(
         503, "database_unavailable", "the database cannot be reached", headers={"Retry-After": "5"}

@@ -3,7 +3,9 @@
 The session is committed once, after the route returned and its response was rendered but
 before a byte is sent (``scope="function"``): since FastAPI 0.118 the code after ``yield`` of a
 request-scoped dependency runs after the response went out, so a commit there could fail while
-the client already holds a 200.  Any error rolls everything back.
+the client already holds a 200.  Any error rolls everything back, except a domain error that
+asks to keep its changes.  Events published on the session are delivered after the commit, to
+the subscribers of the app's registry (``app.state.registry``; default: the installed modules).
 """
 
 from __future__ import annotations
@@ -30,20 +32,22 @@ def request_engine(request: Request) -> sa.Engine:
 
 def get_session(request: Request) -> Iterator[Session]:
     engine = request_engine(request)
+    registry = getattr(request.app.state, "registry", None)
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
         except DomainError as exc:
-            if exc.keep_changes:
-                session.commit()
-            else:
+            if not exc.keep_changes:
                 session.rollback()
+                raise
+            session.commit()
+            deliver(take_committed(session), engine=engine, registry=registry)
             raise
         except BaseException:
             session.rollback()
             raise
         session.commit()
-    deliver(take_committed(session), engine=engine)
+    deliver(take_committed(session), engine=engine, registry=registry)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -1,0 +1,969 @@
+"""The HTTP API under load, next to the database floor: the same SQL run directly by pgbench.
+
+One run creates a throwaway PostgreSQL database, migrates it with ``tecnorev db upgrade
+heads``, loads a data set (categories, products with images, one branch stocked for every
+product, customer users with a live login each), then for each worker count starts the real
+server (``tecnorev serve --workers N``), warms it up and measures each scenario with C
+concurrent keep-alive clients for a fixed time:
+
+* ``product list``: ``GET /api/v1/catalog/products?limit=50`` from a random cursor, anonymous;
+* ``order placement``: ``POST /api/v1/sales/orders``, three distinct products, one unit each,
+  as a random customer.
+
+The floor is the same transaction run by ``pgbench -M simple`` (psycopg2 does not prepare
+statements either) with the scripts in ``bench/sql/``: statement for statement what the
+endpoint sends inside its transaction (captured from the server log with
+``log_statement = all``).  ``place_order_core.sql`` is only the order's writes (three stock
+updates, the order, its items, its movements): a second, higher floor.  Figures are printed,
+never asserted; the database is dropped at the end.
+
+    python bench/bench_api.py                          # 1 and 2 workers, 32 clients, 10 s
+    python bench/bench_api.py --duration 20 --workers 2 --clients 64
+    python bench/bench_api.py --profile /tmp/profiles  # also sample one worker with py-spy
+
+The database server is PostgreSQL at TEST_DATABASE_URL (default: postgres on 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SQL = HERE / "sql"
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE))
+
+import load as loadgen  # noqa: E402
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+# The server and this process sign and check tokens with the same key.
+SECRET_KEY = "bench-" + "k3y-for-throwaway-databases-only-0123456789"
+STOCK = 1_000_000_000  # units per product: no order runs out during a run
+PAGE = 50
+ORDER_LINES = 3
+GOAL_ORDER_RATIO = 0.40  # order placement at least 40% of the floor's TPS
+GOAL_LIST_P99_MS = 50.0
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float
+    warmup: float
+    workers: list[int]
+    clients: int
+    products: int
+    customers: int
+    tool: str
+    profile: Path | None
+    wait_idle: float
+    admin_url: str
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up each")
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=64)
+    parser.add_argument(
+        "--load-generator",
+        dest="tool",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="auto: wrk when installed, else the Python generator in bench/load.py",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after measuring, sample a 1-worker server under each load with py-spy into DIR",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on a shared machine, wait up to this long before each measurement for the CPU "
+        "to be 85%% idle",
+    )
+    args = parser.parse_args(argv)
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    if not workers or min(workers) < 1:
+        parser.error("--workers takes whole numbers of at least 1, e.g. 1,2")
+    return Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        workers=workers,
+        clients=args.clients,
+        products=args.products,
+        customers=args.customers,
+        tool=args.tool,
+        profile=args.profile,
+        wait_idle=args.wait_idle,
+        admin_url=os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL),
+    )
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def _with_database(url: str, database: str) -> str:
+    return urllib.parse.urlsplit(url)._replace(path=f"/{database}").geturl()
+
+
+@contextlib.contextmanager
+def throwaway_database(admin_url: str) -> Iterator[str]:
+    import sqlalchemy as sa
+
+    name = f"tecnorev_bench_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+        print(f"dropped the database {name}")
+
+
+def migrate(url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [str(BIN / "tecnorev"), "db", "upgrade", "heads"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@dataclass(frozen=True)
+class DataSet:
+    branch_id: int
+    first_product: int  # the active products are first_product .. first_product + active - 1
+    active: int
+    products: int
+    categories: int
+    images: int
+    customers: list[int]  # user ids; each has a live login whose family id is family_id(uid)
+    first_customer: int
+
+
+def family_id(user_id: int) -> str:
+    """A login family per customer, predictable so the pgbench script can name it too."""
+    return f"{user_id:032d}"
+
+
+def load_data(url: str, *, products: int, customers: int) -> DataSet:
+    """Categories in two levels, ``products`` products (the last 5% inactive, two images each),
+    one branch holding ``STOCK`` units of every product, and customers with a live login."""
+    import sqlalchemy as sa
+    from sqlmodel import Session
+
+    from tecnorev.auth.models import RefreshToken
+    from tecnorev.auth.testing import create_user
+    from tecnorev.catalog.models import Category, Product, ProductImage
+    from tecnorev.core.types import utcnow
+    from tecnorev.inventory.models import Branch, StockEntry
+
+    rng = random.Random(20261124)
+    now = utcnow()
+    audit = {"created_at": now, "updated_at": now}
+    engine = sa.create_engine(url)
+    with Session(engine) as session:
+        tops = [
+            {"name": f"Department {i}", "slug": f"department-{i}", "parent_id": None, **audit}
+            for i in range(1, 11)
+        ]
+        top_ids = list(
+            session.execute(
+                sa.insert(Category.__table__).returning(Category.__table__.c.id), tops
+            ).scalars()
+        )
+        subs = [
+            {"name": f"Aisle {parent}.{j}", "slug": f"aisle-{parent}-{j}", "parent_id": parent}
+            for parent in top_ids
+            for j in range(1, 5)
+        ]
+        sub_ids = list(
+            session.execute(
+                sa.insert(Category.__table__).returning(Category.__table__.c.id),
+                [{**row, **audit} for row in subs],
+            ).scalars()
+        )
+        active = products - products // 20
+        rows = [
+            {
+                "sku": f"BENCH-{i:06d}",
+                "name": f"Product {i} {rng.choice(['red', 'blue', 'steel', 'oak'])}",
+                "description": "A product of the benchmark catalogue. " * 4,
+                "price": Decimal(rng.randint(100, 50_000)) / 100,
+                "is_active": i <= active,
+                "category_id": rng.choice(sub_ids),
+                **audit,
+            }
+            for i in range(1, products + 1)
+        ]
+        product_ids = list(
+            session.execute(
+                sa.insert(Product.__table__).returning(Product.__table__.c.id), rows
+            ).scalars()
+        )
+        session.execute(
+            sa.insert(ProductImage.__table__),
+            [
+                {
+                    "product_id": pid,
+                    "url": f"https://img.example.com/p/{pid}/{pos}.jpg",
+                    "alt_text": f"view {pos}",
+                    "position": pos,
+                    **audit,
+                }
+                for pid in product_ids
+                for pos in (0, 1)
+            ],
+        )
+        branch_id = session.execute(
+            sa.insert(Branch.__table__)
+            .values(code="BENCH", name="Benchmark branch", address="", is_active=True, **audit)
+            .returning(Branch.__table__.c.id)
+        ).scalar_one()
+        session.execute(
+            sa.insert(StockEntry.__table__),
+            [
+                {"branch_id": branch_id, "product_id": pid, "quantity": STOCK, **audit}
+                for pid in product_ids
+            ],
+        )
+        users = [
+            create_user(session, f"customer{i}@bench.example.com", roles=["customer"]).id
+            for i in range(1, customers + 1)
+        ]
+        session.add_all(
+            RefreshToken(
+                user_id=uid,
+                token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+                family_id=family_id(uid),
+                expires_at=now.replace(year=now.year + 1),
+            )
+            for uid in users
+        )
+        session.commit()
+    engine.dispose()
+    first_product = product_ids[0]
+    if product_ids[active - 1] != first_product + active - 1:
+        raise RuntimeError("product ids are not consecutive; the scripts assume they are")
+    if users != list(range(users[0], users[0] + len(users))):
+        raise RuntimeError("customer ids are not consecutive; the scripts assume they are")
+    return DataSet(
+        branch_id=branch_id,
+        first_product=first_product,
+        active=active,
+        products=products,
+        categories=len(top_ids) + len(sub_ids),
+        images=2 * products,
+        customers=users,
+        first_customer=users[0],
+    )
+
+
+def access_tokens(data: DataSet) -> list[str]:
+    """A fresh access token (15 minutes) for each customer's login, minted right before a
+    scenario so none expires during it."""
+    from tecnorev.auth.security import create_access_token
+
+    return [create_access_token(uid, family_id(uid))[0] for uid in data.customers]
+
+
+def list_paths(data: DataSet) -> list[str]:
+    """One path per page start: the first page, then a cursor after every active product id
+    that leaves a full page."""
+    from tecnorev.catalog.service import encode_cursor
+
+    base = f"/api/v1/catalog/products?limit={PAGE}"
+    last_start = data.first_product + data.active - PAGE - 1
+    return [base] + [
+        f"{base}&cursor={encode_cursor(after)}" for after in range(data.first_product, last_start)
+    ]
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, user + system CPU ticks, command name) of every process now."""
+    found: dict[int, tuple[int, int, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as stat:
+                raw = stat.read()
+        except OSError:
+            continue  # ended meanwhile
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        found[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), comm)
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return total - idle, total
+
+
+@dataclass
+class CpuSplit:
+    """CPU seconds spent during one measurement, by whom."""
+
+    server: float
+    postgres: float
+    generator: float
+    busy: float
+    capacity: float  # wall seconds x cores
+
+    @property
+    def other(self) -> float:
+        return max(0.0, self.busy - self.server - self.postgres - self.generator)
+
+
+def _tree(processes: dict[int, tuple[int, int, str]], root: int) -> set[int]:
+    members = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _, _) in processes.items():
+            if ppid in members and pid not in members:
+                members.add(pid)
+                grew = True
+    return members
+
+
+class CpuMeter:
+    """CPU time of the server's processes and of PostgreSQL's, sampled every ``interval``
+    from /proc while a measurement runs: PostgreSQL backends come and go (pgbench's
+    connections, a pool's overflow), and a process that ended cannot be read afterwards.
+    A process that ends loses at most its last interval."""
+
+    def __init__(self, server_pid: int | None = None, interval: float = 0.2) -> None:
+        self.server_pid = server_pid
+        self.interval = interval
+        # pid -> (command, ticks when first seen or 0 if born during the run, last ticks)
+        self._seen: dict[int, tuple[str, int, int]] = {}
+        self._server: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._machine0 = (0, 0)
+        self.split: CpuSplit | None = None
+
+    def _sample(self, *, first: bool) -> None:
+        processes = _processes()
+        if self.server_pid is not None:
+            self._server |= _tree(processes, self.server_pid)
+        for pid, (_, ticks, comm) in processes.items():
+            if comm != "postgres" and pid not in self._server:
+                continue
+            known = self._seen.get(pid)
+            if known is None or known[0] != comm:
+                self._seen[pid] = (comm, ticks if first else 0, ticks)
+            else:
+                self._seen[pid] = (comm, known[1], ticks)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample(first=False)
+
+    def __enter__(self) -> CpuMeter:
+        self._machine0 = _machine_ticks()
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def stop(self, generator: float) -> CpuSplit:
+        self._stop.set()
+        self._thread.join()
+        self._sample(first=False)
+        busy1, total1 = _machine_ticks()
+
+        def used(pids: set[int]) -> float:
+            return sum(last - first for pid, (_, first, last) in self._seen.items() if pid in pids)
+
+        postgres = {pid for pid, (comm, _, _) in self._seen.items() if comm == "postgres"}
+        self.split = CpuSplit(
+            server=used(self._server - postgres) / TICK,
+            postgres=used(postgres) / TICK,
+            generator=generator,
+            busy=(busy1 - self._machine0[0]) / TICK,
+            capacity=(total1 - self._machine0[1]) / TICK,
+        )
+        return self.split
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+
+
+def wait_for_idle(limit: float, share: float = 0.85) -> float:
+    """Wait up to ``limit`` seconds for ``share`` of the CPU to be idle; the idle share seen."""
+    deadline = time.monotonic() + limit
+    idle = idle_share()
+    while idle < share and time.monotonic() < deadline:
+        idle = idle_share()
+    return idle
+
+
+def idle_share(seconds: float = 1.0) -> float:
+    """The share of the machine's CPU that is idle over ``seconds``: others' work shows."""
+    busy0, total0 = _machine_ticks()
+    time.sleep(seconds)
+    busy1, total1 = _machine_ticks()
+    return 1 - (busy1 - busy0) / max(1, total1 - total0)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """``tecnorev serve`` in a process of its own (a new session: its workers go with it)."""
+
+    def __init__(self, url: str, workers: int, log: Path) -> None:
+        self.url = url
+        self.workers = workers
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.url,
+            "SECRET_KEY": SECRET_KEY,
+            "TECNOREV_ENV": "development",
+        }
+        command = [
+            str(BIN / "tecnorev"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(self.workers), "--log-level", "warning",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server stopped; its log:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as answer:
+                    if answer.status == 200 and self._worker_count() >= self.workers:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not answer within {timeout:.0f} s")
+
+    def _worker_count(self) -> int:
+        if self.workers == 1:
+            return 1
+        assert self.process is not None
+        processes = _processes()
+        # the supervisor's children that run Python (not a resource tracker's helpers)
+        tree = _tree(processes, self.process.pid) - {self.process.pid}
+        return sum(1 for pid in tree if processes[pid][0] == self.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        if self.workers == 1:
+            return [self.process.pid]
+        processes = _processes()
+        return sorted(pid for pid, (ppid, _, _) in processes.items() if ppid == self.process.pid)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # uvicorn stops its workers, then itself
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the session this object started
+            self.process.wait()
+
+
+def check_request(base_url: str, load: loadgen.Load) -> None:
+    """Send one request of ``load`` and stop here, with the answer, unless it succeeds."""
+    if isinstance(load, loadgen.ListLoad):
+        request = urllib.request.Request(base_url + load.paths[1])
+    else:
+        items = [{"product_id": load.first_product + i, "quantity": 1} for i in range(load.lines)]
+        body = json.dumps({"branch_id": load.branch_id, "items": items}).encode()
+        request = urllib.request.Request(
+            base_url + loadgen.ORDERS_PATH,
+            data=body,
+            headers={
+                "Authorization": f"Bearer {load.tokens[0]}",
+                "Content-Type": "application/json",
+            },
+        )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(
+            f"{request.get_method()} {request.full_url} answered {exc.code}: {exc.read()[:500]!r}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- pgbench
+
+
+@dataclass
+class FloorResult:
+    script: str
+    tps: float
+    p50_ms: float
+    p99_ms: float
+    failed: int
+    cpu: CpuSplit | None = None
+    idle_before: float = 1.0
+
+
+def pgbench_variables(data: DataSet) -> dict[str, int]:
+    return {
+        "first_product": data.first_product,
+        "products": data.active,
+        "page": PAGE,
+        "branch": data.branch_id,
+        "first_customer": data.first_customer,
+        "customers": len(data.customers),
+    }
+
+
+def run_pgbench(
+    url: str, script: Path, data: DataSet, *, clients: int, duration: float
+) -> FloorResult:
+    parts = urllib.parse.urlsplit(url)
+    with tempfile.TemporaryDirectory(prefix="tecnorev-pgbench-") as tmp:
+        command = [
+            shutil.which("pgbench") or "pgbench", "-n", "-M", "simple",
+            "-c", str(clients), "-j", "2", "-T", str(max(1, round(duration))),
+            "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+            "-U", parts.username or "postgres",
+            "-f", str(script), "-l", "--log-prefix", str(Path(tmp) / "log"),
+        ]  # fmt: skip
+        for name, value in pgbench_variables(data).items():
+            command += ["-D", f"{name}={value}"]
+        command.append(parts.path.lstrip("/"))
+        env = {**os.environ, "PGPASSWORD": parts.password or ""}
+        usage0 = os.times()
+        with CpuMeter() as meter:
+            output = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+            usage1 = os.times()
+            generator = (usage1.children_user - usage0.children_user) + (
+                usage1.children_system - usage0.children_system
+            )
+            cpu = meter.stop(generator)
+        latencies: list[int] = []
+        for log in Path(tmp).glob("log*"):
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    latencies.append(int(fields[2]))
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output.stdout)
+    if tps is None:
+        raise RuntimeError(f"pgbench printed no tps:\n{output.stdout}\n{output.stderr}")
+    failed = re.search(r"number of failed transactions: (\d+)", output.stdout)
+    latencies.sort()
+
+    def percentile(p: float) -> float:
+        if not latencies:
+            return 0.0
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] / 1000
+
+    return FloorResult(
+        script=script.name,
+        tps=float(tps.group(1)),
+        p50_ms=percentile(50),
+        p99_ms=percentile(99),
+        failed=int(failed.group(1)) if failed else 0,
+        cpu=cpu,
+    )
+
+
+# --------------------------------------------------------------------------- profiling
+
+
+def _py_spy() -> str | None:
+    return shutil.which("py-spy") or (str(BIN / "py-spy") if (BIN / "py-spy").exists() else None)
+
+
+_BUCKETS = (
+    ("psycopg2", ("psycopg2/",)),
+    ("sqlalchemy", ("sqlalchemy/",)),
+    ("sqlmodel", ("sqlmodel/",)),
+    ("pydantic", ("pydantic/", "pydantic_core/")),
+    ("fastapi", ("fastapi/",)),
+    ("starlette", ("starlette/",)),
+    ("anyio (worker threads)", ("anyio/", "concurrent/", "threading.py", "queue.py")),
+    ("uvicorn, httptools, uvloop", ("uvicorn/", "httptools/", "uvloop/")),
+    ("asyncio", ("asyncio/",)),
+    ("jwt", ("jwt/",)),
+    ("tecnorev", ("tecnorev/",)),
+)
+
+
+def _library(frame: str) -> str:
+    # py-spy writes a frame as "function (path/to/file.py:line)"
+    location = frame[frame.rfind("(") + 1 :]
+    for name, needles in _BUCKETS:
+        if any(location.startswith(n) or f"/{n}" in location for n in needles):
+            return name
+    return "other Python"
+
+
+def summarize_profile(collapsed: Path, top: int = 25) -> list[str]:
+    """A py-spy ``--format raw`` profile: on-GIL time by library (the frame that ran) and the
+    functions that the most samples passed through (inclusive)."""
+    by_library: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        frames = stack.split(";")
+        total += samples
+        by_library[_library(frames[-1])] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    if not total:
+        return ["  (no samples)"]
+    lines = [f"  {total} samples holding the GIL; by library of the running frame:"]
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in by_library.most_common()]
+    lines.append("  functions the most samples went through (inclusive, below 95%):")
+    shown = [(frame, n) for frame, n in inclusive.most_common() if n < 0.95 * total]
+    lines += [f"    {100 * n / total:5.1f}%  {frame}" for frame, n in shown[:top]]
+    return lines
+
+
+def profile(
+    options: Options, url: str, data: DataSet, loads: dict[str, loadgen.Load], log: Path
+) -> None:
+    spy = _py_spy()
+    if spy is None:
+        print("\nprofiling skipped: py-spy is not installed (pip install py-spy)")
+        return
+    assert options.profile is not None
+    options.profile.mkdir(parents=True, exist_ok=True)
+    print(f"\nprofiles of one worker under each load ({options.profile}):")
+    with Server(url, 1, log) as server:
+        for name, load in loads.items():
+            fresh = _fresh(load, data)
+            loadgen.run(
+                fresh,
+                base_url=server.base_url,
+                clients=options.clients,
+                duration=options.warmup,
+                tool=options.tool,
+            )
+            stem = options.profile / name.replace(" ", "_")
+            assert server.process is not None
+            spy_command = [
+                spy, "record", "--pid", str(server.process.pid), "--rate", "250",
+                "--duration", str(max(1, round(options.duration))), "--gil", "--nonblocking",
+                "--format", "raw", "--output", f"{stem}.txt",
+            ]  # fmt: skip
+            spying = subprocess.Popen(
+                spy_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            time.sleep(0.5)
+            loadgen.run(
+                fresh,
+                base_url=server.base_url,
+                clients=options.clients,
+                duration=options.duration,
+                tool=options.tool,
+            )
+            _, error = spying.communicate(timeout=60)
+            if spying.returncode != 0 or not Path(f"{stem}.txt").exists():
+                print(f"  py-spy failed for {name}: {error.decode(errors='replace')[-500:]}")
+                continue
+            print(f"{name} ({stem}.txt: collapsed stacks, for a flame graph):")
+            print("\n".join(summarize_profile(Path(f"{stem}.txt"))))
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Measurement:
+    scenario: str
+    workers: int
+    result: loadgen.LoadResult
+    cpu: CpuSplit
+    idle_before: float
+
+
+@dataclass
+class Report:
+    measurements: list[Measurement] = field(default_factory=list)
+    floors: dict[str, FloorResult] = field(default_factory=dict)
+
+
+def _fresh(load: loadgen.Load, data: DataSet) -> loadgen.Load:
+    if isinstance(load, loadgen.OrderLoad):
+        return loadgen.OrderLoad(
+            tokens=access_tokens(data),
+            first_product=load.first_product,
+            products=load.products,
+            branch_id=load.branch_id,
+            lines=load.lines,
+        )
+    return load
+
+
+def measure_http(options: Options, url: str, data: DataSet, report: Report, log: Path) -> None:
+    loads: dict[str, loadgen.Load] = {
+        "product list": loadgen.ListLoad(paths=list_paths(data)),
+        "order placement": loadgen.OrderLoad(
+            tokens=[],
+            first_product=data.first_product,
+            products=data.active,
+            branch_id=data.branch_id,
+            lines=ORDER_LINES,
+        ),
+    }
+    for workers in options.workers:
+        with Server(url, workers, log) as server:
+            print(f"\nserver: tecnorev serve --workers {workers} (port {server.port})")
+            for load in loads.values():
+                fresh = _fresh(load, data)
+                check_request(server.base_url, fresh)
+                loadgen.run(
+                    fresh,
+                    base_url=server.base_url,
+                    clients=options.clients,
+                    duration=options.warmup,
+                    tool=options.tool,
+                )
+            for name, load in loads.items():
+                idle = wait_for_idle(options.wait_idle)
+                fresh = _fresh(load, data)
+                assert server.process is not None
+                with CpuMeter(server.process.pid) as meter:
+                    result = loadgen.run(
+                        fresh,
+                        base_url=server.base_url,
+                        clients=options.clients,
+                        duration=options.duration,
+                        tool=options.tool,
+                    )
+                    cpu = meter.stop(result.cpu_seconds)
+                report.measurements.append(Measurement(name, workers, result, cpu, idle))
+                print(
+                    f"  {name:<16} {result.rate:8.0f} req/s  p50 {result.p50_ms:6.1f} ms  "
+                    f"p99 {result.p99_ms:6.1f} ms  errors {result.errors}  ({result.tool}"
+                    f"{', ' + _statuses(result) if result.statuses else ''})"
+                )
+                print(f"  {'':<16} {_cpu_line(cpu, result.requests)}")
+    if options.profile is not None:
+        profile(options, url, data, loads, log)
+
+
+def _statuses(result: loadgen.LoadResult) -> str:
+    return " ".join(f"{status}: {n}" for status, n in sorted(result.statuses.items()))
+
+
+def _cpu_line(cpu: CpuSplit, requests: int) -> str:
+    per = 1000 / max(1, requests)
+    return (
+        f"CPU s: server {cpu.server:.1f}, PostgreSQL {cpu.postgres:.1f}, "
+        f"load generator {cpu.generator:.1f}, other {cpu.other:.1f} of {cpu.capacity:.1f}; "
+        f"per request ms: server {cpu.server * per:.2f}, PostgreSQL {cpu.postgres * per:.2f}"
+    )
+
+
+FLOORS = {
+    "product list": "list_page.sql",
+    "order placement": "place_order.sql",
+    "order writes only": "place_order_core.sql",
+}
+
+
+def measure_floor(options: Options, url: str, data: DataSet, report: Report) -> None:
+    print(f"\ndatabase floor: pgbench -M simple -c {options.clients} -j 2 (scripts in bench/sql)")
+    for name, script in FLOORS.items():
+        idle = wait_for_idle(options.wait_idle)
+        floor = run_pgbench(
+            url, SQL / script, data, clients=options.clients, duration=options.duration
+        )
+        floor.idle_before = idle
+        report.floors[name] = floor
+        print(
+            f"  {name:<18} {floor.tps:8.0f} TPS    p50 {floor.p50_ms:6.1f} ms  "
+            f"p99 {floor.p99_ms:6.1f} ms  failed {floor.failed}  ({script})"
+        )
+        assert floor.cpu is not None
+        per = 1000 / max(1, floor.tps * options.duration)
+        print(
+            f"  {'':<18} CPU s: PostgreSQL {floor.cpu.postgres:.1f}, pgbench "
+            f"{floor.cpu.generator:.1f}, other {floor.cpu.other:.1f} of "
+            f"{floor.cpu.capacity:.1f}; PostgreSQL per transaction ms "
+            f"{floor.cpu.postgres * per:.2f}"
+        )
+
+
+def print_table(report: Report) -> None:
+    head = (
+        f"{'scenario':<16} {'workers':>7} {'HTTP req/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6} {'floor TPS':>10} {'HTTP/floor':>10}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for m in report.measurements:
+        floor = report.floors.get(m.scenario)
+        ratio = f"{m.result.rate / floor.tps:10.0%}" if floor and floor.tps else f"{'-':>10}"
+        print(
+            f"{m.scenario:<16} {m.workers:>7} {m.result.rate:10.0f} {m.result.p50_ms:7.1f} "
+            f"{m.result.p99_ms:7.1f} {m.result.errors:>6} "
+            f"{floor.tps if floor else 0:10.0f} {ratio}"
+        )
+    core = report.floors.get("order writes only")
+    if core:
+        for m in report.measurements:
+            if m.scenario == "order placement":
+                print(
+                    f"order placement, {m.workers} worker(s), against the writes-only floor "
+                    f"({core.tps:.0f} TPS): {m.result.rate / core.tps:.0%}"
+                )
+    print("\ngoals:")
+    for m in report.measurements:
+        floor = report.floors.get(m.scenario)
+        if m.scenario == "order placement" and floor:
+            ratio = m.result.rate / floor.tps
+            verdict = "met" if ratio >= GOAL_ORDER_RATIO else "missed"
+            print(
+                f"  order placement >= {GOAL_ORDER_RATIO:.0%} of the floor, {m.workers} "
+                f"worker(s): {ratio:.0%} -> {verdict}"
+            )
+        if m.scenario == "product list":
+            verdict = "met" if m.result.p99_ms < GOAL_LIST_P99_MS else "missed"
+            print(
+                f"  product list p99 < {GOAL_LIST_P99_MS:.0f} ms, {m.workers} worker(s): "
+                f"{m.result.p99_ms:.1f} ms -> {verdict}"
+            )
+    busy = [(f"'{m.scenario}' ({m.workers} worker(s))", m.idle_before) for m in report.measurements]
+    busy += [(f"the '{name}' floor", f.idle_before) for name, f in report.floors.items()]
+    for what, idle in busy:
+        if idle < 0.85:
+            print(
+                f"note: before {what} only {idle:.0%} of the CPU was idle: something else was "
+                "running, so its figures are low"
+            )
+
+
+def describe_machine(options: Options) -> None:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    tool = options.tool
+    if tool == "auto":
+        tool = "wrk" if loadgen.wrk_path() else "python"
+    generator = {
+        "wrk": f"wrk ({loadgen.wrk_path()}, one thread)",
+        "python": "bench/load.py (asyncio, one process)",
+    }[tool]
+    print(
+        f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+        f"load average {Path('/proc/loadavg').read_text().split()[0]}"
+    )
+    print(
+        f"load generator: {generator}; {options.clients} clients, {options.duration:.0f} s "
+        f"per scenario after {options.warmup:.0f} s of warm-up"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    os.environ["SECRET_KEY"] = SECRET_KEY  # before anything reads the settings
+    os.environ.setdefault("TECNOREV_ENV", "development")
+    if options.tool == "wrk" and not loadgen.wrk_path():
+        print("wrk is not installed (apt-get install wrk); use --load-generator python")
+        return 2
+    if shutil.which("pgbench") is None:
+        print("pgbench is not installed (it comes with PostgreSQL's client tools)")
+        return 2
+    describe_machine(options)
+    report = Report()
+    with (
+        throwaway_database(options.admin_url) as url,
+        tempfile.TemporaryDirectory(prefix="tecnorev-bench-api-") as tmp,
+    ):
+        os.environ["DATABASE_URL"] = url
+        started = time.perf_counter()
+        migrate(url)
+        data = load_data(url, products=options.products, customers=options.customers)
+        print(
+            f"data set: {data.products} products ({data.active} active, {data.images} images) "
+            f"in {data.categories} categories, 1 branch holding {STOCK:,} units of each, "
+            f"{len(data.customers)} customers; migrated and loaded in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        log = Path(tmp) / "server.log"
+        try:
+            measure_http(options, url, data, report, log)
+        except Exception:
+            if log.exists():
+                print(f"server log:\n{log.read_text()[-4000:]}")
+            raise
+        measure_floor(options, url, data, report)
+    print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

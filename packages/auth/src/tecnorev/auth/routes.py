@@ -1,0 +1,194 @@
+"""The auth endpoints: logging in and out, tokens, one's own password, and user administration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.security import OAuth2PasswordRequestForm
+
+from tecnorev.auth import service
+from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.auth.permissions import USERS_MANAGE, USERS_READ
+from tecnorev.auth.schemas import (
+    MePublic,
+    PasswordChange,
+    RefreshRequest,
+    RolePublic,
+    TokenPublic,
+    UserCreate,
+    UserPage,
+    UserPublic,
+    UserRolesUpdate,
+    UserUpdate,
+)
+from tecnorev.core.web import SessionDep
+from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery
+
+router = APIRouter(prefix="/auth")
+
+UsersReader = Annotated[Principal, require_permission(USERS_READ)]
+UsersManager = Annotated[Principal, require_permission(USERS_MANAGE)]
+AfterIdQuery = Annotated[int | None, Query(ge=0, le=INT4_MAX)]
+
+_NOT_AUTHENTICATED = {401: {"description": "not authenticated"}}
+
+
+def _tokens(tokens: service.IssuedTokens, response: Response) -> TokenPublic:
+    response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1: never cache tokens
+    return TokenPublic(
+        access_token=tokens.access_token,
+        expires_in=tokens.expires_in,
+        refresh_token=tokens.refresh_token,
+    )
+
+
+def _user_public(account: service.UserAccount) -> UserPublic:
+    user = account.user
+    return UserPublic(
+        id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        is_active=user.is_active,
+        roles=account.roles,
+        created_at=user.created_at,
+    )
+
+
+@router.post(
+    "/token",
+    summary="log in with email (as username) and password",
+    responses={401: {"description": "invalid_credentials"}},
+)
+def log_in(
+    session: SessionDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    response: Response,
+) -> TokenPublic:
+    """Opens a new login.  A wrong password, an unknown email and a deactivated user all get
+    the same 401 ``invalid_credentials``."""
+    return _tokens(service.log_in(session, email=form.username, password=form.password), response)
+
+
+@router.post(
+    "/refresh",
+    summary="exchange a refresh token for new tokens",
+    responses={401: {"description": "invalid_token, or token_reused"}},
+)
+def refresh(session: SessionDep, body: RefreshRequest, response: Response) -> TokenPublic:
+    """Each refresh token works once.  Presenting one that was already exchanged is answered
+    with ``token_reused`` and ends the whole login, since someone else may hold a copy."""
+    return _tokens(service.refresh_login(session, refresh_token=body.refresh_token), response)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="end this login",
+    responses=_NOT_AUTHENTICATED,
+)
+def log_out(session: SessionDep, user: CurrentUser) -> None:
+    """The access token and every refresh token of this login stop working."""
+    service.end_login(session, user_id=user.id, login_id=user.login_id)
+
+
+@router.post(
+    "/password",
+    status_code=204,
+    summary="change one's own password",
+    responses={
+        **_NOT_AUTHENTICATED,
+        422: {"description": "wrong_password, weak_password or validation_error"},
+    },
+)
+def change_password(session: SessionDep, user: CurrentUser, body: PasswordChange) -> None:
+    """A wrong current password is a 422 ``wrong_password`` (the token itself is fine).  The
+    new password needs 10 to 128 characters and must not be the email.  Every login of the
+    user ends, this one included: log in again with the new password."""
+    service.change_password(
+        session,
+        user_id=user.id,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+
+
+@router.get("/me", summary="the caller", responses=_NOT_AUTHENTICATED)
+def me(session: SessionDep, user: CurrentUser) -> MePublic:
+    account = service.get_user(session, user_id=user.id)
+    return MePublic(
+        id=user.id,
+        email=account.user.email,
+        full_name=account.user.full_name,
+        roles=account.roles,
+        permissions=sorted(user.permissions),
+    )
+
+
+@router.get("/users", summary="list users, by id")
+def list_users(
+    session: SessionDep,
+    _reader: UsersReader,
+    after_id: AfterIdQuery = None,
+    limit: LimitQuery = 50,
+) -> UserPage:
+    page, next_after_id = service.list_users(session, after_id=after_id, limit=limit)
+    return UserPage(items=[_user_public(a) for a in page], next_after_id=next_after_id)
+
+
+@router.post("/users", status_code=201, summary="create a user")
+def create_user(session: SessionDep, actor: UsersManager, body: UserCreate) -> UserPublic:
+    """A duplicate email is a 409 ``email_taken``; an unknown role a 422 ``unknown_role``."""
+    account = service.create_user(
+        session,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        roles=body.roles,
+        created_by_id=actor.id,
+    )
+    return _user_public(account)
+
+
+@router.get("/users/{user_id}", summary="one user")
+def get_user(session: SessionDep, _reader: UsersReader, user_id: IdPath) -> UserPublic:
+    return _user_public(service.get_user(session, user_id=user_id))
+
+
+@router.patch("/users/{user_id}", summary="change a user's name or active flag")
+def update_user(
+    session: SessionDep, actor: UsersManager, user_id: IdPath, body: UserUpdate
+) -> UserPublic:
+    """Deactivating a user ends their logins; deactivating yourself is a 409
+    ``self_lockout``."""
+    account = service.update_user(
+        session,
+        user_id=user_id,
+        actor_id=actor.id,
+        full_name=body.full_name,
+        is_active=body.is_active,
+    )
+    return _user_public(account)
+
+
+@router.put("/users/{user_id}/roles", summary="set a user's complete set of roles")
+def set_user_roles(
+    session: SessionDep, actor: UsersManager, user_id: IdPath, body: UserRolesUpdate
+) -> UserPublic:
+    """Unknown role names are a 422 ``unknown_role``; taking away your own
+    ``users:manage`` is a 409 ``self_lockout``."""
+    account = service.set_user_roles(session, user_id=user_id, roles=body.roles, actor_id=actor.id)
+    return _user_public(account)
+
+
+@router.get("/roles", summary="roles and the permissions they grant")
+def list_roles(session: SessionDep, _reader: UsersReader) -> list[RolePublic]:
+    return [
+        RolePublic(
+            id=grants.role.id,
+            name=grants.role.name,
+            description=grants.role.description,
+            permissions=grants.permissions,
+        )
+        for grants in service.list_roles(session)
+    ]

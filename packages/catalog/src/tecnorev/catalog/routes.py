@@ -1,0 +1,182 @@
+"""The catalog endpoints: reading is public, every change needs ``catalog:manage``.
+
+Inactive products are visible only to callers holding ``catalog:manage``; to anyone else
+they do not exist (404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from tecnorev.auth import permissions
+from tecnorev.auth.deps import Principal, require_permission
+from tecnorev.catalog import service
+from tecnorev.catalog.deps import OptionalUser
+from tecnorev.catalog.models import Product
+from tecnorev.catalog.schemas import (
+    PRODUCT_PAGE,
+    CategoryCreate,
+    CategoryPublic,
+    CategoryUpdate,
+    ImageCreate,
+    ImageOrder,
+    ImagePublic,
+    ProductCreate,
+    ProductPage,
+    ProductPublic,
+    ProductUpdate,
+)
+from tecnorev.core.errors import NotAuthenticated, PermissionDenied
+from tecnorev.core.web import SessionDep
+from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
+
+router = APIRouter(prefix="/catalog")
+
+Manager = Annotated[Principal, require_permission(permissions.CATALOG_MANAGE)]
+CursorQuery = Annotated[text(64, min_length=1) | None, Query(description="next_cursor of a page")]
+CategoryQuery = Annotated[
+    int | None,
+    Query(ge=1, le=INT4_MAX, description="this category and all its subcategories"),
+]
+SearchQuery = Annotated[
+    text(100) | None, Query(description="part of the name or the SKU, ignoring case")
+]
+
+
+def _manages(user: Principal | None) -> bool:
+    return user is not None and user.can(permissions.CATALOG_MANAGE)
+
+
+# --- categories --------------------------------------------------------------------------
+
+
+@router.get("/categories", summary="every category (the tree, flat: rebuild it from parent_id)")
+def list_categories(session: SessionDep) -> list[CategoryPublic]:
+    return [CategoryPublic.model_validate(row) for row in service.list_categories(session)]
+
+
+@router.get("/categories/{category_id}")
+def get_category(session: SessionDep, category_id: IdPath) -> CategoryPublic:
+    return CategoryPublic.model_validate(service.get_category(session, category_id))
+
+
+@router.post("/categories", status_code=status.HTTP_201_CREATED)
+def create_category(session: SessionDep, user: Manager, body: CategoryCreate) -> CategoryPublic:
+    category = service.create_category(session, **body.model_dump(), author_id=user.id)
+    return CategoryPublic.model_validate(category)
+
+
+@router.patch("/categories/{category_id}")
+def update_category(
+    session: SessionDep, user: Manager, category_id: IdPath, body: CategoryUpdate
+) -> CategoryPublic:
+    category = service.update_category(
+        session, category_id, changes=body.changes(), author_id=user.id
+    )
+    return CategoryPublic.model_validate(category)
+
+
+@router.delete("/categories/{category_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_category(session: SessionDep, _user: Manager, category_id: IdPath) -> None:
+    service.delete_category(session, category_id)
+
+
+# --- products ----------------------------------------------------------------------------
+
+
+@router.get("/products", response_model=ProductPage, summary="a page of products, by id")
+def list_products(
+    session: SessionDep,
+    user: OptionalUser,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
+    category_id: CategoryQuery = None,
+    q: SearchQuery = None,
+    include_inactive: Annotated[
+        bool, Query(description="also inactive products (needs catalog:manage)")
+    ] = False,
+) -> Response:
+    if include_inactive and not _manages(user):
+        if user is None:
+            raise NotAuthenticated("log in to list inactive products")
+        raise PermissionDenied(f"listing inactive products requires {permissions.CATALOG_MANAGE!r}")
+    page = service.product_page(
+        session,
+        cursor=cursor,
+        limit=limit,
+        category_id=category_id,
+        q=q,
+        include_inactive=include_inactive,
+    )
+    # serialized once, straight to JSON: no per-row model, no second validation
+    return Response(PRODUCT_PAGE.dump_json(page), media_type="application/json")
+
+
+@router.get("/products/{product_id}")
+def get_product(session: SessionDep, user: OptionalUser, product_id: IdPath) -> ProductPublic:
+    visible = _manages(user)
+    product = service.get_product(session, product_id, include_inactive=visible)
+    images = service.list_images(session, product_id, include_inactive=visible)
+    return _product_public(product, images)
+
+
+@router.post("/products", status_code=status.HTTP_201_CREATED)
+def create_product(session: SessionDep, user: Manager, body: ProductCreate) -> ProductPublic:
+    product = service.create_product(session, **body.model_dump(), author_id=user.id)
+    return _product_public(product, [])
+
+
+@router.patch(
+    "/products/{product_id}", summary="change a product; is_active=false takes it off sale"
+)
+def update_product(
+    session: SessionDep, user: Manager, product_id: IdPath, body: ProductUpdate
+) -> ProductPublic:
+    product = service.update_product(session, product_id, changes=body.changes(), author_id=user.id)
+    return _product_public(product, service.list_images(session, product_id, include_inactive=True))
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+@router.get("/products/{product_id}/images", summary="a product's images, in order")
+def list_images(session: SessionDep, user: OptionalUser, product_id: IdPath) -> list[ImagePublic]:
+    images = service.list_images(session, product_id, include_inactive=_manages(user))
+    return [ImagePublic.model_validate(image) for image in images]
+
+
+@router.post("/products/{product_id}/images", status_code=status.HTTP_201_CREATED)
+def add_image(
+    session: SessionDep, user: Manager, product_id: IdPath, body: ImageCreate
+) -> ImagePublic:
+    image = service.add_image(session, product_id, **body.model_dump(), author_id=user.id)
+    return ImagePublic.model_validate(image)
+
+
+@router.put(
+    "/products/{product_id}/images/order",
+    summary="put the product's images in the order given (every image, once)",
+)
+def reorder_images(
+    session: SessionDep, user: Manager, product_id: IdPath, body: ImageOrder
+) -> list[ImagePublic]:
+    images = service.reorder_images(session, product_id, body.image_ids, author_id=user.id)
+    return [ImagePublic.model_validate(image) for image in images]
+
+
+@router.delete("/products/{product_id}/images/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_image(session: SessionDep, user: Manager, product_id: IdPath, image_id: IdPath) -> None:
+    service.delete_image(session, product_id, image_id, author_id=user.id)
+
+
+def _product_public(product: Product, images: Iterable[Any]) -> ProductPublic:
+    return ProductPublic(
+        **product.model_dump(include=_PRODUCT_FIELDS),
+        images=[ImagePublic.model_validate(image) for image in images],
+    )
+
+
+_PRODUCT_FIELDS = set(ProductPublic.model_fields) - {"images"}

@@ -1,0 +1,178 @@
+"""Request and response bodies of the catalog endpoints.
+
+Every request field is bounded (see ``tecnorev.core.web.types``) so that NUL bytes, huge
+strings, ids past int4 and prices past ``Numeric(12, 2)`` are 422s, never driver errors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from typing_extensions import TypedDict
+
+from tecnorev.core.web.types import INT4_MAX, Id, Money, Name, text
+
+SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+CategoryName = text(120, min_length=1)
+Slug = Annotated[str, StringConstraints(min_length=1, max_length=140, pattern=SLUG_PATTERN)]
+# A code printed on labels and typed at tills: printable ASCII without spaces.
+Sku = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=r"^[!-~]+$"),
+]
+Description = text(10_000)
+ImageUrl = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=2048, strip_whitespace=True, pattern=r"^https?://[!-~]+$"
+    ),
+]
+AltText = text(255)
+Position = Annotated[int, Field(ge=0, le=INT4_MAX)]
+# Enough for any product page; a bound keeps a reorder request small.
+MAX_IMAGES = 500
+
+
+class _Request(BaseModel):
+    # a misspelt field is refused rather than silently ignored
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Patch(_Request):
+    """A partial update: fields left out stay as they are; ``null`` is accepted only where the
+    column may be empty (``_nullable``), so it is never mistaken for "leave unchanged"."""
+
+    _nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _refuse_null(self) -> _Patch:
+        nulls = sorted(
+            name
+            for name in self.model_fields_set
+            if getattr(self, name) is None and name not in self._nullable
+        )
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, object]:
+        return self.model_dump(exclude_unset=True)
+
+
+# --- categories --------------------------------------------------------------------------
+
+
+class CategoryCreate(_Request):
+    name: CategoryName
+    slug: Slug
+    parent_id: Id | None = None
+
+
+class CategoryUpdate(_Patch):
+    """``parent_id: null`` moves the category to the top level."""
+
+    _nullable: ClassVar[frozenset[str]] = frozenset({"parent_id"})
+
+    name: CategoryName | None = None
+    slug: Slug | None = None
+    parent_id: Id | None = None
+
+
+class CategoryPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    slug: str
+    parent_id: int | None
+
+
+# --- products ----------------------------------------------------------------------------
+
+
+class ProductCreate(_Request):
+    sku: Sku
+    name: Name
+    description: Description = ""
+    price: Money
+    is_active: bool = True
+    category_id: Id | None = None
+
+
+class ProductUpdate(_Patch):
+    """The SKU is fixed once created: orders and stock records quote it."""
+
+    _nullable: ClassVar[frozenset[str]] = frozenset({"category_id"})
+
+    name: Name | None = None
+    description: Description | None = None
+    price: Money | None = None
+    is_active: bool | None = None
+    category_id: Id | None = None
+
+
+class ImagePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    alt_text: str
+    position: int
+
+
+class ProductPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sku: str
+    name: str
+    description: str
+    price: Decimal
+    is_active: bool
+    category_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    images: list[ImagePublic]
+
+
+class ImageCreate(_Request):
+    url: ImageUrl
+    alt_text: AltText = ""
+    position: Position | None = Field(
+        default=None,
+        description="where the image goes (0 is first); the images from there move one place "
+        "down. Left out, or past the end: after the last image.",
+    )
+
+
+class ImageOrder(_Request):
+    image_ids: list[Id] = Field(
+        max_length=MAX_IMAGES, description="every image of the product, in the order wanted"
+    )
+
+
+# --- the product listing -------------------------------------------------------------------
+# Plain dicts serialized once by a TypeAdapter: the listing is the hottest read of the
+# service, so rows are neither turned into objects nor validated on the way out.
+
+
+class ProductSummary(TypedDict):
+    id: int
+    sku: str
+    name: str
+    price: Decimal
+    is_active: bool
+    category_id: int | None
+    image_url: str | None  # the first image, if any
+
+
+class ProductPage(TypedDict):
+    items: list[ProductSummary]
+    next_cursor: str | None  # pass as ``cursor`` for the next page; null on the last page
+
+
+PRODUCT_PAGE = TypeAdapter(ProductPage)

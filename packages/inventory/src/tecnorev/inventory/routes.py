@@ -1,0 +1,210 @@
+"""The inventory endpoints: branches and their staff, stock, the ledger, and stock changes.
+
+Access is by permission only: a clerk holding ``inventory:read`` sees every branch's stock, and
+``inventory:adjust`` lets them receive or adjust at any branch.  Branch staff assignments are
+what other modules (sales) use to scope what staff see.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from tecnorev.auth import permissions
+from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.core.errors import PermissionDenied
+from tecnorev.core.web import SessionDep
+from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
+from tecnorev.inventory import service
+from tecnorev.inventory.models import BranchStaff
+from tecnorev.inventory.schemas import (
+    AdjustmentCreate,
+    AdjustmentPublic,
+    BranchCreate,
+    BranchPublic,
+    BranchUpdate,
+    MovementPage,
+    MovementPublic,
+    ReceiptCreate,
+    ReceiptPublic,
+    StaffPublic,
+    StockPage,
+    StockPublic,
+    TransferCreate,
+    TransferPublic,
+)
+
+router = APIRouter(prefix="/inventory")
+
+IdQuery = Annotated[int | None, Query(ge=1, le=INT4_MAX)]
+TransferIdQuery = Annotated[text(32, min_length=1) | None, Query()]
+
+
+def _require_any(*codes: str) -> Any:
+    """Let through a caller holding at least one of ``codes`` (reads open to two roles)."""
+
+    def check_any_permission(user: CurrentUser) -> Principal:
+        if not any(user.can(code) for code in codes):
+            wanted = " or ".join(repr(code) for code in codes)
+            raise PermissionDenied(f"this requires the {wanted} permission")
+        return user
+
+    return Depends(check_any_permission)
+
+
+Manager = Annotated[Principal, require_permission(permissions.BRANCHES_MANAGE)]
+BranchReader = Annotated[
+    Principal, _require_any(permissions.BRANCHES_MANAGE, permissions.INVENTORY_READ)
+]
+StockReader = Annotated[Principal, require_permission(permissions.INVENTORY_READ)]
+Adjuster = Annotated[Principal, require_permission(permissions.INVENTORY_ADJUST)]
+Transferrer = Annotated[Principal, require_permission(permissions.INVENTORY_TRANSFER)]
+
+
+# --- branches ------------------------------------------------------------------------------
+
+
+@router.post("/branches", status_code=status.HTTP_201_CREATED, response_model=BranchPublic)
+def create_branch(body: BranchCreate, session: SessionDep, user: Manager) -> Any:
+    return service.create_branch(session, **body.model_dump(), author_id=user.id)
+
+
+@router.get("/branches", response_model=list[BranchPublic])
+def list_branches(session: SessionDep, _user: BranchReader) -> Any:
+    return service.list_branches(session)
+
+
+@router.get("/branches/{branch_id}", response_model=BranchPublic)
+def get_branch(branch_id: IdPath, session: SessionDep, _user: BranchReader) -> Any:
+    return service.get_branch(session, branch_id)
+
+
+@router.patch("/branches/{branch_id}", response_model=BranchPublic)
+def update_branch(branch_id: IdPath, body: BranchUpdate, session: SessionDep, user: Manager) -> Any:
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    return service.update_branch(session, branch_id, changes=changes, author_id=user.id)
+
+
+# --- staff ---------------------------------------------------------------------------------
+
+
+def _staff_public(staff: BranchStaff, email: str) -> StaffPublic:
+    return StaffPublic(
+        branch_id=staff.branch_id, user_id=staff.user_id, email=email, created_at=staff.created_at
+    )
+
+
+@router.get("/branches/{branch_id}/staff", response_model=list[StaffPublic])
+def list_staff(branch_id: IdPath, session: SessionDep, _user: BranchReader) -> Any:
+    return [_staff_public(staff, email) for staff, email in service.list_staff(session, branch_id)]
+
+
+@router.put("/branches/{branch_id}/staff/{user_id}", response_model=StaffPublic)
+def assign_staff(branch_id: IdPath, user_id: IdPath, session: SessionDep, _user: Manager) -> Any:
+    staff, email = service.assign_staff(session, branch_id=branch_id, user_id=user_id)
+    return _staff_public(staff, email)
+
+
+@router.delete("/branches/{branch_id}/staff/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_staff(
+    branch_id: IdPath, user_id: IdPath, session: SessionDep, _user: Manager
+) -> Response:
+    service.remove_staff(session, branch_id=branch_id, user_id=user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- stock and ledger ----------------------------------------------------------------------
+
+
+@router.get("/stock", response_model=StockPage)
+def list_stock(
+    session: SessionDep,
+    _user: StockReader,
+    branch_id: IdQuery = None,
+    product_id: IdQuery = None,
+    cursor: IdQuery = None,
+    limit: LimitQuery = 50,
+) -> Any:
+    items, next_cursor = service.list_stock(
+        session, branch_id=branch_id, product_id=product_id, cursor=cursor, limit=limit
+    )
+    return StockPage(
+        items=[StockPublic.model_validate(item) for item in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/movements", response_model=MovementPage)
+def list_movements(
+    session: SessionDep,
+    _user: StockReader,
+    branch_id: IdQuery = None,
+    product_id: IdQuery = None,
+    transfer_id: TransferIdQuery = None,
+    cursor: IdQuery = None,
+    limit: LimitQuery = 50,
+) -> Any:
+    items, next_cursor = service.list_movements(
+        session,
+        branch_id=branch_id,
+        product_id=product_id,
+        transfer_id=transfer_id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return MovementPage(
+        items=[MovementPublic.model_validate(item) for item in items], next_cursor=next_cursor
+    )
+
+
+# --- stock changes -------------------------------------------------------------------------
+
+
+@router.post("/receipts", status_code=status.HTTP_201_CREATED, response_model=ReceiptPublic)
+def receive_stock(body: ReceiptCreate, session: SessionDep, user: Adjuster) -> Any:
+    quantities = body.quantities()
+    service.receive_stock(
+        session,
+        branch_id=body.branch_id,
+        quantities=quantities,
+        reference=body.reference,
+        note=body.note,
+        author_id=user.id,
+    )
+    return ReceiptPublic(
+        branch_id=body.branch_id,
+        reference=body.reference,
+        stock=service.stock_levels(session, body.branch_id, quantities),
+    )
+
+
+@router.post("/adjustments", status_code=status.HTTP_201_CREATED, response_model=AdjustmentPublic)
+def adjust_stock(body: AdjustmentCreate, session: SessionDep, user: Adjuster) -> Any:
+    service.adjust_stock(session, **body.model_dump(), author_id=user.id)
+    (stock,) = service.stock_levels(session, body.branch_id, [body.product_id])
+    return AdjustmentPublic(stock=stock)
+
+
+@router.post("/transfers", status_code=status.HTTP_201_CREATED, response_model=TransferPublic)
+def transfer_stock(body: TransferCreate, session: SessionDep, user: Transferrer) -> Any:
+    quantities = body.quantities()
+    transfer_id = service.transfer_stock(
+        session,
+        from_branch_id=body.from_branch_id,
+        to_branch_id=body.to_branch_id,
+        quantities=quantities,
+        reference=body.reference,
+        note=body.note,
+        author_id=user.id,
+    )
+    stock = [
+        *service.stock_levels(session, body.from_branch_id, quantities),
+        *service.stock_levels(session, body.to_branch_id, quantities),
+    ]
+    return TransferPublic(
+        transfer_id=transfer_id,
+        from_branch_id=body.from_branch_id,
+        to_branch_id=body.to_branch_id,
+        reference=body.reference,
+        stock=stock,
+    )

@@ -1,0 +1,553 @@
+"""Inventory rules: branches and their staff, and every change of stock.
+
+Stock only changes here, and every change writes ledger movements in the same unit of work,
+so ``stock_entry.quantity`` always equals the sum of the movements for that branch and
+product.  Stock is taken with one conditional ``UPDATE ... WHERE quantity >= :q`` per product,
+in ascending product order: the database decides who gets the last unit (never oversold), and
+concurrent callers lock rows in the same order (never deadlock each other).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from tecnorev.auth.models import User
+from tecnorev.catalog.models import Product
+from tecnorev.core.types import utcnow
+from tecnorev.inventory.errors import (
+    BranchCodeTaken,
+    BranchInactive,
+    InsufficientStock,
+    InvalidQuantity,
+    NotStaff,
+    SameBranchTransfer,
+    UnknownBranch,
+    UnknownProduct,
+    UnknownUser,
+)
+from tecnorev.inventory.models import (
+    Branch,
+    BranchStaff,
+    InventoryMovement,
+    MovementReason,
+    StockEntry,
+)
+
+_stock = StockEntry.__table__
+_movement = InventoryMovement.__table__
+_branch = Branch.__table__
+
+Lines = list[tuple[int, int]]
+_Row = TypeVar("_Row", StockEntry, InventoryMovement)
+
+
+# --- stock primitives (also used by sales for orders) --------------------------------------
+
+
+def withdraw_stock(
+    session: Session,
+    *,
+    branch_id: int,
+    quantities: Mapping[int, int],
+    reason: MovementReason,
+    reference: str,
+    author_id: int | None,
+    note: str = "",
+) -> None:
+    """Take ``quantities`` (product id → units > 0) from an active branch, all or nothing.
+
+    Raises ``UnknownBranch``, ``BranchInactive``, ``InvalidQuantity`` or ``InsufficientStock``
+    (listing every short line with what is available); on any of them the stock is as before.
+    """
+    lines = _lines(quantities)
+    _require_branch(session, branch_id, active=True)
+    if not lines:
+        return
+    _take(session, branch_id, lines, author_id=author_id)
+    _record(
+        session,
+        branch_id,
+        [(product_id, -quantity) for product_id, quantity in lines],
+        reason=reason,
+        reference=reference,
+        note=note,
+        author_id=author_id,
+    )
+
+
+def return_stock(
+    session: Session,
+    *,
+    branch_id: int,
+    quantities: Mapping[int, int],
+    reason: MovementReason,
+    reference: str,
+    author_id: int | None,
+    note: str = "",
+) -> None:
+    """Put ``quantities`` (product id → units > 0) back at a branch, active or not (a cancelled
+    order of a branch closed since still gives its stock back).
+
+    Raises ``UnknownBranch`` or ``InvalidQuantity``.
+    """
+    lines = _lines(quantities)
+    _require_branch(session, branch_id, active=False)
+    if not lines:
+        return
+    _put(session, branch_id, lines, author_id=author_id)
+    _record(
+        session,
+        branch_id,
+        lines,
+        reason=reason,
+        reference=reference,
+        note=note,
+        author_id=author_id,
+    )
+
+
+def _lines(quantities: Mapping[int, int]) -> Lines:
+    """The lines in ascending product order: the one lock order every caller shares."""
+    lines = sorted(quantities.items())
+    bad = [
+        product_id
+        for product_id, quantity in lines
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0
+    ]
+    if bad:
+        raise InvalidQuantity(
+            "quantities must be whole numbers greater than zero", details={"product_ids": bad}
+        )
+    return lines
+
+
+def _require_branch(session: Session, branch_id: int, *, active: bool) -> None:
+    is_active = session.execute(
+        sa.select(_branch.c.is_active).where(_branch.c.id == branch_id)
+    ).scalar_one_or_none()
+    if is_active is None:
+        raise UnknownBranch(f"there is no branch {branch_id}")
+    if active and not is_active:
+        raise BranchInactive(f"branch {branch_id} is inactive")
+
+
+def _change(
+    session: Session, branch_id: int, product_id: int, delta: int, author_id: int | None
+) -> bool:
+    """One conditional update; a decrease matches only if enough stock is there."""
+    condition = [_stock.c.branch_id == branch_id, _stock.c.product_id == product_id]
+    if delta < 0:
+        condition.append(_stock.c.quantity >= -delta)
+    statement = (
+        _stock.update()
+        .where(*condition)
+        .values(quantity=_stock.c.quantity + delta, updated_at=utcnow(), updated_by_id=author_id)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def _take(session: Session, branch_id: int, lines: Lines, *, author_id: int | None) -> None:
+    taken: Lines = []
+    short: Lines = []
+    for product_id, quantity in lines:
+        ok = _change(session, branch_id, product_id, -quantity, author_id)
+        (taken if ok else short).append((product_id, quantity))
+    if not short:
+        return
+    available = _quantities(session, branch_id, [product_id for product_id, _ in short])
+    # Give back what was taken, so a caller that catches the error keeps consistent stock;
+    # these rows are already locked by this transaction, so this cannot wait on anyone.
+    for product_id, quantity in taken:
+        _change(session, branch_id, product_id, quantity, author_id)
+    raise InsufficientStock(
+        "not enough stock at branch "
+        f"{branch_id} for product{'s' if len(short) > 1 else ''} "
+        + ", ".join(str(product_id) for product_id, _ in short),
+        details=[
+            {
+                "product_id": product_id,
+                "requested": quantity,
+                "available": available.get(product_id, 0),
+            }
+            for product_id, quantity in short
+        ],
+    )
+
+
+def _put(session: Session, branch_id: int, lines: Lines, *, author_id: int | None) -> None:
+    """Add stock, creating the branch-and-product row when it does not exist yet.
+
+    ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL and SQLite) is one atomic statement, so two
+    first receipts of the same product cannot both insert, and neither loses its units.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    if insert is None:
+        raise NotImplementedError(f"stock upserts are not written for {dialect}")
+    now = utcnow()
+    statement = insert(_stock)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_stock.c.branch_id, _stock.c.product_id],
+        set_={
+            "quantity": _stock.c.quantity + statement.excluded.quantity,
+            "updated_at": statement.excluded.updated_at,
+            "updated_by_id": statement.excluded.updated_by_id,
+        },
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "branch_id": branch_id,
+                "product_id": product_id,
+                "quantity": quantity,
+                "created_at": now,
+                "updated_at": now,
+                "created_by_id": author_id,
+                "updated_by_id": author_id,
+            }
+            for product_id, quantity in lines
+        ],
+    )
+
+
+def _record(
+    session: Session,
+    branch_id: int,
+    deltas: Lines,
+    *,
+    reason: MovementReason,
+    reference: str,
+    note: str,
+    author_id: int | None,
+    transfer_id: str | None = None,
+) -> None:
+    """Write one ledger movement per (product, signed delta) in a single executemany."""
+    now = utcnow()
+    session.execute(
+        sa.insert(_movement),
+        [
+            {
+                "branch_id": branch_id,
+                "product_id": product_id,
+                "quantity_delta": delta,
+                "reason": reason,
+                "transfer_id": transfer_id,
+                "reference": reference,
+                "note": note,
+                "created_at": now,
+                "created_by_id": author_id,
+            }
+            for product_id, delta in deltas
+        ],
+    )
+
+
+def _quantities(session: Session, branch_id: int, product_ids: Iterable[int]) -> dict[int, int]:
+    rows = session.execute(
+        sa.select(_stock.c.product_id, _stock.c.quantity).where(
+            _stock.c.branch_id == branch_id, _stock.c.product_id.in_(list(product_ids))
+        )
+    )
+    return {product_id: quantity for product_id, quantity in rows}
+
+
+# --- branches ------------------------------------------------------------------------------
+
+
+def create_branch(
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    address: str = "",
+    is_active: bool = True,
+    author_id: int | None,
+) -> Branch:
+    if session.execute(sa.select(_branch.c.id).where(_branch.c.code == code)).first():
+        raise BranchCodeTaken(f"a branch with code {code!r} already exists")
+    branch = Branch(
+        code=code,
+        name=name,
+        address=address,
+        is_active=is_active,
+        created_by_id=author_id,
+        updated_by_id=author_id,
+    )
+    session.add(branch)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:
+        # another request took the code between the check and the insert
+        raise BranchCodeTaken(f"a branch with code {code!r} already exists") from exc
+    return branch
+
+
+def list_branches(session: Session) -> list[Branch]:
+    """Every branch, active or not, by code (a retailer has tens of branches, not thousands)."""
+    return list(session.exec(select(Branch).order_by(Branch.code)))
+
+
+def get_branch(session: Session, branch_id: int) -> Branch:
+    branch = session.get(Branch, branch_id)
+    if branch is None:
+        raise UnknownBranch(f"there is no branch {branch_id}")
+    return branch
+
+
+def update_branch(
+    session: Session, branch_id: int, *, changes: Mapping[str, Any], author_id: int | None
+) -> Branch:
+    """Change a branch's name, address or active flag (its code is its stable identity)."""
+    branch = get_branch(session, branch_id)
+    for field in ("name", "address", "is_active"):
+        if field in changes:
+            setattr(branch, field, changes[field])
+    branch.updated_by_id = author_id
+    session.add(branch)
+    session.flush()
+    return branch
+
+
+# --- staff ---------------------------------------------------------------------------------
+
+
+def assign_staff(session: Session, *, branch_id: int, user_id: int) -> tuple[BranchStaff, str]:
+    """Make ``user_id`` staff of the branch (assigning twice changes nothing); returns the
+    assignment and the user's email."""
+    get_branch(session, branch_id)
+    user = session.get(User, user_id)
+    if user is None:
+        raise UnknownUser(f"there is no user {user_id}")
+    staff = session.get(BranchStaff, (branch_id, user_id))
+    if staff is None:
+        staff = BranchStaff(branch_id=branch_id, user_id=user_id)
+        session.add(staff)
+        session.flush()
+    return staff, user.email
+
+
+def remove_staff(session: Session, *, branch_id: int, user_id: int) -> None:
+    get_branch(session, branch_id)
+    staff = session.get(BranchStaff, (branch_id, user_id))
+    if staff is None:
+        raise NotStaff(f"user {user_id} is not staff of branch {branch_id}")
+    session.delete(staff)
+    session.flush()
+
+
+def list_staff(session: Session, branch_id: int) -> list[tuple[BranchStaff, str]]:
+    """The branch's staff with each member's email, in order of assignment."""
+    get_branch(session, branch_id)
+    rows = session.exec(
+        select(BranchStaff, User.email)
+        .join(User, User.id == BranchStaff.user_id)
+        .where(BranchStaff.branch_id == branch_id)
+        .order_by(BranchStaff.created_at, BranchStaff.user_id)
+    )
+    return list(rows)
+
+
+def branch_ids_of(session: Session, user_id: int) -> set[int]:
+    """The branches ``user_id`` works at."""
+    rows = session.execute(
+        sa.select(BranchStaff.branch_id).where(BranchStaff.user_id == user_id)
+    ).scalars()
+    return set(rows)
+
+
+# --- stock and ledger reads ----------------------------------------------------------------
+
+
+def list_stock(
+    session: Session,
+    *,
+    branch_id: int | None = None,
+    product_id: int | None = None,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> tuple[list[StockEntry], int | None]:
+    """A page of stock rows in id order and the cursor of the next page (``None``: last)."""
+    statement = select(StockEntry).order_by(StockEntry.id).limit(limit + 1)
+    if branch_id is not None:
+        statement = statement.where(StockEntry.branch_id == branch_id)
+    if product_id is not None:
+        statement = statement.where(StockEntry.product_id == product_id)
+    if cursor is not None:
+        statement = statement.where(StockEntry.id > cursor)
+    return _page(list(session.exec(statement)), limit)
+
+
+def list_movements(
+    session: Session,
+    *,
+    branch_id: int | None = None,
+    product_id: int | None = None,
+    transfer_id: str | None = None,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> tuple[list[InventoryMovement], int | None]:
+    """A page of ledger movements, newest first, and the cursor of the next page."""
+    statement = select(InventoryMovement).order_by(InventoryMovement.id.desc()).limit(limit + 1)
+    if branch_id is not None:
+        statement = statement.where(InventoryMovement.branch_id == branch_id)
+    if product_id is not None:
+        statement = statement.where(InventoryMovement.product_id == product_id)
+    if transfer_id is not None:
+        statement = statement.where(InventoryMovement.transfer_id == transfer_id)
+    if cursor is not None:
+        statement = statement.where(InventoryMovement.id < cursor)
+    return _page(list(session.exec(statement)), limit)
+
+
+def _page(rows: list[_Row], limit: int) -> tuple[list[_Row], int | None]:
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, rows[-1].id
+    return rows, None
+
+
+def stock_levels(session: Session, branch_id: int, product_ids: Iterable[int]) -> list[StockEntry]:
+    return list(
+        session.exec(
+            select(StockEntry)
+            .where(StockEntry.branch_id == branch_id, StockEntry.product_id.in_(list(product_ids)))
+            .order_by(StockEntry.product_id)
+        )
+    )
+
+
+# --- receipts, adjustments, transfers -------------------------------------------------------
+
+
+def receive_stock(
+    session: Session,
+    *,
+    branch_id: int,
+    quantities: Mapping[int, int],
+    reference: str,
+    note: str = "",
+    author_id: int | None,
+) -> None:
+    """Goods arriving at an active branch: stock up, one RECEIPT movement per product."""
+    _require_branch(session, branch_id, active=True)
+    _require_products(session, quantities.keys())
+    return_stock(
+        session,
+        branch_id=branch_id,
+        quantities=quantities,
+        reason=MovementReason.RECEIPT,
+        reference=reference,
+        author_id=author_id,
+        note=note,
+    )
+
+
+def adjust_stock(
+    session: Session,
+    *,
+    branch_id: int,
+    product_id: int,
+    quantity_delta: int,
+    reason: str,
+    reference: str = "",
+    author_id: int | None,
+) -> None:
+    """Correct a count (breakage, theft, a recount): one ADJUSTMENT movement whose note is the
+    reason.  Allowed at inactive branches too, whose stock still has to be right."""
+    if quantity_delta == 0:
+        raise InvalidQuantity("an adjustment must change the stock", details={"quantity_delta": 0})
+    _require_branch(session, branch_id, active=False)
+    _require_products(session, [product_id])
+    if quantity_delta > 0:
+        _put(session, branch_id, [(product_id, quantity_delta)], author_id=author_id)
+    else:
+        _take(session, branch_id, [(product_id, -quantity_delta)], author_id=author_id)
+    _record(
+        session,
+        branch_id,
+        [(product_id, quantity_delta)],
+        reason=MovementReason.ADJUSTMENT,
+        reference=reference,
+        note=reason,
+        author_id=author_id,
+    )
+
+
+def transfer_stock(
+    session: Session,
+    *,
+    from_branch_id: int,
+    to_branch_id: int,
+    quantities: Mapping[int, int],
+    reference: str,
+    note: str = "",
+    author_id: int | None,
+) -> str:
+    """Move stock between branches, both sides or neither; returns the transfer id the
+    TRANSFER_OUT and TRANSFER_IN movements share.
+
+    The source may be inactive (emptying a closed branch); the destination must be active.
+    """
+    if from_branch_id == to_branch_id:
+        raise SameBranchTransfer("a transfer needs two different branches")
+    lines = _lines(quantities)
+    _require_branch(session, from_branch_id, active=False)
+    _require_branch(session, to_branch_id, active=True)
+    _require_products(session, quantities.keys())
+    transfer_id = uuid.uuid4().hex
+    if not lines:
+        return transfer_id
+    # Rows are locked branch by branch in id order (then product order), the order every
+    # stock change follows, so two opposite transfers cannot deadlock.
+    if from_branch_id < to_branch_id:
+        _take(session, from_branch_id, lines, author_id=author_id)
+        _put(session, to_branch_id, lines, author_id=author_id)
+    else:
+        _put(session, to_branch_id, lines, author_id=author_id)
+        try:
+            _take(session, from_branch_id, lines, author_id=author_id)
+        except InsufficientStock:
+            # undo the arrival so the function stays all-or-nothing on its own
+            for product_id, quantity in lines:
+                _change(session, to_branch_id, product_id, -quantity, author_id)
+            raise
+    common = {"reference": reference, "note": note, "author_id": author_id}
+    out = [(product_id, -quantity) for product_id, quantity in lines]
+    _record(
+        session,
+        from_branch_id,
+        out,
+        reason=MovementReason.TRANSFER_OUT,
+        transfer_id=transfer_id,
+        **common,
+    )
+    _record(
+        session,
+        to_branch_id,
+        lines,
+        reason=MovementReason.TRANSFER_IN,
+        transfer_id=transfer_id,
+        **common,
+    )
+    return transfer_id
+
+
+def _require_products(session: Session, product_ids: Iterable[int]) -> None:
+    wanted = set(product_ids)
+    if not wanted:
+        return
+    found = set(
+        session.execute(sa.select(Product.id).where(Product.id.in_(sorted(wanted)))).scalars()
+    )
+    missing = sorted(wanted - found)
+    if missing:
+        raise UnknownProduct(
+            f"no product with id {', '.join(map(str, missing))}", details={"product_ids": missing}
+        )

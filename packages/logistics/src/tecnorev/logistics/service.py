@@ -1,0 +1,251 @@
+"""Shipments: opening one for a confirmed order, and moving it (and its order) along.
+
+The order's own life belongs to sales: shipping and delivering call its ``mark_shipped`` and
+``mark_delivered`` in the same unit of work, so a shipment and its order never disagree.
+Locks are taken shipment row first, then (inside sales) the order row; opening a shipment
+locks only the order row, so the two paths never wait for each other in opposite orders.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from tecnorev.core.types import utcnow
+from tecnorev.core.web.types import INT4_MAX
+from tecnorev.logistics.errors import (
+    InvalidCursor,
+    InvalidShipmentTransition,
+    OrderAlreadyHasShipment,
+    OrderNotConfirmed,
+    ShipmentNotFound,
+    TrackingNumberTaken,
+)
+from tecnorev.logistics.models import Shipment, ShipmentStatus
+from tecnorev.sales import service as sales
+from tecnorev.sales.errors import OrderNotFound
+from tecnorev.sales.models import Order, OrderStatus
+
+TRANSITIONS: Mapping[ShipmentStatus, frozenset[ShipmentStatus]] = {
+    ShipmentStatus.PENDING: frozenset({ShipmentStatus.SHIPPED, ShipmentStatus.CANCELLED}),
+    ShipmentStatus.SHIPPED: frozenset({ShipmentStatus.DELIVERED}),
+    ShipmentStatus.DELIVERED: frozenset(),
+    ShipmentStatus.CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads shipments: staff see them all, anyone else those of their own orders."""
+
+    user_id: int
+    read_all: bool = False
+
+
+# --- changing shipments ----------------------------------------------------------------------
+
+
+def create_shipment(
+    session: Session,
+    *,
+    order_id: int,
+    carrier: str,
+    tracking_number: str,
+    actor_id: int | None = None,
+) -> Shipment:
+    """A PENDING shipment for a CONFIRMED order that has no other shipment under way.
+
+    The order row is locked first, so two requests shipping one order cannot both see it
+    without a shipment.
+    """
+    order = session.exec(
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if order is None:
+        raise OrderNotFound(f"there is no order {order_id}")
+    if order.status is not OrderStatus.CONFIRMED:
+        raise OrderNotConfirmed(
+            f"order {order_id} is {order.status.value}; only a CONFIRMED order can be shipped",
+            details={"order_status": order.status.value},
+        )
+    active = session.exec(
+        select(Shipment.id).where(
+            Shipment.order_id == order_id, Shipment.status != ShipmentStatus.CANCELLED
+        )
+    ).first()
+    if active is not None:
+        raise OrderAlreadyHasShipment(
+            f"order {order_id} already has shipment {active}; cancel it first",
+            details={"shipment_id": active},
+        )
+    if _tracking_number_used(session, carrier, tracking_number):
+        raise _tracking_number_taken(carrier, tracking_number)
+    shipment = Shipment(
+        order_id=order_id,
+        carrier=carrier,
+        tracking_number=tracking_number,
+        created_by_id=actor_id,
+        updated_by_id=actor_id,
+    )
+    session.add(shipment)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:
+        # A concurrent shipment took the number between the check and the insert.
+        if _is_unique_violation(exc):
+            raise _tracking_number_taken(carrier, tracking_number) from exc
+        raise
+    return shipment
+
+
+def ship_shipment(session: Session, *, shipment_id: int, actor_id: int | None = None) -> Shipment:
+    """PENDING → SHIPPED, and its order CONFIRMED → SHIPPED."""
+    shipment = _locked_shipment(session, shipment_id)
+    _transition(shipment, ShipmentStatus.SHIPPED, actor_id)
+    shipment.shipped_at = shipment.updated_at
+    sales.mark_shipped(session, order_id=shipment.order_id, actor_id=actor_id)
+    session.flush()
+    return shipment
+
+
+def deliver_shipment(
+    session: Session, *, shipment_id: int, actor_id: int | None = None
+) -> Shipment:
+    """SHIPPED → DELIVERED, and its order SHIPPED → DELIVERED."""
+    shipment = _locked_shipment(session, shipment_id)
+    _transition(shipment, ShipmentStatus.DELIVERED, actor_id)
+    # Never before shipped_at (a CHECK), even if the clock stepped back in between.
+    assert shipment.shipped_at is not None
+    shipment.delivered_at = max(shipment.updated_at, shipment.shipped_at)
+    sales.mark_delivered(session, order_id=shipment.order_id, actor_id=actor_id)
+    session.flush()
+    return shipment
+
+
+def cancel_shipment(session: Session, *, shipment_id: int, actor_id: int | None = None) -> Shipment:
+    """PENDING → CANCELLED; the order stays CONFIRMED and may get a new shipment."""
+    shipment = _locked_shipment(session, shipment_id)
+    _transition(shipment, ShipmentStatus.CANCELLED, actor_id)
+    session.flush()
+    return shipment
+
+
+def _locked_shipment(session: Session, shipment_id: int) -> Shipment:
+    shipment = session.exec(
+        select(Shipment)
+        .where(Shipment.id == shipment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if shipment is None:
+        raise ShipmentNotFound(f"there is no shipment {shipment_id}")
+    return shipment
+
+
+def _transition(shipment: Shipment, to: ShipmentStatus, actor_id: int | None) -> None:
+    if to not in TRANSITIONS[shipment.status]:
+        raise InvalidShipmentTransition(
+            f"shipment {shipment.id} is {shipment.status.value} and cannot become {to.value}",
+            details={"from": shipment.status.value, "to": to.value},
+        )
+    shipment.status = to
+    shipment.updated_at = utcnow()
+    shipment.updated_by_id = actor_id
+
+
+def _tracking_number_used(session: Session, carrier: str, tracking_number: str) -> bool:
+    found = session.exec(
+        select(Shipment.id).where(
+            Shipment.carrier == carrier, Shipment.tracking_number == tracking_number
+        )
+    ).first()
+    return found is not None
+
+
+def _tracking_number_taken(carrier: str, tracking_number: str) -> TrackingNumberTaken:
+    return TrackingNumberTaken(
+        f"{carrier} tracking number {tracking_number!r} is already used by another shipment",
+        details={"carrier": carrier, "tracking_number": tracking_number},
+    )
+
+
+def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    pgcode = getattr(exc.orig, "pgcode", None)
+    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
+
+
+# --- reading shipments -----------------------------------------------------------------------
+
+
+def get_shipment(session: Session, *, shipment_id: int, viewer: Viewer | None = None) -> Shipment:
+    """The shipment; one ``viewer`` may not see is not found."""
+    statement = select(Shipment).where(Shipment.id == shipment_id)
+    visible = _visible_to(viewer)
+    if visible is not None:
+        statement = statement.where(visible)
+    shipment = session.exec(statement).first()
+    if shipment is None:
+        raise ShipmentNotFound(f"there is no shipment {shipment_id}")
+    return shipment
+
+
+def list_shipments(
+    session: Session,
+    *,
+    viewer: Viewer | None = None,
+    order_id: int | None = None,
+    status: ShipmentStatus | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Shipment], str | None]:
+    """A page of the shipments ``viewer`` may see, oldest first, and the cursor of the next
+    page (None at the end)."""
+    statement = select(Shipment).order_by(Shipment.id).limit(limit + 1)
+    visible = _visible_to(viewer)
+    if visible is not None:
+        statement = statement.where(visible)
+    if order_id is not None:
+        statement = statement.where(Shipment.order_id == order_id)
+    if status is not None:
+        statement = statement.where(Shipment.status == status)
+    if cursor is not None:
+        statement = statement.where(Shipment.id > decode_cursor(cursor))
+    shipments = list(session.exec(statement))
+    if len(shipments) <= limit:
+        return shipments, None
+    shipments = shipments[:limit]
+    return shipments, encode_cursor(shipments[-1].id)
+
+
+def _visible_to(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+    if viewer is None or viewer.read_all:
+        return None
+    own_orders = select(Order.id).where(Order.customer_id == viewer.user_id)
+    return Shipment.order_id.in_(own_orders)
+
+
+_CURSOR_PREFIX = b"s:"
+
+
+def encode_cursor(after_id: int) -> str:
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(after_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id after which the next page starts; raises ``InvalidCursor``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    digits = raw.removeprefix(_CURSOR_PREFIX) if raw.startswith(_CURSOR_PREFIX) else b""
+    if not digits.isdigit() or len(digits) > 10 or not 0 < int(digits) <= INT4_MAX:
+        raise InvalidCursor("the cursor is not one this listing handed out")
+    return int(digits)

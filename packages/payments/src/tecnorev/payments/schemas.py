@@ -1,0 +1,48 @@
+"""Request and response models of the payments endpoints (no tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from tecnorev.core.web.types import Id, Money, text
+from tecnorev.payments.models import PaymentStatus
+
+Amount = Annotated[Money, Field(gt=0)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]  # ISO 4217, e.g. USD
+Provider = text(50, min_length=1)
+ProviderReference = text(128, min_length=1)
+
+
+class PaymentCreate(BaseModel):
+    """A payment the provider reports as succeeded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: Id
+    amount: Amount
+    currency: Currency
+    provider: Provider
+    provider_reference: ProviderReference
+
+
+class PaymentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    order_id: int
+    amount: Decimal
+    currency: str
+    status: PaymentStatus
+    provider: str
+    provider_reference: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentPublic]
+    next_cursor: str | None  # pass as ``cursor`` for the next page; null on the last page

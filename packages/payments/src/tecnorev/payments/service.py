@@ -1,0 +1,226 @@
+"""Payments of orders: recording what a provider reports, and refunding cancelled orders.
+
+A payment is recorded with its order row locked, so two payments of one order are added up
+one after the other (never both under the total while together over it), and a cancellation
+either sees the payment (and refunds it afterwards) or the payment sees the cancellation.
+Full payment of a PENDING order confirms it through sales, in the same unit of work.
+
+Refunds mark the order's succeeded payments REFUNDED rather than adding refund rows: a
+refund here gives back a whole payment, the payment row already says which money it was, and
+a status change is idempotent by construction (a second delivery finds nothing SUCCEEDED).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from tecnorev.core.types import utcnow
+from tecnorev.core.web.types import INT4_MAX
+from tecnorev.payments.errors import (
+    CurrencyMismatch,
+    InvalidCursor,
+    OrderCancelled,
+    Overpayment,
+    PaymentNotFound,
+    PaymentReferenceTaken,
+)
+from tecnorev.payments.models import Payment, PaymentStatus
+from tecnorev.sales import service as sales
+from tecnorev.sales.errors import OrderNotFound
+from tecnorev.sales.models import Order, OrderStatus
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads payments: staff see them all, anyone else those of their own orders."""
+
+    user_id: int
+    read_all: bool = False
+
+
+# --- recording and refunding -----------------------------------------------------------------
+
+
+def record_payment(
+    session: Session,
+    *,
+    order_id: int,
+    amount: Decimal,
+    currency: str,
+    provider: str,
+    provider_reference: str,
+    actor_id: int | None = None,
+) -> Payment:
+    """Store a SUCCEEDED payment of ``amount`` for an order that is not cancelled, as long as
+    the order's succeeded payments stay within its total; reaching the total confirms a
+    PENDING order."""
+    amount = amount.quantize(CENT)
+    order = session.exec(
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if order is None:
+        raise OrderNotFound(f"there is no order {order_id}")
+    if _reference_used(session, provider, provider_reference):
+        raise _reference_taken(provider, provider_reference)
+    if order.status is OrderStatus.CANCELLED:
+        raise OrderCancelled(f"order {order_id} is cancelled and takes no payment")
+    succeeded = session.exec(
+        select(Payment.amount, Payment.currency).where(
+            Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED
+        )
+    ).all()
+    paid_in = {row.currency for row in succeeded}  # one at most, by this very check
+    if paid_in and currency not in paid_in:
+        expected = min(paid_in)
+        raise CurrencyMismatch(
+            f"order {order_id} is paid in {expected}, not {currency}",
+            details={"currency": expected},
+        )
+    paid = sum((Decimal(row.amount).quantize(CENT) for row in succeeded), Decimal("0.00"))
+    total = Decimal(order.total).quantize(CENT)
+    if paid + amount > total:
+        raise Overpayment(
+            f"order {order_id} totals {total} and {paid} is already paid; "
+            f"{amount} would pay more than the total",
+            details={"total": str(total), "paid": str(paid), "outstanding": str(total - paid)},
+        )
+    payment = Payment(
+        order_id=order_id,
+        amount=amount,
+        currency=currency,
+        status=PaymentStatus.SUCCEEDED,
+        provider=provider,
+        provider_reference=provider_reference,
+        created_by_id=actor_id,
+        updated_by_id=actor_id,
+    )
+    session.add(payment)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:
+        # The same reference recorded concurrently for another order (this order's payments
+        # are serialised by its lock).
+        if _is_unique_violation(exc):
+            raise _reference_taken(provider, provider_reference) from exc
+        raise
+    if paid + amount == total and order.status is OrderStatus.PENDING:
+        sales.confirm_order(session, order_id=order_id, actor_id=actor_id)
+    return payment
+
+
+def refund_order_payments(session: Session, *, order_id: int) -> list[int]:
+    """Mark the succeeded payments of a CANCELLED order REFUNDED; the ids refunded (none when
+    they already were, so running it twice is harmless)."""
+    # Only a cancelled order is refunded, whoever delivers the event; CANCELLED is final.
+    status = session.exec(select(Order.status).where(Order.id == order_id)).first()
+    if status is not OrderStatus.CANCELLED:
+        return []
+    p = Payment.__table__.c
+    refunded = session.execute(
+        sa.update(Payment.__table__)
+        .where(p.order_id == order_id, p.status == PaymentStatus.SUCCEEDED)
+        .values(status=PaymentStatus.REFUNDED, updated_at=utcnow(), updated_by_id=None)
+        .returning(p.id)
+    ).scalars()
+    return sorted(refunded)
+
+
+def _reference_used(session: Session, provider: str, provider_reference: str) -> bool:
+    found = session.exec(
+        select(Payment.id).where(
+            Payment.provider == provider, Payment.provider_reference == provider_reference
+        )
+    ).first()
+    return found is not None
+
+
+def _reference_taken(provider: str, provider_reference: str) -> PaymentReferenceTaken:
+    return PaymentReferenceTaken(
+        f"{provider} payment {provider_reference!r} is already recorded",
+        details={"provider": provider, "provider_reference": provider_reference},
+    )
+
+
+def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    pgcode = getattr(exc.orig, "pgcode", None)
+    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
+
+
+# --- reading payments ------------------------------------------------------------------------
+
+
+def get_payment(session: Session, *, payment_id: int, viewer: Viewer | None = None) -> Payment:
+    """The payment; one ``viewer`` may not see is not found."""
+    statement = select(Payment).where(Payment.id == payment_id)
+    visible = _visible_to(viewer)
+    if visible is not None:
+        statement = statement.where(visible)
+    payment = session.exec(statement).first()
+    if payment is None:
+        raise PaymentNotFound(f"there is no payment {payment_id}")
+    return payment
+
+
+def list_payments(
+    session: Session,
+    *,
+    viewer: Viewer | None = None,
+    order_id: int | None = None,
+    status: PaymentStatus | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Payment], str | None]:
+    """A page of the payments ``viewer`` may see, oldest first, and the cursor of the next
+    page (None at the end)."""
+    statement = select(Payment).order_by(Payment.id).limit(limit + 1)
+    visible = _visible_to(viewer)
+    if visible is not None:
+        statement = statement.where(visible)
+    if order_id is not None:
+        statement = statement.where(Payment.order_id == order_id)
+    if status is not None:
+        statement = statement.where(Payment.status == status)
+    if cursor is not None:
+        statement = statement.where(Payment.id > decode_cursor(cursor))
+    payments = list(session.exec(statement))
+    if len(payments) <= limit:
+        return payments, None
+    payments = payments[:limit]
+    return payments, encode_cursor(payments[-1].id)
+
+
+def _visible_to(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+    if viewer is None or viewer.read_all:
+        return None
+    own_orders = select(Order.id).where(Order.customer_id == viewer.user_id)
+    return Payment.order_id.in_(own_orders)
+
+
+_CURSOR_PREFIX = b"y:"
+
+
+def encode_cursor(after_id: int) -> str:
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(after_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id after which the next page starts; raises ``InvalidCursor``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    digits = raw.removeprefix(_CURSOR_PREFIX) if raw.startswith(_CURSOR_PREFIX) else b""
+    if not digits.isdigit() or len(digits) > 10 or not 0 < int(digits) <= INT4_MAX:
+        raise InvalidCursor("the cursor is not one this listing handed out")
+    return int(digits)

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tecnorev.payments.models import Payment, PaymentStatus
+from tecnorev.sales.models import OrderStatus
+
+OS = OrderStatus
+P = PaymentStatus
+
+
+def test_full_payment_confirms_the_order(shop):
+    order_id = shop.order(quantity=2)  # 39.80
+    response = shop.pay(order_id, "39.80", "ch_1")
+    assert response.status_code == 201, response.text
+    payment = response.json()
+    assert payment["status"] == "SUCCEEDED" and payment["amount"] == "39.80"
+    assert (payment["order_id"], payment["currency"]) == (order_id, "USD")
+    assert (payment["provider"], payment["provider_reference"]) == ("card", "ch_1")
+    order = shop.order_row(order_id)
+    assert order.status is OS.CONFIRMED and order.confirmed_at is not None
+    assert shop.get(f"/{payment['id']}").json() == payment
+
+
+def test_partial_payments_confirm_only_once_they_reach_the_total(shop):
+    order_id = shop.order(quantity=2)  # 39.80
+    assert shop.pay(order_id, "10", "ch_1").status_code == 201
+    assert shop.order_status(order_id) is OS.PENDING
+    assert shop.pay(order_id, "29.79", "ch_2").status_code == 201
+    assert shop.order_status(order_id) is OS.PENDING
+    assert shop.pay(order_id, "0.01", "ch_3").status_code == 201
+    assert shop.order_status(order_id) is OS.CONFIRMED
+    assert shop.payments(order_id) == [
+        (Decimal("10.00"), P.SUCCEEDED),
+        (Decimal("29.79"), P.SUCCEEDED),
+        (Decimal("0.01"), P.SUCCEEDED),
+    ]
+
+
+def test_paying_more_than_the_total_is_refused(shop):
+    order_id = shop.order(quantity=2)  # 39.80
+    error = shop.refused(shop.pay(order_id, "39.81", "ch_1"), 422, "overpayment")
+    assert error["details"] == {"total": "39.80", "paid": "0.00", "outstanding": "39.80"}
+    assert shop.count(Payment) == 0
+    assert shop.pay(order_id, "30", "ch_2").status_code == 201
+    error = shop.refused(shop.pay(order_id, "9.81", "ch_3"), 422, "overpayment")
+    assert error["details"] == {"total": "39.80", "paid": "30.00", "outstanding": "9.80"}
+    assert shop.payments(order_id) == [(Decimal("30.00"), P.SUCCEEDED)]
+    assert shop.order_status(order_id) is OS.PENDING
+    # Once paid in full, nothing more is taken.
+    assert shop.pay(order_id, "9.80", "ch_4").status_code == 201
+    shop.refused(shop.pay(order_id, "0.01", "ch_5"), 422, "overpayment")
+    assert shop.count(Payment) == 2
+
+
+def test_a_provider_reference_is_recorded_once(shop):
+    first, second = shop.order(), shop.order()
+    assert shop.pay(first, "1", "ch_1").status_code == 201
+    for order_id in (first, second):  # a repeated callback, or the reference on another order
+        error = shop.refused(shop.pay(order_id, "1", "ch_1"), 409, "payment_reference_taken")
+        assert error["details"] == {"provider": "card", "provider_reference": "ch_1"}
+    assert shop.count(Payment) == 1
+    # The reference is unique per provider only.
+    assert shop.pay(second, "1", "ch_1", provider="wallet").status_code == 201
+    assert shop.count(Payment) == 2
+
+
+def test_a_cancelled_order_takes_no_payment(shop):
+    order_id = shop.order(OS.CANCELLED)
+    shop.refused(shop.pay(order_id, "1", "ch_1"), 409, "order_cancelled")
+    shop.refused(shop.pay(999, "1", "ch_2"), 404, "order_not_found")
+    assert shop.count(Payment) == 0
+
+
+def test_an_order_confirmed_or_shipped_already_is_paid_without_changing_it(shop):
+    for status in (OS.CONFIRMED, OS.SHIPPED):
+        order_id = shop.order(status, quantity=1)  # 19.90
+        assert shop.pay(order_id, "19.90", f"ch_{status}").status_code == 201
+        assert shop.order_status(order_id) is status
+
+
+def test_an_order_is_paid_in_one_currency(shop):
+    order_id = shop.order()
+    assert shop.pay(order_id, "1", "ch_1", currency="EUR").status_code == 201
+    error = shop.refused(shop.pay(order_id, "1", "ch_2", currency="USD"), 422, "currency_mismatch")
+    assert error["details"] == {"currency": "EUR"}
+    assert shop.count(Payment) == 1
+
+
+def test_who_reads_payments(shop):
+    mine = shop.order()
+    pid = shop.pay(mine, "5", "ch_1").json()["id"]
+    for who in ("manager", "clerk", "customer"):
+        response = shop.get(f"/{pid}", who=who)
+        assert response.status_code == 200, (who, response.text)
+        listed = shop.get(who=who, order_id=mine).json()
+        assert [p["id"] for p in listed["items"]] == [pid], who
+    # Someone else's payment does not exist for a customer.
+    shop.refused(shop.get(f"/{pid}", who="other"), 404, "payment_not_found")
+    assert shop.get(who="other").json() == {"items": [], "next_cursor": None}
+    assert shop.get(who="other", order_id=mine).json()["items"] == []
+    shop.refused(shop.get(f"/{pid}", who="anonymous"), 401, "not_authenticated")
+    shop.refused(shop.get(who="anonymous"), 401, "not_authenticated")
+    shop.refused(shop.get("/999"), 404, "payment_not_found")
+
+
+def test_listing_filters_and_pages(shop):
+    orders = [shop.order() for _ in range(3)]
+    ids = [shop.pay(o, "1", f"ch_{i}").json()["id"] for i, o in enumerate(orders)]
+    assert [p["id"] for p in shop.get(order_id=orders[1]).json()["items"]] == [ids[1]]
+    assert shop.get(status="REFUNDED").json()["items"] == []
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = shop.get(**params).json()
+        seen += [p["id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+    shop.refused(shop.get(cursor="not-a-cursor"), 422, "invalid_cursor")
+    shop.refused(shop.get(limit=0), 422, "validation_error")
+
+
+def test_requests_out_of_bounds_are_refused_before_the_database(shop):
+    order_id = shop.order()
+    good = {
+        "order_id": order_id,
+        "amount": "1.00",
+        "currency": "USD",
+        "provider": "card",
+        "provider_reference": "ch_1",
+    }
+    bad = [
+        {"amount": "0"},
+        {"amount": "0.00"},
+        {"amount": "-1"},
+        {"amount": "1.001"},
+        {"amount": "10000000000.00"},  # more than Numeric(12, 2) holds
+        {"amount": "NaN"},
+        {"currency": "usd"},
+        {"currency": "US"},
+        {"currency": "EURO"},
+        {"order_id": 2**31},
+        {"provider": ""},
+        {"provider": "p" * 51},
+        {"provider_reference": "r" * 129},
+        {"provider_reference": "ch\x00"},
+        {"status": "REFUNDED"},
+    ]
+    for change in bad:
+        response = shop.client.post(
+            "/api/v1/payments/payments", json=good | change, headers=shop.headers["manager"]
+        )
+        shop.refused(response, 422, "validation_error")
+    shop.refused(shop.get(f"/{2**31}"), 422, "validation_error")
+    shop.refused(shop.get(order_id=0), 422, "validation_error")
+    assert shop.count(Payment) == 0
+    assert shop.order_status(order_id) is OS.PENDING

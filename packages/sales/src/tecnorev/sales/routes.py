@@ -1,0 +1,136 @@
+"""Sales endpoints: coupons, placing and following orders, confirming and cancelling them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from tecnorev.auth import permissions
+from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.core.web import SessionDep
+from tecnorev.core.web.types import IdPath, LimitQuery, text
+from tecnorev.sales import service
+from tecnorev.sales.models import OrderStatus
+from tecnorev.sales.schemas import (
+    CouponCreate,
+    CouponPage,
+    CouponPublic,
+    CouponUpdate,
+    OrderCreate,
+    OrderPage,
+    OrderPublic,
+    order_public,
+)
+
+router = APIRouter(prefix="/sales")
+
+ManagesCoupons = Annotated[Principal, require_permission(permissions.COUPONS_MANAGE)]
+PlacesOrders = Annotated[Principal, require_permission(permissions.ORDERS_PLACE)]
+ManagesOrders = Annotated[Principal, require_permission(permissions.ORDERS_MANAGE)]
+Cursor = Annotated[text(200, min_length=1) | None, Query()]
+IdempotencyKey = Annotated[
+    text(64, min_length=1) | None,
+    Header(alias="Idempotency-Key", description="replaying a key returns the order it placed"),
+]
+
+
+def _viewer(user: Principal) -> service.Viewer:
+    return service.Viewer(user.id, read_all=user.can(permissions.ORDERS_READ_ALL))
+
+
+@router.post("/coupons", status_code=201)
+def create_coupon(body: CouponCreate, session: SessionDep, user: ManagesCoupons) -> CouponPublic:
+    coupon = service.create_coupon(session, data=body, actor_id=user.id)
+    return CouponPublic.model_validate(coupon)
+
+
+@router.get("/coupons")
+def list_coupons(
+    session: SessionDep,
+    _user: ManagesCoupons,
+    cursor: Cursor = None,
+    limit: LimitQuery = 50,
+) -> CouponPage:
+    coupons, next_cursor = service.list_coupons(session, cursor=cursor, limit=limit)
+    return CouponPage(
+        items=[CouponPublic.model_validate(c) for c in coupons], next_cursor=next_cursor
+    )
+
+
+@router.get("/coupons/{coupon_id}")
+def get_coupon(coupon_id: IdPath, session: SessionDep, _user: ManagesCoupons) -> CouponPublic:
+    return CouponPublic.model_validate(service.get_coupon(session, coupon_id=coupon_id))
+
+
+@router.patch("/coupons/{coupon_id}")
+def update_coupon(
+    coupon_id: IdPath, body: CouponUpdate, session: SessionDep, user: ManagesCoupons
+) -> CouponPublic:
+    coupon = service.update_coupon(session, coupon_id=coupon_id, changes=body, actor_id=user.id)
+    return CouponPublic.model_validate(coupon)
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    responses={200: {"description": "the order this Idempotency-Key already placed"}},
+)
+def place_order(
+    body: OrderCreate,
+    session: SessionDep,
+    user: PlacesOrders,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderPublic:
+    placed = service.place_order(
+        session,
+        customer_id=user.id,
+        branch_id=body.branch_id,
+        items=[(line.product_id, line.quantity) for line in body.items],
+        coupon_code=body.coupon_code,
+        idempotency_key=idempotency_key,
+    )
+    if placed.replayed:
+        response.status_code = 200
+        response.headers["Idempotency-Replayed"] = "true"
+    return order_public(placed.order, placed.items)
+
+
+@router.get("/orders")
+def list_orders(
+    session: SessionDep,
+    user: CurrentUser,
+    status: OrderStatus | None = None,
+    cursor: Cursor = None,
+    limit: LimitQuery = 50,
+) -> OrderPage:
+    page, next_cursor = service.list_orders(
+        session, viewer=_viewer(user), status=status, cursor=cursor, limit=limit
+    )
+    return OrderPage(
+        items=[order_public(order, items) for order, items in page], next_cursor=next_cursor
+    )
+
+
+@router.get("/orders/{order_id}")
+def get_order(order_id: IdPath, session: SessionDep, user: CurrentUser) -> OrderPublic:
+    order, items = service.get_order(session, order_id=order_id, viewer=_viewer(user))
+    return order_public(order, items)
+
+
+@router.post("/orders/{order_id}/confirm")
+def confirm_order(order_id: IdPath, session: SessionDep, user: ManagesOrders) -> OrderPublic:
+    order = service.confirm_order(session, order_id=order_id, actor_id=user.id)
+    return order_public(order, service.order_items(session, order_id=order.id))
+
+
+@router.post("/orders/{order_id}/cancel")
+def cancel_order(order_id: IdPath, session: SessionDep, user: PlacesOrders) -> OrderPublic:
+    """Staff (``orders:manage``) cancel any PENDING or CONFIRMED order; a customer cancels
+    their own order while it is PENDING.  Both need ``orders:place``."""
+    as_customer = None if user.can(permissions.ORDERS_MANAGE) else user.id
+    order = service.cancel_order(
+        session, order_id=order_id, actor_id=user.id, as_customer=as_customer
+    )
+    return order_public(order, service.order_items(session, order_id=order.id))

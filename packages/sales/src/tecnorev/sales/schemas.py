@@ -1,0 +1,148 @@
+"""Request and response models of the sales endpoints (no tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from tecnorev.core.web.types import INT4_MAX, Id, Money, Quantity
+from tecnorev.sales.models import CouponKind, Order, OrderItem, OrderStatus
+
+MAX_ORDER_LINES = 100
+
+# Codes are stored upper-cased, so matching them ignores case.
+CouponCode = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=40,
+        strip_whitespace=True,
+        to_upper=True,
+        pattern=r"^[A-Za-z0-9_-]+$",
+    ),
+]
+UsageLimit = Annotated[int, Field(ge=1, le=INT4_MAX)]
+
+
+class CouponCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: CouponCode
+    kind: CouponKind
+    value: Money
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    usage_limit: UsageLimit | None = None
+    is_active: bool = True
+
+
+class CouponUpdate(BaseModel):
+    """Only the fields sent are changed; ``null`` lifts a limit or an end date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    is_active: bool | None = None
+    usage_limit: UsageLimit | None = None
+    valid_until: AwareDatetime | None = None
+
+    @field_validator("is_active")
+    @classmethod
+    def _is_active_not_null(cls, value: bool | None) -> bool | None:
+        if value is None:
+            raise ValueError("is_active is true or false, never null")
+        return value
+
+
+class CouponPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    code: str
+    kind: CouponKind
+    value: Decimal
+    valid_from: datetime
+    valid_until: datetime | None
+    usage_limit: int | None
+    times_used: int
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CouponPage(BaseModel):
+    items: list[CouponPublic]
+    next_cursor: str | None
+
+
+class OrderLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: Id
+    quantity: Quantity
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    branch_id: Id
+    items: list[OrderLineIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    coupon_code: CouponCode | None = None
+
+
+class OrderItemPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    product_id: int
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+
+
+class OrderPublic(BaseModel):
+    id: int
+    customer_id: int
+    branch_id: int
+    status: OrderStatus
+    coupon_id: int | None
+    subtotal: Decimal
+    discount: Decimal
+    total: Decimal
+    idempotency_key: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+    cancelled_at: datetime | None
+    items: list[OrderItemPublic]
+
+
+class OrderPage(BaseModel):
+    items: list[OrderPublic]
+    next_cursor: str | None
+
+
+def order_public(order: Order, items: Iterable[OrderItem]) -> OrderPublic:
+    return OrderPublic(
+        id=order.id,
+        customer_id=order.customer_id,
+        branch_id=order.branch_id,
+        status=order.status,
+        coupon_id=order.coupon_id,
+        subtotal=order.subtotal,
+        discount=order.discount,
+        total=order.total,
+        idempotency_key=order.idempotency_key,
+        created_at=order.created_at,
+        confirmed_at=order.confirmed_at,
+        cancelled_at=order.cancelled_at,
+        items=[OrderItemPublic.model_validate(item) for item in items],
+    )

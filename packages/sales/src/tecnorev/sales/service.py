@@ -1,0 +1,666 @@
+"""Sales rules: coupons, placing orders without overselling, and each order's life.
+
+Placing an order is one unit of work: the idempotency key is claimed first, prices are
+snapshotted, stock is taken through inventory (its conditional updates never oversell and
+lock stock rows in ascending product order), then the coupon is counted with one conditional
+``UPDATE``.  Every placement locks in that same order (stock rows, then the coupon), so two
+placements can wait for each other but never deadlock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import NoReturn
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from tecnorev.catalog.service import get_active_products
+from tecnorev.core.errors import Conflict, PermissionDenied
+from tecnorev.core.events import publish
+from tecnorev.core.types import utcnow
+from tecnorev.inventory.errors import InvalidQuantity, UnknownBranch
+from tecnorev.inventory.models import Branch, MovementReason
+from tecnorev.inventory.service import branch_ids_of, return_stock, withdraw_stock
+from tecnorev.sales.errors import (
+    CouponCodeTaken,
+    CouponExhausted,
+    CouponExpired,
+    CouponInactive,
+    CouponNotFound,
+    CouponNotYetValid,
+    EmptyOrder,
+    IdempotencyKeyReused,
+    InvalidCouponValue,
+    InvalidCursor,
+    InvalidTransition,
+    InvalidValidityWindow,
+    OrderNotFound,
+    OrderTooLarge,
+    ProductUnavailable,
+    UsageLimitBelowTimesUsed,
+)
+from tecnorev.sales.models import Coupon, CouponKind, Order, OrderItem, OrderStatus
+from tecnorev.sales.schemas import CouponCreate, CouponUpdate
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+# The largest amounts the money columns hold: Numeric(12, 2) for orders, (14, 2) for lines.
+MAX_ORDER_AMOUNT = Decimal("9999999999.99")
+MAX_LINE_AMOUNT = Decimal("999999999999.99")
+
+_order = Order.__table__
+_coupon = Coupon.__table__
+
+TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED}),
+    OrderStatus.CONFIRMED: frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED}),
+    OrderStatus.DELIVERED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads orders: their own always, their branches' as staff, all with ``read_all``."""
+
+    user_id: int
+    read_all: bool = False
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order: Order
+    items: list[OrderItem]
+    # True when the idempotency key had already placed this order: nothing new was stored.
+    replayed: bool = False
+
+
+# --- coupons ---------------------------------------------------------------------------------
+
+
+def create_coupon(session: Session, *, data: CouponCreate, actor_id: int | None = None) -> Coupon:
+    """A new coupon; its code is stored upper-cased and is unique."""
+    code = normalize_coupon_code(data.code)
+    value = data.value.quantize(CENT)
+    _check_coupon_value(data.kind, value)
+    valid_from = _utc(data.valid_from) if data.valid_from else utcnow()
+    valid_until = _utc(data.valid_until)
+    _check_window(valid_from, valid_until)
+    if session.exec(select(Coupon.id).where(Coupon.code == code)).first() is not None:
+        raise CouponCodeTaken(f"a coupon with code {code!r} already exists")
+    coupon = Coupon(
+        code=code,
+        kind=data.kind,
+        value=value,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        usage_limit=data.usage_limit,
+        is_active=data.is_active,
+        created_by_id=actor_id,
+        updated_by_id=actor_id,
+    )
+    session.add(coupon)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:
+        # A concurrent creation of the same code won the race between the check and the insert.
+        if _is_unique_violation(exc):
+            raise CouponCodeTaken(f"a coupon with code {code!r} already exists") from exc
+        raise
+    return coupon
+
+
+def get_coupon(session: Session, *, coupon_id: int) -> Coupon:
+    coupon = session.get(Coupon, coupon_id)
+    if coupon is None:
+        raise CouponNotFound(f"there is no coupon {coupon_id}")
+    return coupon
+
+
+def list_coupons(
+    session: Session, *, cursor: str | None = None, limit: int = 50
+) -> tuple[list[Coupon], str | None]:
+    """A page of coupons in creation order, and the cursor of the next page (None at the end)."""
+    statement = select(Coupon).order_by(Coupon.id).limit(limit + 1)
+    if cursor is not None:
+        (after,) = _decode_cursor(cursor, 1)
+        statement = statement.where(Coupon.id > _cursor_id(after))
+    coupons = list(session.exec(statement))
+    if len(coupons) <= limit:
+        return coupons, None
+    coupons = coupons[:limit]
+    return coupons, _encode_cursor(str(coupons[-1].id))
+
+
+def update_coupon(
+    session: Session, *, coupon_id: int, changes: CouponUpdate, actor_id: int | None = None
+) -> Coupon:
+    """Change the fields sent in ``changes``.  The row is locked first so a usage limit is
+    compared with a ``times_used`` that no placement can raise meanwhile."""
+    coupon = session.exec(
+        select(Coupon)
+        .where(Coupon.id == coupon_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if coupon is None:
+        raise CouponNotFound(f"there is no coupon {coupon_id}")
+    sent = changes.model_fields_set
+    if "usage_limit" in sent:
+        if changes.usage_limit is not None and changes.usage_limit < coupon.times_used:
+            raise UsageLimitBelowTimesUsed(
+                f"coupon {coupon.code} was already used {coupon.times_used} times; "
+                "its usage limit cannot be lower",
+                details={"times_used": coupon.times_used, "usage_limit": changes.usage_limit},
+            )
+        coupon.usage_limit = changes.usage_limit
+    if "valid_until" in sent:
+        valid_until = _utc(changes.valid_until)
+        _check_window(coupon.valid_from, valid_until)
+        coupon.valid_until = valid_until
+    if "is_active" in sent and changes.is_active is not None:
+        coupon.is_active = changes.is_active
+    coupon.updated_by_id = actor_id
+    session.add(coupon)
+    session.flush()
+    return coupon
+
+
+def normalize_coupon_code(code: str) -> str:
+    return code.strip().upper()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # What the response shows is what is stored: timestamps are kept in UTC.
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def _check_coupon_value(kind: CouponKind, value: Decimal) -> None:
+    if value <= 0:
+        raise InvalidCouponValue("a coupon's value must be greater than zero")
+    if kind is CouponKind.PERCENT and value > HUNDRED:
+        raise InvalidCouponValue("a percentage coupon's value must be at most 100")
+
+
+def _check_window(valid_from: datetime, valid_until: datetime | None) -> None:
+    if valid_until is not None and valid_until <= valid_from:
+        raise InvalidValidityWindow(
+            "valid_until must be later than valid_from",
+            details={"valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat()},
+        )
+
+
+# --- placing orders --------------------------------------------------------------------------
+
+
+def place_order(
+    session: Session,
+    *,
+    customer_id: int,
+    branch_id: int,
+    items: Iterable[tuple[int, int]],
+    coupon_code: str | None = None,
+    idempotency_key: str | None = None,
+) -> PlacedOrder:
+    """Place an order of ``items`` (product id, quantity) at a branch, all or nothing.
+
+    Lines naming the same product are merged.  With an ``idempotency_key`` already used by this
+    customer, the order it placed is returned (``replayed``) if the request is the same, and
+    ``IdempotencyKeyReused`` is raised if it differs.
+    """
+    lines = _merge_lines(items)
+    code = normalize_coupon_code(coupon_code) if coupon_code is not None else None
+    _require_branch(session, branch_id)
+    now = utcnow()
+    order = _claim(session, customer_id, branch_id, idempotency_key, now)
+    if order is None:
+        assert idempotency_key is not None
+        return _replay(session, customer_id, idempotency_key, branch_id, lines, code)
+
+    products = get_active_products(session, list(lines))
+    unavailable = [
+        product_id
+        for product_id in lines
+        if product_id not in products or not products[product_id].is_active
+    ]
+    if unavailable:
+        raise ProductUnavailable(
+            "not for sale: product"
+            + ("s " if len(unavailable) > 1 else " ")
+            + ", ".join(map(str, unavailable)),
+            details={"product_ids": unavailable},
+        )
+    priced = [
+        (product_id, qty, Decimal(products[product_id].price)) for product_id, qty in lines.items()
+    ]
+    subtotal = sum((price * qty for _, qty, price in priced), Decimal("0.00"))
+    too_large = any(price * qty > MAX_LINE_AMOUNT for _, qty, price in priced)
+    if too_large or subtotal > MAX_ORDER_AMOUNT:
+        raise OrderTooLarge(
+            f"the order's amounts would exceed {MAX_ORDER_AMOUNT}",
+            details={"subtotal": str(subtotal)},
+        )
+
+    withdraw_stock(
+        session,
+        branch_id=branch_id,
+        quantities=lines,
+        reason=MovementReason.SALE,
+        reference=f"order:{order.id}",
+        author_id=customer_id,
+    )
+    discount = Decimal("0.00")
+    if code is not None:
+        coupon_id, kind, value = _use_coupon(session, code, now)
+        discount = _discount(kind, value, subtotal)
+        order.coupon_id = coupon_id
+
+    order.subtotal = subtotal
+    order.discount = discount
+    order.total = subtotal - discount
+    order_items = [
+        OrderItem(
+            order_id=order.id,
+            product_id=product_id,
+            quantity=qty,
+            unit_price=price,
+            line_total=price * qty,
+            created_at=now,
+            updated_at=now,
+            created_by_id=customer_id,
+            updated_by_id=customer_id,
+        )
+        for product_id, qty, price in priced
+    ]
+    session.add(order)
+    session.add_all(order_items)
+    session.flush()
+    return PlacedOrder(order, order_items)
+
+
+def _merge_lines(items: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Quantities per product, in ascending product order."""
+    merged: dict[int, int] = {}
+    for product_id, quantity in items:
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+            raise InvalidQuantity(
+                "quantities must be whole numbers greater than zero",
+                details={"product_ids": [product_id]},
+            )
+        merged[product_id] = merged.get(product_id, 0) + quantity
+    if not merged:
+        raise EmptyOrder("an order needs at least one item")
+    return dict(sorted(merged.items()))
+
+
+def _require_branch(session: Session, branch_id: int) -> None:
+    # Checked before the order row is written, whose foreign key would otherwise fail on it.
+    if session.exec(select(Branch.id).where(Branch.id == branch_id)).first() is None:
+        raise UnknownBranch(f"there is no branch {branch_id}")
+
+
+def _claim(
+    session: Session,
+    customer_id: int,
+    branch_id: int,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Order | None:
+    """Insert the order row; ``None`` if the key already placed an order.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` is atomic: of concurrent placements with one key,
+    one inserts and the others (on PostgreSQL) wait for it to commit, then insert nothing.
+    Claiming before anything else is locked means such a waiter holds no other lock.
+    """
+    values = {
+        "customer_id": customer_id,
+        "branch_id": branch_id,
+        "status": OrderStatus.PENDING,
+        "subtotal": Decimal("0.00"),
+        "discount": Decimal("0.00"),
+        "total": Decimal("0.00"),
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+        "created_by_id": customer_id,
+        "updated_by_id": customer_id,
+    }
+    statement = _dialect_insert(session)(Order).values(**values)
+    if idempotency_key is not None:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=[_order.c.customer_id, _order.c.idempotency_key]
+        )
+    return session.scalars(statement.returning(Order)).one_or_none()
+
+
+def _dialect_insert(session: Session):  # noqa: ANN202 - a dialect's insert() constructor
+    dialect = session.get_bind().dialect.name
+    try:
+        return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    except KeyError:
+        raise NotImplementedError(f"order placement is not written for {dialect}") from None
+
+
+def _replay(
+    session: Session,
+    customer_id: int,
+    idempotency_key: str,
+    branch_id: int,
+    lines: Mapping[int, int],
+    code: str | None,
+) -> PlacedOrder:
+    """The order a key already placed, if this request asks for the same thing.
+
+    No fingerprint is stored: the stored order itself (branch, merged lines, coupon) is what
+    the request is compared with.
+    """
+    order = session.exec(
+        select(Order).where(
+            Order.customer_id == customer_id, Order.idempotency_key == idempotency_key
+        )
+    ).first()
+    if order is None:
+        # Only possible above READ COMMITTED, where the winner's row is not visible yet.
+        raise Conflict("an order with this idempotency key is being placed; retry the request")
+    items = _items_of(session, [order.id])[order.id]
+    stored_code = None
+    if order.coupon_id is not None:
+        stored_code = session.exec(select(Coupon.code).where(Coupon.id == order.coupon_id)).one()
+    same = (
+        order.branch_id == branch_id
+        and {item.product_id: item.quantity for item in items} == dict(lines)
+        and stored_code == code
+    )
+    if not same:
+        raise IdempotencyKeyReused(
+            "this idempotency key already placed a different order",
+            details={"order_id": order.id},
+        )
+    return PlacedOrder(order, items, replayed=True)
+
+
+def _use_coupon(session: Session, code: str, now: datetime) -> tuple[int, CouponKind, Decimal]:
+    """Count one use of the coupon if it applies now, in one conditional statement.
+
+    Codes are stored upper-cased, so comparing with the upper-cased input is a
+    case-insensitive match that can use the unique index on ``code``.
+    """
+    c = _coupon.c
+    statement = (
+        sa.update(_coupon)
+        .where(
+            c.code == code,
+            c.is_active,
+            c.valid_from <= now,
+            sa.or_(c.valid_until.is_(None), c.valid_until > now),
+            sa.or_(c.usage_limit.is_(None), c.times_used < c.usage_limit),
+        )
+        .values(times_used=c.times_used + 1, updated_at=now)
+        .returning(c.id, c.kind, c.value)
+    )
+    row = session.execute(statement).one_or_none()
+    if row is None:
+        _refuse_coupon(session, code, now)
+    coupon_id, kind, value = row
+    return coupon_id, CouponKind(kind), value
+
+
+def _refuse_coupon(session: Session, code: str, now: datetime) -> NoReturn:
+    """Say why a coupon did not apply (it was not counted)."""
+    coupon = session.exec(select(Coupon).where(Coupon.code == code)).first()
+    if coupon is None:
+        raise CouponNotFound(f"there is no coupon {code!r}")
+    if not coupon.is_active:
+        raise CouponInactive(f"coupon {code} is not active")
+    if coupon.valid_from > now:
+        raise CouponNotYetValid(
+            f"coupon {code} is valid from {coupon.valid_from.isoformat()}",
+            details={"valid_from": coupon.valid_from.isoformat()},
+        )
+    if coupon.valid_until is not None and coupon.valid_until <= now:
+        raise CouponExpired(
+            f"coupon {code} expired at {coupon.valid_until.isoformat()}",
+            details={"valid_until": coupon.valid_until.isoformat()},
+        )
+    raise CouponExhausted(
+        f"coupon {code} has been used as many times as it may be",
+        details={"usage_limit": coupon.usage_limit},
+    )
+
+
+def _discount(kind: CouponKind, value: Decimal, subtotal: Decimal) -> Decimal:
+    if kind is CouponKind.PERCENT:
+        return (subtotal * value / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+    return min(value, subtotal)
+
+
+# --- the order's life ------------------------------------------------------------------------
+
+
+def confirm_order(session: Session, *, order_id: int, actor_id: int | None = None) -> Order:
+    """PENDING → CONFIRMED; publishes ``sales.order_confirmed``."""
+    order = _change_status(session, order_id, OrderStatus.CONFIRMED, actor_id)
+    order.confirmed_at = order.updated_at
+    session.flush()
+    publish(
+        session,
+        "sales.order_confirmed",
+        order_id=order.id,
+        total=str(order.total),
+        customer_id=order.customer_id,
+    )
+    return order
+
+
+def mark_shipped(session: Session, *, order_id: int, actor_id: int | None = None) -> Order:
+    """CONFIRMED → SHIPPED."""
+    return _change_status(session, order_id, OrderStatus.SHIPPED, actor_id)
+
+
+def mark_delivered(session: Session, *, order_id: int, actor_id: int | None = None) -> Order:
+    """SHIPPED → DELIVERED."""
+    return _change_status(session, order_id, OrderStatus.DELIVERED, actor_id)
+
+
+def cancel_order(
+    session: Session,
+    *,
+    order_id: int,
+    actor_id: int | None = None,
+    as_customer: int | None = None,
+) -> Order:
+    """PENDING or CONFIRMED → CANCELLED: the stock and the coupon use are given back, and
+    ``sales.order_cancelled`` is published.
+
+    ``as_customer``: the caller is that customer, not staff; they may cancel only their own
+    order, and only while it is PENDING (someone else's order is not found, as when reading).
+    """
+    order = _locked_order(session, order_id)
+    if as_customer is not None:
+        if order.customer_id != as_customer:
+            raise OrderNotFound(f"there is no order {order_id}")
+        if order.status is OrderStatus.CONFIRMED:
+            raise PermissionDenied("a confirmed order can only be cancelled by staff")
+    _transition(order, OrderStatus.CANCELLED, actor_id)
+    order.cancelled_at = order.updated_at
+    items = _items_of(session, [order.id])[order.id]
+    return_stock(
+        session,
+        branch_id=order.branch_id,
+        quantities={item.product_id: item.quantity for item in items},
+        reason=MovementReason.SALE_CANCELLED,
+        reference=f"order:{order.id}",
+        author_id=actor_id,
+    )
+    if order.coupon_id is not None:
+        session.execute(
+            sa.update(_coupon)
+            .where(_coupon.c.id == order.coupon_id, _coupon.c.times_used > 0)
+            .values(times_used=_coupon.c.times_used - 1, updated_at=utcnow())
+        )
+    session.flush()
+    publish(
+        session,
+        "sales.order_cancelled",
+        order_id=order.id,
+        total=str(order.total),
+        customer_id=order.customer_id,
+    )
+    return order
+
+
+def _locked_order(session: Session, order_id: int) -> Order:
+    order = session.exec(
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if order is None:
+        raise OrderNotFound(f"there is no order {order_id}")
+    return order
+
+
+def _transition(order: Order, to: OrderStatus, actor_id: int | None) -> None:
+    if to not in TRANSITIONS[order.status]:
+        raise InvalidTransition(
+            f"order {order.id} is {order.status.value} and cannot become {to.value}",
+            details={"from": order.status.value, "to": to.value},
+        )
+    order.status = to
+    order.updated_at = utcnow()
+    order.updated_by_id = actor_id
+
+
+def _change_status(session: Session, order_id: int, to: OrderStatus, actor_id: int | None) -> Order:
+    order = _locked_order(session, order_id)
+    _transition(order, to, actor_id)
+    session.flush()
+    return order
+
+
+# --- reading orders --------------------------------------------------------------------------
+
+
+def get_order(
+    session: Session, *, order_id: int, viewer: Viewer | None = None
+) -> tuple[Order, list[OrderItem]]:
+    """The order and its items; an order ``viewer`` may not see is not found."""
+    statement = select(Order).where(Order.id == order_id)
+    visible = _visible_to(session, viewer)
+    if visible is not None:
+        statement = statement.where(visible)
+    order = session.exec(statement).first()
+    if order is None:
+        raise OrderNotFound(f"there is no order {order_id}")
+    return order, _items_of(session, [order.id])[order.id]
+
+
+def list_orders(
+    session: Session,
+    *,
+    viewer: Viewer | None = None,
+    status: OrderStatus | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[tuple[Order, list[OrderItem]]], str | None]:
+    """A page of the orders ``viewer`` may see, newest first, with their items (two queries),
+    and the cursor of the next page (None at the end)."""
+    statement = select(Order).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    visible = _visible_to(session, viewer)
+    if visible is not None:
+        statement = statement.where(visible)
+    if status is not None:
+        statement = statement.where(Order.status == status)
+    if cursor is not None:
+        created, after = _decode_cursor(cursor, 2)
+        created_at, order_id = _cursor_time(created), _cursor_id(after)
+        statement = statement.where(
+            sa.or_(
+                Order.created_at < created_at,
+                sa.and_(Order.created_at == created_at, Order.id < order_id),
+            )
+        )
+    orders = list(session.exec(statement))
+    next_cursor = None
+    if len(orders) > limit:
+        orders = orders[:limit]
+        last = orders[-1]
+        next_cursor = _encode_cursor(last.created_at.isoformat(), str(last.id))
+    items = _items_of(session, [order.id for order in orders])
+    return [(order, items[order.id]) for order in orders], next_cursor
+
+
+def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
+    return _items_of(session, [order_id])[order_id]
+
+
+def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+    if viewer is None or viewer.read_all:
+        return None
+    own = Order.customer_id == viewer.user_id
+    branches = branch_ids_of(session, viewer.user_id)
+    if not branches:
+        return own
+    return sa.or_(own, Order.branch_id.in_(sorted(branches)))
+
+
+def _items_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[OrderItem]]:
+    found: dict[int, list[OrderItem]] = {order_id: [] for order_id in order_ids}
+    if not order_ids:
+        return found
+    items = session.exec(
+        select(OrderItem)
+        .where(OrderItem.order_id.in_(order_ids))
+        .order_by(OrderItem.order_id, OrderItem.product_id)
+    )
+    for item in items:
+        found[item.order_id].append(item)
+    return found
+
+
+# --- cursors ---------------------------------------------------------------------------------
+
+
+def _encode_cursor(*parts: str) -> str:
+    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, count: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor("the cursor is not one this endpoint returned") from None
+    parts = raw.split("|")
+    if len(parts) != count:
+        raise InvalidCursor("the cursor is not one this endpoint returned")
+    return parts
+
+
+def _cursor_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**31:
+        raise InvalidCursor("the cursor is not one this endpoint returned")
+    return int(text)
+
+
+def _cursor_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidCursor("the cursor is not one this endpoint returned") from None
+    if value.tzinfo is None:
+        raise InvalidCursor("the cursor is not one this endpoint returned")
+    return value
+
+
+def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    pgcode = getattr(exc.orig, "pgcode", None)
+    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
