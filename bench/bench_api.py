@@ -235,7 +235,10 @@ def load_data(url: str, *, products: int, customers: int) -> DataSet:
         ]
         product_ids = list(
             session.execute(
-                sa.insert(Product.__table__).returning(Product.__table__.c.id), rows
+                sa.insert(Product.__table__).returning(
+                    Product.__table__.c.id, sort_by_parameter_order=True
+                ),
+                rows,
             ).scalars()
         )
         session.execute(

@@ -84,7 +84,7 @@ def test_every_write_route_is_guarded(client):
 
 
 def test_anonymous_callers_get_401(client):
-    for method, path, permission, authenticated in write_routes():
+    for method, path, _, _ in write_routes():
         if (method, path) in PUBLIC:
             continue
         response = client.request(method, _concrete(path), json={})

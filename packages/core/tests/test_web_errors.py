@@ -288,6 +288,21 @@ def test_a_value_the_column_cannot_hold_is_a_422_on_postgresql(client, backend, 
     assert_no_leak(response, "xxxxxxxx", str(INT4_MAX + 1), "12345678901")
 
 
+@pytest.mark.parametrize(
+    "values",
+    [{"code": "W\x00-7", "quantity": 1}, {"code": "W-8", "quantity": 2**70}],
+    ids=["nul-byte", "past-int64"],
+)
+def test_a_value_the_driver_refuses_is_a_422(client, backend, values):
+    # psycopg2 refuses NUL with a bare ValueError; sqlite3 an oversize int with OverflowError
+    # (PostgreSQL answers that one with a DataError).
+    if backend == "sqlite" and "\x00" in values["code"]:
+        pytest.skip("SQLite stores NUL characters")
+    response = client.post("/api/v1/raw/widgets", json=values)
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "invalid_value"
+
+
 def test_an_unexpected_error_is_a_500_without_traceback_or_sql(client, caplog):
     response = client.get("/api/v1/crash")
     assert response.status_code == 500
@@ -321,6 +336,16 @@ def test_a_declared_oversize_body_is_refused_with_413_before_parsing(client):
     )
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"
+
+
+def test_a_content_length_that_is_not_a_number_is_a_400(client):
+    response = client.post(
+        "/api/v1/widgets",
+        content=b'{"code": "W-9", "quantity": 1}',
+        headers={"content-type": "application/json", "content-length": "12abc"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "bad_request"
 
 
 def test_a_chunked_oversize_body_is_refused_with_413(client):

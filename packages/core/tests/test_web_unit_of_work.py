@@ -284,18 +284,7 @@ def test_events_of_a_rolled_back_savepoint_are_dropped(client, engine):
     assert DELIVERED == [{"event": "ticket.issued", "code": "S-1", "visible": 1}]
 
 
-def test_events_of_a_released_savepoint_wait_for_the_outermost_commit(
-    client, engine, backend, request
-):
-    if backend == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="pysqlite sends no BEGIN before a SAVEPOINT, so releasing a request's "
-                "first savepoint commits it: create_db_engine lacks SQLAlchemy's pysqlite "
-                "BEGIN recipe",
-            )
-        )
+def test_events_of_a_released_savepoint_wait_for_the_outermost_commit(client, engine):
     response = client.post("/api/v1/savepoint-tickets/S-2", params={"fail": "true"})
     assert response.status_code == 409
     assert DELIVERED == []

@@ -145,7 +145,6 @@ def shop_without_others(database_url: str) -> Iterator[Shop]:  # noqa: F811
         migrate(database_url, f"{module}@head")
     registry = discover(only=LOGISTICS_ALONE)
     app = api_app(database_url, registry=registry)
-    app.state.registry = registry  # api_app leaves events to every installed module
     try:
         with TestClient(app) as client:
             yield Shop(client, app.state.engine)

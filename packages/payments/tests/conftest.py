@@ -171,7 +171,6 @@ def shop_without_payments(database_url: str) -> Iterator[Shop]:  # noqa: F811
     migrate(database_url, "heads")
     registry = discover(only=WITHOUT_PAYMENTS)
     app = api_app(database_url, registry=registry)
-    app.state.registry = registry  # api_app leaves events to every installed module
     try:
         with TestClient(app) as client:
             yield Shop(client, app.state.engine)

@@ -27,6 +27,7 @@ def operations(openapi: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
     }
 
 
+@pytest.mark.modules("auth", "catalog")
 def test_a_subset_of_modules_serves_only_their_routes_and_is_ready(database_url):
     migrate(database_url, "auth@head")
     migrate(database_url, "catalog@head")

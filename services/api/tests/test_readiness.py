@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -53,6 +54,7 @@ def test_ready_at_heads(database_url):
     assert body["modules"] == {name: "up to date" for name in get_registry().names}
 
 
+@pytest.mark.modules("payments")
 def test_not_ready_names_the_one_module_whose_head_is_not_applied(database_url):
     migrate_all_but(database_url, "payments")
     with TestClient(create_app(database_url=database_url)) as client:
@@ -76,6 +78,7 @@ def test_not_ready_while_the_database_is_unreachable():
     assert response.json() == {"status": "not_ready", "database": "unreachable", "behind": {}}
 
 
+@pytest.mark.modules("payments")
 def test_a_database_ahead_of_the_code_is_still_ready(database_url):
     """A newer replica applied a payments revision this code does not have yet."""
     migrate(database_url, "heads")
@@ -102,6 +105,7 @@ def test_a_database_ahead_of_the_code_is_still_ready(database_url):
     assert body["modules"]["payments"] == "database ahead of code"
 
 
+@pytest.mark.modules("auth", "catalog")
 def test_a_database_migrated_for_auth_alone_names_every_other_module(database_url):
     migrate(database_url, "auth@head")
     with TestClient(create_app(database_url=database_url)) as client:

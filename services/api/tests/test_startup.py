@@ -36,6 +36,7 @@ def migrate_all_but(url: str, left_out: str) -> None:
             migrate(url, f"{name}@head")
 
 
+@pytest.mark.modules("payments")
 def test_production_refuses_to_serve_with_pending_migrations_naming_the_module(
     database_url, production
 ):
@@ -65,6 +66,7 @@ def test_production_refuses_to_start_on_an_unreachable_database(production):
         pass
 
 
+@pytest.mark.modules("payments")
 def test_development_warns_naming_the_pending_modules_and_serves(database_url, caplog):
     migrate_all_but(database_url, "payments")
     caplog.set_level(logging.WARNING, logger="tecnorev.api")
@@ -96,6 +98,7 @@ def test_development_needs_no_secret_key(tmp_path):
     assert TestClient(app).get("/health").status_code == 200
 
 
+@pytest.mark.modules("payments")
 def test_the_pre_flight_check_of_tecnorev_serve_names_the_pending_module(database_url):
     migrate_all_but(database_url, "payments")
     with pytest.raises(ConfigError, match=r"migrations pending for payments \("):

@@ -5,6 +5,7 @@ from tecnorev.core import Module
 module = Module(
     name="catalog",
     package="tecnorev.catalog",
+    demo="tecnorev.catalog.demo:load",
     depends_on=("auth",),
     description="categories, products, images",
 )

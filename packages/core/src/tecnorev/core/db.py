@@ -17,12 +17,25 @@ from tecnorev.core.settings import get_settings, normalize_database_url
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from tecnorev.core.registry import Registry
+
 
 def _sqlite_app_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite opens transactions on its own terms (not before a SAVEPOINT, say, so releasing
+    # one committed for good); driver autocommit plus our own BEGIN makes SQLite's
+    # transactions SQLAlchemy's, as its documentation recommends.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+CONNECT_TIMEOUT = 5  # seconds
 
 
 def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
@@ -33,8 +46,12 @@ def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
         kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
         engine = sa.create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_app_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if "connect_timeout" not in make_url(url).query:
+        # an unreachable host that drops packets would otherwise hang start-up and probes
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
     return sa.create_engine(url, **kwargs)
 
 
@@ -62,9 +79,12 @@ def check_connection(engine: sa.Engine) -> None:
 
 
 @contextmanager
-def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
+def session_scope(
+    engine: sa.Engine | None = None, *, registry: Registry | None = None
+) -> Iterator[Session]:
     """A session committed once when the block succeeds and rolled back when it raises;
-    the events it published are delivered after the commit."""
+    the events it published are delivered after the commit (to ``registry``'s subscribers,
+    by default the installed modules')."""
     from sqlmodel import Session  # imported here: migration commands use this module too
 
     from tecnorev.core.events import deliver, take_committed
@@ -77,4 +97,4 @@ def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-        deliver(take_committed(session), engine=engine)
+        deliver(take_committed(session), engine=engine, registry=registry)

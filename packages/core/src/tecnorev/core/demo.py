@@ -43,9 +43,7 @@ def _loader(target: str, module: str) -> Loader:
         raise DiscoveryError(f"demo loader {target!r} of module {module!r}: {exc}") from exc
 
 
-def load_demo(
-    engine: Any = None, registry: Registry | None = None
-) -> Iterator[tuple[str, str]]:
+def load_demo(engine: Any = None, registry: Registry | None = None) -> Iterator[tuple[str, str]]:
     """Run every installed module's loader; yields ``(module, summary)`` as each finishes.
     Nothing is stored unless every loader succeeds."""
     from tecnorev.core.db import check_connection, get_engine, session_scope
@@ -64,7 +62,7 @@ def load_demo(
     registry.load_models()
     context = DemoContext()
     done: list[tuple[str, str]] = []
-    with session_scope(engine) as session:
+    with session_scope(engine, registry=registry) as session:
         for module in registry.modules:
             if module.demo:
                 summary = _loader(module.demo, module.name)(session, context)

@@ -3,9 +3,10 @@
 Dependencies between modules point one way (sales never imports payments), yet some
 reactions flow back: a cancelled order must refund its payment.  The upstream module
 ``publish``es an event on its session; a downstream module subscribes through its
-``Module(subscribers=...)``.  Nothing is delivered for a transaction that rolls back, and each
-reaction runs in a unit of work of its own, after the publisher's commit: a failing reaction
-is logged and never undoes what the publisher already committed.
+``Module(subscribers=...)``.  Nothing is delivered for a transaction that rolls back (nor
+what was published inside a savepoint that rolls back), and each reaction runs in a unit of
+work of its own, after the publisher's commit: a failing reaction is logged and never undoes
+what the publisher already committed.
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def api_app(url: str, registry: Registry | None = None) -> FastAPI:
 
     registry = registry or get_registry()
     registry.load_models()
-    return make_app(module_routers(registry), engine=create_db_engine(url))
+    return make_app(module_routers(registry), engine=create_db_engine(url), registry=registry)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from tecnorev.core import Module
 module = Module(
     name="inventory",
     package="tecnorev.inventory",
+    demo="tecnorev.inventory.demo:load",
     depends_on=("catalog",),
     description="branches, stock, movement ledger",
 )

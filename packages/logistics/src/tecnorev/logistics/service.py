@@ -123,8 +123,7 @@ def deliver_shipment(
     shipment = _locked_shipment(session, shipment_id)
     _transition(shipment, ShipmentStatus.DELIVERED, actor_id)
     # Never before shipped_at (a CHECK), even if the clock stepped back in between.
-    assert shipment.shipped_at is not None
-    shipment.delivered_at = max(shipment.updated_at, shipment.shipped_at)
+    shipment.delivered_at = max(shipment.updated_at, shipment.shipped_at or shipment.updated_at)
     sales.mark_delivered(session, order_id=shipment.order_id, actor_id=actor_id)
     session.flush()
     return shipment

@@ -5,6 +5,7 @@ from tecnorev.core import Module
 module = Module(
     name="payments",
     package="tecnorev.payments",
+    demo="tecnorev.payments.demo:load",
     depends_on=("sales",),
     description="payments",
     # Sales never imports payments: a cancelled order's refund reacts to its event instead.

@@ -5,6 +5,7 @@ from tecnorev.core import Module
 module = Module(
     name="sales",
     package="tecnorev.sales",
+    demo="tecnorev.sales.demo:load",
     depends_on=("inventory",),
     description="orders, order items, coupons",
 )

@@ -74,7 +74,13 @@ def update_coupon(
 @router.post(
     "/orders",
     status_code=201,
-    responses={200: {"description": "the order this Idempotency-Key already placed"}},
+    responses={
+        200: {
+            "model": OrderPublic,
+            "description": "the order this Idempotency-Key already placed (nothing new stored); "
+            "the response carries Idempotency-Replayed: true",
+        }
+    },
 )
 def place_order(
     body: OrderCreate,

@@ -6,6 +6,7 @@ from just its router, so routes are tested through the same stack without the se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        if declared is not None and not declared.isdigit():
+            await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+            return
+        if declared is not None and int(declared) > self.limit:
             await _too_large(send, self.limit)
             return
         received = 0
@@ -65,15 +69,15 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    import json
+    await _send_error(send, 413, "payload_too_large", f"the request body exceeds {limit} bytes")
 
-    body = json.dumps(
-        error_body("payload_too_large", f"the request body exceeds {limit} bytes")
-    ).encode()
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(code, message)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

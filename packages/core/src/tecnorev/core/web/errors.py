@@ -124,7 +124,16 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# What drivers raise, unwrapped, for a value they cannot send: a schema without bounds let it
+# through, but it is still the client's value, not a server fault.
+_DRIVER_VALUE_ERRORS = ("cannot contain NUL (0x00)", "too large to convert to SQLite")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ValueError | OverflowError) and any(
+        marker in str(exc) for marker in _DRIVER_VALUE_ERRORS
+    ):
+        return await _data_error(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred")
 
