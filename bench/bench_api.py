@@ -134,6 +134,10 @@ def parse_options(argv: list[str] | None = None) -> Options:
 # --------------------------------------------------------------------------- the database
 
 
+def _database_name(url: str) -> str:
+    return urllib.parse.urlsplit(url).path.lstrip("/")
+
+
 def _with_database(url: str, database: str) -> str:
     return urllib.parse.urlsplit(url)._replace(path=f"/{database}").geturl()
 
@@ -375,28 +379,41 @@ def _tree(processes: dict[int, tuple[int, int, str]], root: int) -> set[int]:
 
 
 class CpuMeter:
-    """CPU time of the server's processes and of PostgreSQL's, sampled every ``interval``
-    from /proc while a measurement runs: PostgreSQL backends come and go (pgbench's
-    connections, a pool's overflow), and a process that ended cannot be read afterwards.
-    A process that ends loses at most its last interval."""
+    """CPU time of the server's processes and of the PostgreSQL backends connected to
+    ``database``, sampled every ``interval`` from /proc while a measurement runs: backends
+    come and go (pgbench's connections, a pool's overflow), and a process that ended cannot be
+    read afterwards, so one that ends loses at most its last interval.  PostgreSQL's shared
+    background processes (WAL writer, checkpointer) are not counted: other databases of the
+    same server use them too."""
 
-    def __init__(self, server_pid: int | None = None, interval: float = 0.2) -> None:
+    def __init__(self, database: str, server_pid: int | None = None, interval: float = 0.2) -> None:
+        self.database = database
         self.server_pid = server_pid
         self.interval = interval
         # pid -> (command, ticks when first seen or 0 if born during the run, last ticks)
         self._seen: dict[int, tuple[str, int, int]] = {}
         self._server: set[int] = set()
+        self._backend: dict[int, bool] = {}  # postgres pid -> serves the database
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._machine0 = (0, 0)
-        self.split: CpuSplit | None = None
+
+    def _ours(self, pid: int) -> bool:
+        if pid not in self._backend:
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                return False
+            # a backend's title: "postgres: 15/main: <user> <database> <client> <state>"
+            self._backend[pid] = f" {self.database} " in title
+        return self._backend[pid]
 
     def _sample(self, *, first: bool) -> None:
         processes = _processes()
         if self.server_pid is not None:
             self._server |= _tree(processes, self.server_pid)
         for pid, (_, ticks, comm) in processes.items():
-            if comm != "postgres" and pid not in self._server:
+            if pid not in self._server and not (comm == "postgres" and self._ours(pid)):
                 continue
             known = self._seen.get(pid)
             if known is None or known[0] != comm:
@@ -424,14 +441,13 @@ class CpuMeter:
             return sum(last - first for pid, (_, first, last) in self._seen.items() if pid in pids)
 
         postgres = {pid for pid, (comm, _, _) in self._seen.items() if comm == "postgres"}
-        self.split = CpuSplit(
+        return CpuSplit(
             server=used(self._server - postgres) / TICK,
             postgres=used(postgres) / TICK,
             generator=generator,
             busy=(busy1 - self._machine0[0]) / TICK,
             capacity=(total1 - self._machine0[1]) / TICK,
         )
-        return self.split
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
@@ -600,7 +616,7 @@ def run_pgbench(
         command.append(parts.path.lstrip("/"))
         env = {**os.environ, "PGPASSWORD": parts.password or ""}
         usage0 = os.times()
-        with CpuMeter() as meter:
+        with CpuMeter(parts.path.lstrip("/")) as meter:
             output = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
             usage1 = os.times()
             generator = (usage1.children_user - usage0.children_user) + (
@@ -795,7 +811,7 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
                 idle = wait_for_idle(options.wait_idle)
                 fresh = _fresh(load, data)
                 assert server.process is not None
-                with CpuMeter(server.process.pid) as meter:
+                with CpuMeter(_database_name(url), server.process.pid) as meter:
                     result = loadgen.run(
                         fresh,
                         base_url=server.base_url,

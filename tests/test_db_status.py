@@ -12,19 +12,13 @@ import sqlalchemy as sa
 
 from tecnorev.core.migration.ledger import migration_log
 from tecnorev.core.migration.status import ExitCode
-from tecnorev.core.testing import migrate, run_tecnorev
+from tecnorev.core.testing import installed_revisions, migrate, module_heads, run_tecnorev
 from tecnorev.core.types import utcnow
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["auth", "catalog", "inventory", "sales", "logistics", "payments"]
-HEADS = {
-    "auth": "auth_262deabaa823",
-    "catalog": "catalog_68c333c29785",
-    "inventory": "inventory_218d64ae4d22",
-    "sales": "sales_4d5a76c56eb0",
-    "logistics": "logistics_4bb78629b483",
-    "payments": "payments_7d5c61eff56a",
-}
+HEADS = module_heads()
+REVISIONS = len(installed_revisions())
 
 
 def status(url: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -81,9 +75,8 @@ def test_a_fresh_database_is_pending_and_is_not_created(database_url):
 
     result = run_tecnorev("db", "status", url=database_url)
     assert result.returncode == 1
-    assert "7 revision(s) pending in auth, catalog, inventory, sales, logistics, payments: " in (
-        result.stdout
-    )
+    modules = "auth, catalog, inventory, sales, logistics, payments"
+    assert f"{REVISIONS} revision(s) pending in {modules}: " in result.stdout
     assert "tecnorev db upgrade heads" in result.stdout
     if database_url.startswith("sqlite"):
         assert "(no database file yet)" in result.stdout

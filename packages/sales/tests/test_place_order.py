@@ -115,11 +115,23 @@ def test_unknown_and_inactive_products_are_unavailable(world):
 
 
 def test_an_order_beyond_the_stock_takes_nothing(world):
-    error = assert_refused(
-        world.place((world.lamp, 1), (world.chair, 11)), 409, "insufficient_stock"
-    )
+    coupon_id = world.shop.coupon("SAVE", usage_limit=1)
+    response = world.place((world.lamp, 1), (world.chair, 11), coupon="SAVE")
+    error = assert_refused(response, 409, "insufficient_stock")
     assert error["details"] == [{"product_id": world.chair, "requested": 11, "available": 10}]
+    assert_nothing_stored(world, coupon_id, 0)
+
+
+def test_an_order_too_large_for_the_money_columns_is_refused(world):
+    jewel = world.shop.product("JEWEL", "9999999999.99")
+    world.shop.receive(world.branch, jewel, 5)
+    error = assert_refused(world.place((jewel, 2)), 422, "order_too_large")
+    assert error["details"] == {"subtotal": "19999999999.98"}
     assert_nothing_stored(world)
+    assert world.shop.stock(world.branch, jewel) == 5
+    response = world.place((jewel, 1))
+    assert response.status_code == 201, response.text
+    assert response.json()["total"] == "9999999999.99"
 
 
 def test_a_product_never_stocked_at_the_branch_is_insufficient(world):

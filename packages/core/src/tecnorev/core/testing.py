@@ -265,3 +265,28 @@ def api_client(url: str, target: str = "heads") -> Iterator[TestClient]:
             yield client
     finally:
         app.state.engine.dispose()
+
+
+def installed_revisions() -> dict[str, tuple[str, ...]]:
+    """Every installed revision -> what must be applied before it (its down revisions and
+    ``depends_on``), from the migration files."""
+    from alembic.script import ScriptDirectory
+
+    from tecnorev.core.migration.cli import make_config
+
+    scripts = ScriptDirectory.from_config(make_config())
+    return {
+        script.revision: tuple(script._all_down_revisions) + tuple(script._resolved_dependencies)
+        for script in scripts.walk_revisions()
+    }
+
+
+def module_heads() -> dict[str, str]:
+    """Each installed module's head revision (one per module)."""
+    from alembic.script import ScriptDirectory
+
+    from tecnorev.core.migration.cli import make_config
+    from tecnorev.core.registry import get_registry
+
+    scripts = ScriptDirectory.from_config(make_config())
+    return {name: scripts.get_revision(f"{name}@head").revision for name in get_registry().names}
