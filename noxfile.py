@@ -429,12 +429,24 @@ def run(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """`tecnorev db` against plain alembic: the installed modules, then generated trees of 50 and
-    200 modules x 10 revisions.  Prints figures and ratios, never asserts timings; a command whose
-    output differs from plain alembic's fails the session.  Options go to bench/bench_cli.py:
-    `nox -s bench -- --sizes 50,100,200 --online`."""
+    """Benchmarks; figures and ratios are printed, never asserted.
+
+    `nox -s bench` (or `-- cli --sizes 50,100,200 --online`): `tecnorev db` against plain alembic
+    on the installed modules and generated trees of 50 and 200 modules x 10 revisions; a command
+    whose output differs from plain alembic's fails the session.
+    `nox -s bench -- api [--workers 1,2 --duration 10]`: the product list and order placement
+    through `tecnorev serve` under 32 clients, next to the same SQL run by pgbench (the database
+    floor); needs pgbench and PostgreSQL at TEST_DATABASE_URL, and uses wrk when installed."""
     _install_editable(session)
-    session.run("python", "bench/bench_cli.py", *session.posargs)
+    args = list(session.posargs)
+    if args[:1] == ["api"]:
+        if "--profile" in args:
+            session.install("py-spy")
+        session.run("python", "bench/bench_api.py", *args[1:])
+        return
+    if args[:1] == ["cli"]:
+        args = args[1:]
+    session.run("python", "bench/bench_cli.py", *args)
 
 
 @nox.session

@@ -20,6 +20,12 @@ never asserted; the database is dropped at the end.
     python bench/bench_api.py                          # 1 and 2 workers, 32 clients, 10 s
     python bench/bench_api.py --duration 20 --workers 2 --clients 64
     python bench/bench_api.py --profile /tmp/profiles  # also sample one worker with py-spy
+    python bench/bench_api.py --wait-idle 120          # shared machine: wait for idle CPU
+    python bench/bench_api.py --load-generator python --no-floor --log-level info
+
+Every measurement also reports the CPU time of the server, of the database's PostgreSQL
+backends, of the load generator and of the rest of the machine (sampled from /proc), and with
+several workers how the client connections were split between them.
 
 The database server is PostgreSQL at TEST_DATABASE_URL (default: postgres on 127.0.0.1:5432).
 """
@@ -61,7 +67,7 @@ import load as loadgen  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # The server and this process sign and check tokens with the same key.
-SECRET_KEY = "bench-" + "k3y-for-throwaway-databases-only-0123456789"
+SECRET_KEY = "bench-signing-key-for-throwaway-databases-only"
 STOCK = 1_000_000_000  # units per product: no order runs out during a run
 PAGE = 50
 ORDER_LINES = 3
@@ -81,6 +87,8 @@ class Options:
     tool: str
     profile: Path | None
     wait_idle: float
+    log_level: str
+    floor: bool
     admin_url: str
 
 
@@ -113,6 +121,14 @@ def parse_options(argv: list[str] | None = None) -> Options:
         help="on a shared machine, wait up to this long before each measurement for the CPU "
         "to be 85%% idle",
     )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the server's log level (default warning; info adds an access log line per request)",
+    )
+    parser.add_argument(
+        "--no-floor", dest="floor", action="store_false", help="measure the HTTP API only"
+    )
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     if not workers or min(workers) < 1:
@@ -127,6 +143,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         tool=args.tool,
         profile=args.profile,
         wait_idle=args.wait_idle,
+        log_level=args.log_level,
+        floor=args.floor,
         admin_url=os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL),
     )
 
@@ -482,9 +500,10 @@ def _free_port() -> int:
 class Server:
     """``tecnorev serve`` in a process of its own (a new session: its workers go with it)."""
 
-    def __init__(self, url: str, workers: int, log: Path) -> None:
+    def __init__(self, url: str, workers: int, log: Path, log_level: str = "warning") -> None:
         self.url = url
         self.workers = workers
+        self.log_level = log_level
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -499,7 +518,7 @@ class Server:
         }
         command = [
             str(BIN / "tecnorev"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers), "--log-level", "warning",
+            "--workers", str(self.workers), "--log-level", self.log_level,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -524,20 +543,45 @@ class Server:
         raise RuntimeError(f"the server did not answer within {timeout:.0f} s")
 
     def _worker_count(self) -> int:
-        if self.workers == 1:
-            return 1
-        assert self.process is not None
-        processes = _processes()
-        # the supervisor's children that run Python (not a resource tracker's helpers)
-        tree = _tree(processes, self.process.pid) - {self.process.pid}
-        return sum(1 for pid in tree if processes[pid][0] == self.process.pid)
+        return len(self.worker_pids())
 
     def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the server itself with one worker, else the
+        supervisor's children started by multiprocessing (not its resource tracker)."""
         assert self.process is not None
         if self.workers == 1:
             return [self.process.pid]
-        processes = _processes()
-        return sorted(pid for pid, (ppid, _, _) in processes.items() if ppid == self.process.pid)
+        workers = []
+        for pid, (ppid, _, _) in _processes().items():
+            if ppid != self.process.pid:
+                continue
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    workers.append(pid)
+        return sorted(workers)
+
+    def record_connections(self, into: list[int]) -> None:
+        into.extend(self.connections_per_worker())
+
+    def connections_per_worker(self) -> list[int]:
+        """How many established client connections each worker holds now.  Keep-alive
+        connections stay with the worker that accepted them, so a skewed split (28 and 4)
+        leaves one worker saturated while the other idles."""
+        established = set()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].split(":")[1], 16) == self.port and fields[3] == "01":
+                    established.add(f"socket:[{fields[9]}]")
+        split = []
+        for pid in self.worker_pids():
+            count = 0
+            with contextlib.suppress(OSError):
+                for fd in os.scandir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        count += os.readlink(fd.path) in established
+            split.append(count)
+        return split
 
     def __exit__(self, *_exc: object) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -681,11 +725,40 @@ def _library(frame: str) -> str:
     return "other Python"
 
 
-def summarize_profile(collapsed: Path, top: int = 25) -> list[str]:
-    """A py-spy ``--format raw`` profile: on-GIL time by library (the frame that ran) and the
-    functions that the most samples passed through (inclusive)."""
+# Where a request's time goes, by the frames samples pass through (inclusive).
+_STAGES = (
+    ("thread hand-offs (anyio, event loop side)", ("run_sync_in_worker_thread (anyio",)),
+    ("solving dependencies (FastAPI)", ("solve_dependencies (fastapi",)),
+    ("validating and serializing the response", ("serialize_response (fastapi",)),
+    ("SQLAlchemy: executing statements", ("Connection.execute (sqlalchemy",)),
+    ("SQLAlchemy: ORM flush", ("Session.flush (sqlalchemy",)),
+    ("SQLAlchemy: commit", ("Session.commit (sqlalchemy",)),
+    ("SQLAlchemy: pool checkout and pre-ping", ("Pool.connect (sqlalchemy",)),
+    ("SQLAlchemy: statement cache keys", ("_generate_cache_key (sqlalchemy",)),
+    ("psycopg2: sending statements, reading rows", ("do_execute (sqlalchemy",)),
+)
+_ENTRY = ("core/cli.py", "api/serve.py")
+
+
+def _project_packages() -> tuple[str, ...]:
+    """Folder prefixes under which py-spy shows this project's frames ("sales/service.py")."""
+    import tecnorev
+
+    return tuple(
+        f"{child.name}/"
+        for folder in tecnorev.__path__
+        for child in Path(folder).iterdir()
+        if child.is_dir() and not child.name.startswith("_")
+    )
+
+
+def summarize_profile(collapsed: Path, top: int = 20) -> list[str]:
+    """A py-spy ``--format raw`` profile: on-GIL samples by library of the running frame, by
+    stage of a request, and by this project's functions (both inclusive)."""
     by_library: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
+    prefixes = _project_packages()
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -695,15 +768,22 @@ def summarize_profile(collapsed: Path, top: int = 25) -> list[str]:
         frames = stack.split(";")
         total += samples
         by_library[_library(frames[-1])] += samples
-        for frame in set(frames):
-            inclusive[frame] += samples
+        # a function once per stack, whatever the line: "place_order (sales/service.py)"
+        for function in {re.sub(r":\d+\)$", ")", frame) for frame in frames}:
+            location = function[function.rfind("(") + 1 :]
+            if location.startswith(prefixes) and not location.startswith(_ENTRY):
+                ours[function] += samples
+        for name, needles in _STAGES:
+            if any(needle in frame for frame in frames for needle in needles):
+                stages[name] += samples
     if not total:
         return ["  (no samples)"]
     lines = [f"  {total} samples holding the GIL; by library of the running frame:"]
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in by_library.most_common()]
-    lines.append("  functions the most samples went through (inclusive, below 95%):")
-    shown = [(frame, n) for frame, n in inclusive.most_common() if n < 0.95 * total]
-    lines += [f"    {100 * n / total:5.1f}%  {frame}" for frame, n in shown[:top]]
+    lines.append("  by stage (inclusive; stages nest):")
+    lines += [f"    {100 * stages[name] / total:5.1f}%  {name}" for name, _ in _STAGES]
+    lines.append("  this project's functions (inclusive):")
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in ours.most_common(top)]
     return lines
 
 
@@ -717,7 +797,7 @@ def profile(
     assert options.profile is not None
     options.profile.mkdir(parents=True, exist_ok=True)
     print(f"\nprofiles of one worker under each load ({options.profile}):")
-    with Server(url, 1, log) as server:
+    with Server(url, 1, log, options.log_level) as server:
         for name, load in loads.items():
             fresh = _fresh(load, data)
             loadgen.run(
@@ -795,8 +875,11 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
         ),
     }
     for workers in options.workers:
-        with Server(url, workers, log) as server:
-            print(f"\nserver: tecnorev serve --workers {workers} (port {server.port})")
+        with Server(url, workers, log, options.log_level) as server:
+            print(
+                f"\nserver: tecnorev serve --workers {workers} --log-level {options.log_level} "
+                f"(port {server.port})"
+            )
             for load in loads.values():
                 fresh = _fresh(load, data)
                 check_request(server.base_url, fresh)
@@ -811,6 +894,11 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
                 idle = wait_for_idle(options.wait_idle)
                 fresh = _fresh(load, data)
                 assert server.process is not None
+                split: list[int] = []
+                probe = threading.Timer(
+                    options.duration / 2, server.record_connections, args=(split,)
+                )
+                probe.start()
                 with CpuMeter(_database_name(url), server.process.pid) as meter:
                     result = loadgen.run(
                         fresh,
@@ -826,7 +914,13 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
                     f"p99 {result.p99_ms:6.1f} ms  errors {result.errors}  ({result.tool}"
                     f"{', ' + _statuses(result) if result.statuses else ''})"
                 )
+                probe.join()
                 print(f"  {'':<16} {_cpu_line(cpu, result.requests)}")
+                if workers > 1:
+                    print(
+                        f"  {'':<16} client connections per worker (mid-run): "
+                        + " / ".join(map(str, split))
+                    )
     if options.profile is not None:
         profile(options, url, data, loads, log)
 
@@ -979,7 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
             if log.exists():
                 print(f"server log:\n{log.read_text()[-4000:]}")
             raise
-        measure_floor(options, url, data, report)
+        if options.floor:
+            measure_floor(options, url, data, report)
     print_table(report)
     return 0
 

@@ -215,7 +215,7 @@ def test_an_unknown_module_is_refused(database_url):
         ("a:b:c", "bad range 'a:b:c': expected FROM:TO (e.g. base:catalog@head"),
         (":catalog@head", "bad range ':catalog@head': expected FROM:TO"),
         ("catalog_000000000000:catalog@head", "Can't locate revision identified by"),
-        ("base:heads", "'heads' names revisions of logistics, payments, not of catalog"),
+        ("base:heads", "'heads' names revisions of logistics, payments, sales, not of catalog"),
         ("base:auth@head", "'auth@head' names revisions of auth, not of catalog"),
         ("catalog@head:base", "it goes down (it would revert"),
     ],

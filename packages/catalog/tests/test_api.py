@@ -480,7 +480,8 @@ def statements(engine):
     seen = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
+        if statement != "BEGIN":  # transaction control (SQLite's is sent as a statement)
+            seen.append(statement)
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:

@@ -24,6 +24,9 @@ VERSION = "0.1.0"
 # Threads serving sync routes (anyio's default: 40) must not queue for connections.
 POOL_SIZE = 20
 POOL_OVERFLOW = 30
+# No ping before each checkout (a round trip per request): a connection the server dropped
+# fails one request with a 503, and SQLAlchemy then replaces every pooled connection.
+POOL_RECYCLE_SECONDS = 1800
 
 
 def create_app(*, database_url: str | None = None, registry: Registry | None = None) -> FastAPI:
@@ -33,7 +36,13 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     signing_key(settings)  # production refuses a missing or weak key before serving anything
     registry = registry or get_registry()
     registry.load_models()
-    engine = create_db_engine(database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    engine = create_db_engine(
+        database_url,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+    )
     readiness = ReadinessCheck(registry)
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.errors import DiscoveryError
-from tecnorev.core.web.errors import error_body, install_error_handlers
+from tecnorev.core.web.errors import ERROR_RESPONSES, error_body, install_error_handlers
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -119,5 +119,5 @@ def make_app(
                         f"modules {claimed[key]!r} and {tag!r} both define {key[0]} {key[1]}"
                     )
                 claimed[key] = tag
-        app.include_router(router, prefix=API_PREFIX, tags=[tag])
+        app.include_router(router, prefix=API_PREFIX, tags=[tag], responses=ERROR_RESPONSES)
     return app

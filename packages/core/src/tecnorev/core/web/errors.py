@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tecnorev.core.errors import DomainError
@@ -40,6 +41,26 @@ _RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock 
 # Its other OperationalErrors (no such table, syntax) are faults in the code or its schema.
 _SQLITE_BUSY = {5, 6}
 _SQLITE_UNAVAILABLE = {8, 10, 11, 13, 14, 26}  # readonly, I/O, corrupt, full, cantopen, notadb
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+# Documented on every route, so the OpenAPI document describes the body clients really get
+# (FastAPI would otherwise advertise its own {"detail": ...} for a 422).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "refused: `error.code` says why"},
+    "5XX": {"model": ErrorResponse, "description": "server or database unavailable"},
+}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
