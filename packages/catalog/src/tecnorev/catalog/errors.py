@@ -54,7 +54,3 @@ class ImageOrderMismatch(RuleViolation):
 
 class InvalidPrice(RuleViolation):
     code = "invalid_price"
-
-
-class InvalidCursor(RuleViolation):
-    code = "invalid_cursor"

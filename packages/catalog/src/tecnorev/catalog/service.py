@@ -7,8 +7,6 @@ The listing is the hottest read of the service: one statement per page whatever 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -24,7 +22,6 @@ from tecnorev.catalog.errors import (
     CategoryNotFound,
     ImageNotFound,
     ImageOrderMismatch,
-    InvalidCursor,
     InvalidPrice,
     ProductNotFound,
     SkuTaken,
@@ -34,7 +31,7 @@ from tecnorev.catalog.errors import (
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.catalog.schemas import ProductPage, ProductSummary
 from tecnorev.core.errors import DomainError
-from tecnorev.core.web.types import INT4_MAX
+from tecnorev.core.paging import decode_id_cursor, encode_cursor
 
 _category = Category.__table__
 _product = Product.__table__
@@ -287,25 +284,6 @@ def get_active_products(
 
 # --- the product listing -----------------------------------------------------------------
 
-_CURSOR_PREFIX = b"p:"
-
-
-def encode_cursor(after_id: int) -> str:
-    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(after_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The id after which the next page starts; raises ``InvalidCursor``."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    digits = raw.removeprefix(_CURSOR_PREFIX) if raw.startswith(_CURSOR_PREFIX) else b""
-    if not digits.isdigit() or len(digits) > 10 or not 0 < int(digits) <= INT4_MAX:
-        raise InvalidCursor("the cursor is not one this listing handed out")
-    return int(digits)
-
-
 _SUMMARY_FIELDS = tuple(ProductSummary.__annotations__)
 
 
@@ -361,7 +339,7 @@ def product_page(
     # one row more than asked tells whether another page follows, without a count
     params: dict[str, Any] = {"limit": limit + 1}
     if cursor is not None:
-        params["after"] = decode_cursor(cursor)
+        params["after"] = decode_id_cursor(cursor)
     if category_id is not None:
         params["root"] = category_id
     if q:

@@ -60,6 +60,12 @@ def get_engine(url: str | None = None) -> sa.Engine:
     return create_db_engine(url)
 
 
+def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    """Whether ``exc`` is a unique violation (SQLSTATE 23505; SQLite's "UNIQUE constraint")."""
+    pgcode = getattr(exc.orig, "pgcode", None)
+    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
+
+
 def describe_url(url: str | sa.URL) -> str:
     """The URL with its password hidden, for messages."""
     return make_url(url).render_as_string(hide_password=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tecnorev.core.errors import Conflict, NotFound, RuleViolation
+from tecnorev.core.errors import Conflict, NotFound
 
 
 class ShipmentNotFound(NotFound):
@@ -25,7 +25,3 @@ class TrackingNumberTaken(Conflict):
 
 class InvalidShipmentTransition(Conflict):
     code = "invalid_shipment_transition"
-
-
-class InvalidCursor(RuleViolation):
-    code = "invalid_cursor"

@@ -8,18 +8,16 @@ locks only the order row, so the two paths never wait for each other in opposite
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from tecnorev.core.db import is_unique_violation
+from tecnorev.core.paging import decode_id_cursor, encode_cursor
 from tecnorev.core.types import utcnow
-from tecnorev.core.web.types import INT4_MAX
 from tecnorev.logistics.errors import (
-    InvalidCursor,
     InvalidShipmentTransition,
     OrderAlreadyHasShipment,
     OrderNotConfirmed,
@@ -100,7 +98,7 @@ def create_shipment(
         session.flush()
     except sa.exc.IntegrityError as exc:
         # A concurrent shipment took the number between the check and the insert.
-        if _is_unique_violation(exc):
+        if is_unique_violation(exc):
             raise _tracking_number_taken(carrier, tracking_number) from exc
         raise
     return shipment
@@ -176,11 +174,6 @@ def _tracking_number_taken(carrier: str, tracking_number: str) -> TrackingNumber
     )
 
 
-def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
-    pgcode = getattr(exc.orig, "pgcode", None)
-    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
-
-
 # --- reading shipments -----------------------------------------------------------------------
 
 
@@ -216,7 +209,7 @@ def list_shipments(
     if status is not None:
         statement = statement.where(Shipment.status == status)
     if cursor is not None:
-        statement = statement.where(Shipment.id > decode_cursor(cursor))
+        statement = statement.where(Shipment.id > decode_id_cursor(cursor))
     shipments = list(session.exec(statement))
     if len(shipments) <= limit:
         return shipments, None
@@ -229,22 +222,3 @@ def _visible_to(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
         return None
     own_orders = select(Order.id).where(Order.customer_id == viewer.user_id)
     return Shipment.order_id.in_(own_orders)
-
-
-_CURSOR_PREFIX = b"s:"
-
-
-def encode_cursor(after_id: int) -> str:
-    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(after_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The id after which the next page starts; raises ``InvalidCursor``."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    digits = raw.removeprefix(_CURSOR_PREFIX) if raw.startswith(_CURSOR_PREFIX) else b""
-    if not digits.isdigit() or len(digits) > 10 or not 0 < int(digits) <= INT4_MAX:
-        raise InvalidCursor("the cursor is not one this listing handed out")
-    return int(digits)

@@ -29,7 +29,3 @@ class CurrencyMismatch(RuleViolation):
     """An order's payments are added up, so they must share one currency."""
 
     code = "currency_mismatch"
-
-
-class InvalidCursor(RuleViolation):
-    code = "invalid_cursor"

@@ -12,19 +12,17 @@ a status change is idempotent by construction (a second delivery finds nothing S
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from tecnorev.core.db import is_unique_violation
+from tecnorev.core.paging import decode_id_cursor, encode_cursor
 from tecnorev.core.types import utcnow
-from tecnorev.core.web.types import INT4_MAX
 from tecnorev.payments.errors import (
     CurrencyMismatch,
-    InvalidCursor,
     OrderCancelled,
     Overpayment,
     PaymentNotFound,
@@ -111,7 +109,7 @@ def record_payment(
     except sa.exc.IntegrityError as exc:
         # The same reference recorded concurrently for another order (this order's payments
         # are serialised by its lock).
-        if _is_unique_violation(exc):
+        if is_unique_violation(exc):
             raise _reference_taken(provider, provider_reference) from exc
         raise
     if paid + amount == total and order.status is OrderStatus.PENDING:
@@ -152,11 +150,6 @@ def _reference_taken(provider: str, provider_reference: str) -> PaymentReference
     )
 
 
-def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
-    pgcode = getattr(exc.orig, "pgcode", None)
-    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
-
-
 # --- reading payments ------------------------------------------------------------------------
 
 
@@ -192,7 +185,7 @@ def list_payments(
     if status is not None:
         statement = statement.where(Payment.status == status)
     if cursor is not None:
-        statement = statement.where(Payment.id > decode_cursor(cursor))
+        statement = statement.where(Payment.id > decode_id_cursor(cursor))
     payments = list(session.exec(statement))
     if len(payments) <= limit:
         return payments, None
@@ -205,22 +198,3 @@ def _visible_to(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
         return None
     own_orders = select(Order.id).where(Order.customer_id == viewer.user_id)
     return Payment.order_id.in_(own_orders)
-
-
-_CURSOR_PREFIX = b"y:"
-
-
-def encode_cursor(after_id: int) -> str:
-    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(after_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The id after which the next page starts; raises ``InvalidCursor``."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    digits = raw.removeprefix(_CURSOR_PREFIX) if raw.startswith(_CURSOR_PREFIX) else b""
-    if not digits.isdigit() or len(digits) > 10 or not 0 < int(digits) <= INT4_MAX:
-        raise InvalidCursor("the cursor is not one this listing handed out")
-    return int(digits)

@@ -71,7 +71,3 @@ class IdempotencyKeyReused(Conflict):
 
 class InvalidTransition(Conflict):
     code = "invalid_transition"
-
-
-class InvalidCursor(RuleViolation):
-    code = "invalid_cursor"

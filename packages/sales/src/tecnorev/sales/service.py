@@ -9,8 +9,6 @@ placements can wait for each other but never deadlock.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +20,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from tecnorev.catalog.service import get_active_products
+from tecnorev.core.db import is_unique_violation
 from tecnorev.core.errors import Conflict, PermissionDenied
 from tecnorev.core.events import publish
+from tecnorev.core.paging import InvalidCursor, cursor_id, decode_cursor, encode_cursor
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import InvalidQuantity, UnknownBranch
 from tecnorev.inventory.models import Branch, MovementReason
@@ -38,7 +38,6 @@ from tecnorev.sales.errors import (
     EmptyOrder,
     IdempotencyKeyReused,
     InvalidCouponValue,
-    InvalidCursor,
     InvalidTransition,
     InvalidValidityWindow,
     OrderNotFound,
@@ -112,7 +111,7 @@ def create_coupon(session: Session, *, data: CouponCreate, actor_id: int | None 
         session.flush()
     except sa.exc.IntegrityError as exc:
         # A concurrent creation of the same code won the race between the check and the insert.
-        if _is_unique_violation(exc):
+        if is_unique_violation(exc):
             raise CouponCodeTaken(f"a coupon with code {code!r} already exists") from exc
         raise
     return coupon
@@ -131,13 +130,13 @@ def list_coupons(
     """A page of coupons in creation order, and the cursor of the next page (None at the end)."""
     statement = select(Coupon).order_by(Coupon.id).limit(limit + 1)
     if cursor is not None:
-        (after,) = _decode_cursor(cursor, 1)
-        statement = statement.where(Coupon.id > _cursor_id(after))
+        (after,) = decode_cursor(cursor, 1)
+        statement = statement.where(Coupon.id > cursor_id(after))
     coupons = list(session.exec(statement))
     if len(coupons) <= limit:
         return coupons, None
     coupons = coupons[:limit]
-    return coupons, _encode_cursor(str(coupons[-1].id))
+    return coupons, encode_cursor(str(coupons[-1].id))
 
 
 def update_coupon(
@@ -581,8 +580,8 @@ def list_orders(
     if status is not None:
         statement = statement.where(Order.status == status)
     if cursor is not None:
-        created, after = _decode_cursor(cursor, 2)
-        created_at, order_id = _cursor_time(created), _cursor_id(after)
+        created, after = decode_cursor(cursor, 2)
+        created_at, order_id = _cursor_time(created), cursor_id(after)
         statement = statement.where(
             sa.or_(
                 Order.created_at < created_at,
@@ -594,7 +593,7 @@ def list_orders(
     if len(orders) > limit:
         orders = orders[:limit]
         last = orders[-1]
-        next_cursor = _encode_cursor(last.created_at.isoformat(), str(last.id))
+        next_cursor = encode_cursor(last.created_at.isoformat(), str(last.id))
     items = _items_of(session, [order.id for order in orders])
     return [(order, items[order.id]) for order in orders], next_cursor
 
@@ -630,37 +629,11 @@ def _items_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[Orde
 # --- cursors ---------------------------------------------------------------------------------
 
 
-def _encode_cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, count: int) -> list[str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor("the cursor is not one this endpoint returned") from None
-    parts = raw.split("|")
-    if len(parts) != count:
-        raise InvalidCursor("the cursor is not one this endpoint returned")
-    return parts
-
-
-def _cursor_id(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**31:
-        raise InvalidCursor("the cursor is not one this endpoint returned")
-    return int(text)
-
-
 def _cursor_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidCursor("the cursor is not one this endpoint returned") from None
+        raise InvalidCursor("the cursor is not one this listing handed out") from None
     if value.tzinfo is None:
-        raise InvalidCursor("the cursor is not one this endpoint returned")
+        raise InvalidCursor("the cursor is not one this listing handed out")
     return value
-
-
-def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
-    pgcode = getattr(exc.orig, "pgcode", None)
-    return pgcode == "23505" if pgcode else str(exc.orig).startswith("UNIQUE")
