@@ -26,7 +26,6 @@ from tecnorev.logistics.errors import (
 )
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.sales import service as sales
-from tecnorev.sales.errors import OrderNotFound
 from tecnorev.sales.models import Order, OrderStatus
 
 TRANSITIONS: Mapping[ShipmentStatus, frozenset[ShipmentStatus]] = {
@@ -61,14 +60,7 @@ def create_shipment(
     The order row is locked first, so two requests shipping one order cannot both see it
     without a shipment.
     """
-    order = session.exec(
-        select(Order)
-        .where(Order.id == order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if order is None:
-        raise OrderNotFound(f"there is no order {order_id}")
+    order = sales.lock_order(session, order_id)
     if order.status is not OrderStatus.CONFIRMED:
         raise OrderNotConfirmed(
             f"order {order_id} is {order.status.value}; only a CONFIRMED order can be shipped",

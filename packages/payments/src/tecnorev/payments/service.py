@@ -30,7 +30,6 @@ from tecnorev.payments.errors import (
 )
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales import service as sales
-from tecnorev.sales.errors import OrderNotFound
 from tecnorev.sales.models import Order, OrderStatus
 
 CENT = Decimal("0.01")
@@ -61,14 +60,7 @@ def record_payment(
     the order's succeeded payments stay within its total; reaching the total confirms a
     PENDING order."""
     amount = amount.quantize(CENT)
-    order = session.exec(
-        select(Order)
-        .where(Order.id == order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if order is None:
-        raise OrderNotFound(f"there is no order {order_id}")
+    order = sales.lock_order(session, order_id)
     if _reference_used(session, provider, provider_reference):
         raise _reference_taken(provider, provider_reference)
     if order.status is OrderStatus.CANCELLED:

@@ -482,7 +482,7 @@ def cancel_order(
     ``as_customer``: the caller is that customer, not staff; they may cancel only their own
     order, and only while it is PENDING (someone else's order is not found, as when reading).
     """
-    order = _locked_order(session, order_id)
+    order = lock_order(session, order_id)
     if as_customer is not None:
         if order.customer_id != as_customer:
             raise OrderNotFound(f"there is no order {order_id}")
@@ -516,7 +516,9 @@ def cancel_order(
     return order
 
 
-def _locked_order(session: Session, order_id: int) -> Order:
+def lock_order(session: Session, order_id: int) -> Order:
+    """The order, its row locked until the transaction ends (what every change of an order,
+    here or in a downstream module, takes first); ``OrderNotFound`` if there is none."""
     order = session.exec(
         select(Order)
         .where(Order.id == order_id)
@@ -540,7 +542,7 @@ def _transition(order: Order, to: OrderStatus, actor_id: int | None) -> None:
 
 
 def _change_status(session: Session, order_id: int, to: OrderStatus, actor_id: int | None) -> Order:
-    order = _locked_order(session, order_id)
+    order = lock_order(session, order_id)
     _transition(order, to, actor_id)
     session.flush()
     return order
