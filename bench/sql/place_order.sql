@@ -1,9 +1,9 @@
 -- The order placement endpoint's transaction (POST /api/v1/sales/orders, three products, one
 -- unit each), statement for statement as the server sends it: the caller's permissions
--- (auth.deps.load_principal), the branch, the order row (sales.service._claim), the products'
--- prices, the branch again (inventory), one conditional stock update per product in product
--- order, the ledger movements, the order's totals and its items.  Prices are literals here
--- (the server sends the values it read); timestamps are the transaction's.
+-- (auth.deps.load_principal), the branch (inventory.service.branch_state), the products'
+-- prices, the order row with its amounts (sales.service._claim), one conditional stock update
+-- per product in product order, the ledger movements and the order's items.  Prices are
+-- literals here (the server sends the values it read); timestamps are the transaction's.
 \set customer random(:first_customer, :first_customer + :customers - 1)
 \set step :products / 3
 \set a random(0, :products - 1)
@@ -21,20 +21,16 @@ FROM "user" u
 LEFT JOIN user_role ur ON ur.user_id = u.id
 LEFT JOIN role_permission rp ON rp.role_id = ur.role_id
 WHERE u.id = :customer;
-SELECT branch.id
-	FROM branch
-	WHERE branch.id = :branch;
-INSERT INTO "order" (created_at, updated_at, created_by_id, updated_by_id, customer_id, branch_id, status, subtotal, discount, total, idempotency_key) VALUES (now(), now(), :customer, :customer, :customer, :branch, 'PENDING', 0.00, 0.00, 0.00, NULL) RETURNING "order".created_at, "order".updated_at, "order".created_by_id, "order".updated_by_id, "order".id AS order_id, "order".customer_id, "order".branch_id, "order".status, "order".coupon_id, "order".subtotal, "order".discount, "order".total, "order".idempotency_key, "order".confirmed_at, "order".cancelled_at \gset
-SELECT product.id, product.sku, product.name, product.price, product.is_active
-	FROM product
-	WHERE product.id IN (:p1, :p2, :p3) AND product.is_active = true;
 SELECT branch.is_active
 	FROM branch
 	WHERE branch.id = :branch;
-UPDATE stock_entry SET updated_at=now(), updated_by_id=:customer, quantity=(stock_entry.quantity +  -1) WHERE stock_entry.branch_id = :branch AND stock_entry.product_id = :p1 AND stock_entry.quantity >= 1;
-UPDATE stock_entry SET updated_at=now(), updated_by_id=:customer, quantity=(stock_entry.quantity +  -1) WHERE stock_entry.branch_id = :branch AND stock_entry.product_id = :p2 AND stock_entry.quantity >= 1;
-UPDATE stock_entry SET updated_at=now(), updated_by_id=:customer, quantity=(stock_entry.quantity +  -1) WHERE stock_entry.branch_id = :branch AND stock_entry.product_id = :p3 AND stock_entry.quantity >= 1;
+SELECT product.id, product.sku, product.name, product.price, product.is_active
+	FROM product
+	WHERE product.id IN (:p1, :p2, :p3) AND product.is_active = true;
+INSERT INTO "order" (created_at, updated_at, created_by_id, updated_by_id, customer_id, branch_id, status, subtotal, discount, total, idempotency_key) VALUES (now(), now(), :customer, :customer, :customer, :branch, 'PENDING', 300.00, 0.00, 300.00, NULL) RETURNING "order".id AS order_id \gset
+UPDATE stock_entry SET updated_at=now(), updated_by_id=:customer, quantity=(stock_entry.quantity - 1) WHERE stock_entry.branch_id = :branch AND stock_entry.product_id = :p1 AND stock_entry.quantity >= 1;
+UPDATE stock_entry SET updated_at=now(), updated_by_id=:customer, quantity=(stock_entry.quantity - 1) WHERE stock_entry.branch_id = :branch AND stock_entry.product_id = :p2 AND stock_entry.quantity >= 1;
+UPDATE stock_entry SET updated_at=now(), updated_by_id=:customer, quantity=(stock_entry.quantity - 1) WHERE stock_entry.branch_id = :branch AND stock_entry.product_id = :p3 AND stock_entry.quantity >= 1;
 INSERT INTO inventory_movement (branch_id, product_id, quantity_delta, reason, transfer_id, reference, note, created_at, created_by_id) VALUES (:branch, :p1,  -1, 'SALE', NULL, 'order:' || :order_id, '', now(), :customer), (:branch, :p2,  -1, 'SALE', NULL, 'order:' || :order_id, '', now(), :customer), (:branch, :p3,  -1, 'SALE', NULL, 'order:' || :order_id, '', now(), :customer);
-UPDATE "order" SET updated_at=now(), subtotal=300.00, total=300.00 WHERE "order".id = :order_id;
-INSERT INTO order_item (created_at, updated_at, created_by_id, updated_by_id, order_id, product_id, quantity, unit_price, line_total) SELECT p0::TIMESTAMP WITH TIME ZONE, p1::TIMESTAMP WITH TIME ZONE, p2::INTEGER, p3::INTEGER, p4::INTEGER, p5::INTEGER, p6::INTEGER, p7::NUMERIC(12, 2), p8::NUMERIC(14, 2) FROM (VALUES (now(), now(), :customer, :customer, :order_id, :p1, 1, 100.00, 100.00, 0), (now(), now(), :customer, :customer, :order_id, :p2, 1, 100.00, 100.00, 1), (now(), now(), :customer, :customer, :order_id, :p3, 1, 100.00, 100.00, 2)) AS imp_sen(p0, p1, p2, p3, p4, p5, p6, p7, p8, sen_counter) ORDER BY sen_counter RETURNING order_item.id, order_item.id AS id__1;
+INSERT INTO order_item (created_at, updated_at, created_by_id, updated_by_id, order_id, product_id, quantity, unit_price, line_total) VALUES (now(), now(), :customer, :customer, :order_id, :p1, 1, 100.00, 100.00), (now(), now(), :customer, :customer, :order_id, :p2, 1, 100.00, 100.00), (now(), now(), :customer, :customer, :order_id, :p3, 1, 100.00, 100.00);
 COMMIT;

@@ -1,6 +1,6 @@
 -- Only the writes of a three-product order: the conditional stock updates in product order,
 -- the order row, its items and its ledger movements.  A higher floor than place_order.sql,
--- which also has the reads the endpoint makes (caller, branch, prices) and the totals update.
+-- which also has the reads the endpoint makes (caller, branch, prices).
 \set customer random(:first_customer, :first_customer + :customers - 1)
 \set step :products / 3
 \set a random(0, :products - 1)

@@ -4,6 +4,7 @@ nothing was stored), the listing's pagination, filters and statement count."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from contextlib import contextmanager
 from decimal import Decimal
@@ -19,6 +20,7 @@ from tecnorev.catalog import service
 from tecnorev.catalog.errors import CategoryCycle
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.catalog.routes import router
+from tecnorev.catalog.schemas import PRODUCT_PAGE
 from tecnorev.core.db import create_db_engine
 from tecnorev.core.testing import api_client, migrate
 from tecnorev.core.web import API_PREFIX
@@ -515,6 +517,41 @@ def test_a_page_costs_the_same_statements_whatever_its_size(api):
         assert counts[1] == counts[50], (params, counts)
         # anonymous: the page and nothing else; a manager: the page and who they are
         assert counts[1] == (1 if headers is None else 2), (params, counts)
+
+
+def test_the_page_body_is_the_same_json_whichever_side_writes_it(api):
+    """On PostgreSQL the database writes the page's JSON; it must match, value for value,
+    what serializing the page in Python gives (the SQLite path), awkward text included."""
+    home = new_category(api, "home")
+    prices = ["0.00", "12.50", "9999999999.99", "7"]
+    names = ['Quote " and \\ backslash', "Ñandú café 日本 🎉", "tab\tand\nnewline", "x" * 200]
+    ids = [
+        new_product(api, f"ODD-{i}", name=name, price=price, category_id=home)
+        for i, (name, price) in enumerate(zip(names, prices, strict=True))
+    ]
+    new_product(api, "ODD-OFF", name="inactive", is_active=False)
+    image = api.client.post(
+        f"{API}/products/{ids[1]}/images",
+        json={"url": "https://img.example/a?b=1&c=2"},
+        headers=api.manager,
+    )
+    assert image.status_code == 201, image.text
+    with Session(api.engine) as session:
+        for query in [
+            {},
+            {"limit": 2},
+            {"limit": 2, "cursor": service.encode_cursor(ids[1])},
+            {"category_id": home, "q": "É"},
+            {"q": "nothing matches this"},
+            {"include_inactive": True},
+        ]:
+            written = json.loads(service.product_page_json(session, **query))
+            expected = json.loads(PRODUCT_PAGE.dump_json(service.product_page(session, **query)))
+            assert written == expected, query
+    first = api.client.get(f"{API}/products", params={"limit": 2}).json()
+    assert [p["name"] for p in first["items"]] == names[:2]
+    assert first["items"][1]["image_url"] == image.json()["url"]
+    assert [p["price"] for p in walk(api, {})] == ["0.00", "12.50", "9999999999.99", "7.00"]
 
 
 def test_hostile_input_is_refused(api):

@@ -55,7 +55,9 @@ _PRINCIPAL = sa.text(
 
 
 def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
-    rows = session.execute(_PRINCIPAL, {"user_id": user_id, "family": family_id}).all()
+    # on the connection: a plain statement needs none of the ORM session's execution path
+    params = {"user_id": user_id, "family": family_id}
+    rows = session.connection().execute(_PRINCIPAL, params).all()
     if not rows:
         raise NotAuthenticated("the access token's user no longer exists")
     email, active, _, live = rows[0]

@@ -17,7 +17,6 @@ from tecnorev.catalog import service
 from tecnorev.catalog.deps import OptionalUser
 from tecnorev.catalog.models import Product
 from tecnorev.catalog.schemas import (
-    PRODUCT_PAGE,
     CategoryCreate,
     CategoryPublic,
     CategoryUpdate,
@@ -103,7 +102,7 @@ def list_products(
         if user is None:
             raise NotAuthenticated("log in to list inactive products")
         raise PermissionDenied(f"listing inactive products requires {permissions.CATALOG_MANAGE!r}")
-    page = service.product_page(
+    body = service.product_page_json(
         session,
         cursor=cursor,
         limit=limit,
@@ -111,8 +110,8 @@ def list_products(
         q=q,
         include_inactive=include_inactive,
     )
-    # serialized once, straight to JSON: no per-row model, no second validation
-    return Response(PRODUCT_PAGE.dump_json(page), media_type="application/json")
+    # the body as it goes out: no per-row model, no second validation
+    return Response(body, media_type="application/json")
 
 
 @router.get("/products/{product_id}")

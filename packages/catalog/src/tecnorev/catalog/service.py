@@ -7,6 +7,7 @@ The listing is the hottest read of the service: one statement per page whatever 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -14,6 +15,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from tecnorev.catalog.errors import (
@@ -29,7 +31,7 @@ from tecnorev.catalog.errors import (
     UnknownCategory,
 )
 from tecnorev.catalog.models import Category, Product, ProductImage
-from tecnorev.catalog.schemas import ProductPage, ProductSummary
+from tecnorev.catalog.schemas import PRODUCT_PAGE, ProductPage, ProductSummary
 from tecnorev.core.errors import DomainError
 from tecnorev.core.paging import decode_id_cursor, encode_cursor
 
@@ -275,11 +277,16 @@ def get_active_products(
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    p = _product.c
-    query = sa.select(p.id, p.sku, p.name, p.price, p.is_active).where(p.id.in_(wanted))
-    if not include_inactive:
-        query = query.where(p.is_active == sa.true())
-    return {row[0]: ProductRow(*row) for row in session.execute(query)}
+    query = _PRODUCTS_ANY if include_inactive else _PRODUCTS_ACTIVE
+    rows = session.connection().execute(query, {"p_ids": wanted})
+    return {row[0]: ProductRow(*row) for row in rows}
+
+
+# built once (the ids are an expanding parameter): order placement reads prices on every call
+_PRODUCTS_ANY = sa.select(
+    _product.c.id, _product.c.sku, _product.c.name, _product.c.price, _product.c.is_active
+).where(_product.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+_PRODUCTS_ACTIVE = _PRODUCTS_ANY.where(_product.c.is_active == sa.true())
 
 
 # --- the product listing -----------------------------------------------------------------
@@ -336,24 +343,87 @@ def product_page(
     name or the SKU, ignoring case; inactive products are left out unless
     ``include_inactive`` (the caller decides who may ask).  Raises ``InvalidCursor``.
     """
+    params, flags = _page_arguments(cursor, limit, category_id, q, include_inactive)
+    rows = session.execute(_page_query(**flags), params).all()
+    items: list[Any] = [dict(zip(_SUMMARY_FIELDS, row, strict=True)) for row in rows[:limit]]
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if more else None}
+
+
+def product_page_json(
+    session: Session,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    category_id: int | None = None,
+    q: str | None = None,
+    include_inactive: bool = False,
+) -> bytes:
+    """``product_page`` as the JSON body the API sends, in one SQL statement.
+
+    On PostgreSQL the database writes the page's JSON itself (prices as decimal strings,
+    as the API shows them), so no row becomes a Python object; elsewhere the page is
+    serialized here.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        page = product_page(
+            session,
+            cursor=cursor,
+            limit=limit,
+            category_id=category_id,
+            q=q,
+            include_inactive=include_inactive,
+        )
+        return PRODUCT_PAGE.dump_json(page)
+    params, flags = _page_arguments(cursor, limit, category_id, q, include_inactive)
+    fetched, last_id, items = session.execute(_json_page_query(**flags), params).one()
+    next_cursor = encode_cursor(last_id) if fetched > limit else None
+    return b'{"items":%s,"next_cursor":%s}' % (
+        (items or "[]").encode(),
+        json.dumps(next_cursor).encode(),
+    )
+
+
+def _page_arguments(
+    cursor: str | None, limit: int, category_id: int | None, q: str | None, inactive: bool
+) -> tuple[dict[str, Any], dict[str, bool]]:
     # one row more than asked tells whether another page follows, without a count
-    params: dict[str, Any] = {"limit": limit + 1}
+    params: dict[str, Any] = {"limit": limit + 1, "size": limit}
     if cursor is not None:
         params["after"] = decode_id_cursor(cursor)
     if category_id is not None:
         params["root"] = category_id
     if q:
         params["pattern"] = "%" + _escape_like(q) + "%"
-    query = _page_query(
-        after=cursor is not None,
-        inactive=include_inactive,
-        category=category_id is not None,
-        search=bool(q),
+    flags = {
+        "after": cursor is not None,
+        "inactive": inactive,
+        "category": category_id is not None,
+        "search": bool(q),
+    }
+    return params, flags
+
+
+@lru_cache(maxsize=16)
+def _json_page_query(
+    *, after: bool, inactive: bool, category: bool, search: bool
+) -> sa.Select[Any]:
+    """PostgreSQL: the rows fetched, the last id of the page and the page as a JSON array."""
+    page = (
+        _page_query(after=after, inactive=inactive, category=category, search=search)
+        .add_columns(sa.func.row_number().over(order_by=_product.c.id).label("n"))
+        .subquery()
     )
-    rows = session.execute(query, params).all()
-    items: list[Any] = [dict(zip(_SUMMARY_FIELDS, row, strict=True)) for row in rows[:limit]]
-    more = len(rows) > limit
-    return {"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if more else None}
+    in_page = page.c.n <= sa.bindparam("size", type_=sa.Integer)
+    pairs: list[Any] = []
+    for name in _SUMMARY_FIELDS:
+        value = sa.cast(page.c.price, sa.Text) if name == "price" else page.c[name]
+        pairs += [sa.literal_column(f"'{name}'"), value]
+    item = sa.func.json_build_object(*pairs)
+    items = sa.func.json_agg(postgresql.aggregate_order_by(item, page.c.id)).filter(in_page)
+    return sa.select(
+        sa.func.count(), sa.func.max(page.c.id).filter(in_page), sa.cast(items, sa.Text)
+    )
 
 
 def _escape_like(text: str) -> str:

@@ -59,14 +59,18 @@ def withdraw_stock(
     reference: str,
     author_id: int | None,
     note: str = "",
+    check_branch: bool = True,
 ) -> None:
     """Take ``quantities`` (product id → units > 0) from an active branch, all or nothing.
 
     Raises ``UnknownBranch``, ``BranchInactive``, ``InvalidQuantity`` or ``InsufficientStock``
     (listing every short line with what is available); on any of them the stock is as before.
+    ``check_branch=False`` skips reading the branch, for a caller that has just read
+    ``branch_state`` in this transaction.
     """
     lines = _lines(quantities)
-    _require_branch(session, branch_id, active=True)
+    if check_branch:
+        _require_branch(session, branch_id, active=True)
     if not lines:
         return
     _take(session, branch_id, lines, author_id=author_id)
@@ -127,29 +131,56 @@ def _lines(quantities: Mapping[int, int]) -> Lines:
     return lines
 
 
+def branch_state(session: Session, branch_id: int) -> bool | None:
+    """Whether the branch is active; ``None`` when there is no such branch."""
+    return session.connection().execute(_BRANCH_ACTIVE, {"b_id": branch_id}).scalar_one_or_none()
+
+
 def _require_branch(session: Session, branch_id: int, *, active: bool) -> None:
-    is_active = session.execute(
-        sa.select(_branch.c.is_active).where(_branch.c.id == branch_id)
-    ).scalar_one_or_none()
+    is_active = branch_state(session, branch_id)
     if is_active is None:
         raise UnknownBranch(f"there is no branch {branch_id}")
     if active and not is_active:
         raise BranchInactive(f"branch {branch_id} is inactive")
 
 
+# The statements of every stock change, built once: a request binds values and reuses the
+# compiled form, instead of building a statement and its cache key per line.
+_BRANCH_ACTIVE = sa.select(_branch.c.is_active).where(_branch.c.id == sa.bindparam("b_id"))
+_CHANGED_BY = {
+    "updated_at": sa.bindparam("s_now", type_=_stock.c.updated_at.type),
+    "updated_by_id": sa.bindparam("s_author", type_=sa.Integer),
+}
+_SAME_ROW = (
+    _stock.c.branch_id == sa.bindparam("s_branch", type_=sa.Integer),
+    _stock.c.product_id == sa.bindparam("s_product", type_=sa.Integer),
+)
+_UNITS = sa.bindparam("s_quantity", type_=sa.Integer)
+# a decrease matches only if enough stock is there
+_TAKE = (
+    _stock.update()
+    .where(*_SAME_ROW, _stock.c.quantity >= _UNITS)
+    .values(quantity=_stock.c.quantity - _UNITS, **_CHANGED_BY)
+)
+_GIVE_BACK = (
+    _stock.update().where(*_SAME_ROW).values(quantity=_stock.c.quantity + _UNITS, **_CHANGED_BY)
+)
+_INSERT_MOVEMENTS = sa.insert(_movement)
+
+
 def _change(
     session: Session, branch_id: int, product_id: int, delta: int, author_id: int | None
 ) -> bool:
     """One conditional update; a decrease matches only if enough stock is there."""
-    condition = [_stock.c.branch_id == branch_id, _stock.c.product_id == product_id]
-    if delta < 0:
-        condition.append(_stock.c.quantity >= -delta)
-    statement = (
-        _stock.update()
-        .where(*condition)
-        .values(quantity=_stock.c.quantity + delta, updated_at=utcnow(), updated_by_id=author_id)
-    )
-    return session.execute(statement).rowcount == 1
+    params = {
+        "s_branch": branch_id,
+        "s_product": product_id,
+        "s_quantity": abs(delta),
+        "s_now": utcnow(),
+        "s_author": author_id,
+    }
+    statement = _TAKE if delta < 0 else _GIVE_BACK
+    return session.connection().execute(statement, params).rowcount == 1
 
 
 def _take(session: Session, branch_id: int, lines: Lines, *, author_id: int | None) -> None:
@@ -230,8 +261,8 @@ def _record(
 ) -> None:
     """Write one ledger movement per (product, signed delta) in a single executemany."""
     now = utcnow()
-    session.execute(
-        sa.insert(_movement),
+    session.connection().execute(
+        _INSERT_MOVEMENTS,
         [
             {
                 "branch_id": branch_id,

@@ -74,6 +74,7 @@ def update_coupon(
 @router.post(
     "/orders",
     status_code=201,
+    response_model=OrderPublic,
     responses={
         200: {
             "model": OrderPublic,
@@ -86,9 +87,8 @@ def place_order(
     body: OrderCreate,
     session: SessionDep,
     user: PlacesOrders,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> OrderPublic:
+) -> Response:
     placed = service.place_order(
         session,
         customer_id=user.id,
@@ -97,10 +97,11 @@ def place_order(
         coupon_code=body.coupon_code,
         idempotency_key=idempotency_key,
     )
+    # serialized here, once: a returned model would be validated again in another thread
+    payload = order_public(placed.order, placed.items).model_dump_json()
     if placed.replayed:
-        response.status_code = 200
-        response.headers["Idempotency-Replayed"] = "true"
-    return order_public(placed.order, placed.items)
+        return Response(payload, 200, {"Idempotency-Replayed": "true"}, "application/json")
+    return Response(payload, 201, media_type="application/json")
 
 
 @router.get("/orders")

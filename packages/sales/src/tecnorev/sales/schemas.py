@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     AwareDatetime,
@@ -18,6 +18,9 @@ from pydantic import (
 
 from tecnorev.core.web.types import INT4_MAX, Id, Money, Quantity
 from tecnorev.sales.models import CouponKind, Order, OrderItem, OrderStatus
+
+if TYPE_CHECKING:
+    from tecnorev.sales.service import NewLine, NewOrder
 
 MAX_ORDER_LINES = 100
 
@@ -130,7 +133,7 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-def order_public(order: Order, items: Iterable[OrderItem]) -> OrderPublic:
+def order_public(order: Order | NewOrder, items: Iterable[OrderItem | NewLine]) -> OrderPublic:
     return OrderPublic(
         id=order.id,
         customer_id=order.customer_id,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import NoReturn
 
 import sqlalchemy as sa
@@ -25,9 +26,14 @@ from tecnorev.core.errors import Conflict, PermissionDenied
 from tecnorev.core.events import publish
 from tecnorev.core.paging import InvalidCursor, cursor_id, decode_cursor, encode_cursor
 from tecnorev.core.types import utcnow
-from tecnorev.inventory.errors import InvalidQuantity, UnknownBranch
-from tecnorev.inventory.models import Branch, MovementReason
-from tecnorev.inventory.service import branch_ids_of, return_stock, withdraw_stock
+from tecnorev.inventory.errors import BranchInactive, InvalidQuantity, UnknownBranch
+from tecnorev.inventory.models import MovementReason
+from tecnorev.inventory.service import (
+    branch_ids_of,
+    branch_state,
+    return_stock,
+    withdraw_stock,
+)
 from tecnorev.sales.errors import (
     CouponCodeTaken,
     CouponExhausted,
@@ -74,10 +80,37 @@ class Viewer:
     read_all: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order as placement just wrote it: the fields its response shows, without the cost
+    of an ORM object nobody will change."""
+
+    id: int
+    customer_id: int
+    branch_id: int
+    subtotal: Decimal
+    discount: Decimal
+    total: Decimal
+    coupon_id: int | None
+    idempotency_key: str | None
+    created_at: datetime
+    status: OrderStatus = OrderStatus.PENDING
+    confirmed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewLine:
+    product_id: int
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+
+
 @dataclass(frozen=True)
 class PlacedOrder:
-    order: Order
-    items: list[OrderItem]
+    order: Order | NewOrder
+    items: Sequence[OrderItem | NewLine]
     # True when the idempotency key had already placed this order: nothing new was stored.
     replayed: bool = False
 
@@ -214,22 +247,35 @@ def place_order(
     Lines naming the same product are merged.  With an ``idempotency_key`` already used by this
     customer, the order it placed is returned (``replayed``) if the request is the same, and
     ``IdempotencyKeyReused`` is raised if it differs.
+
+    The branch and the prices are read first (neither read locks anything), so the order row
+    is claimed with its amounts and, without a coupon, never updated afterwards.  A refusal
+    is raised only after the claim, so a replayed key still returns its order.
     """
     lines = _merge_lines(items)
     code = normalize_coupon_code(coupon_code) if coupon_code is not None else None
-    _require_branch(session, branch_id)
+    # Checked before the order row is written, whose foreign key would otherwise fail on it.
+    branch_active = branch_state(session, branch_id)
+    if branch_active is None:
+        raise UnknownBranch(f"there is no branch {branch_id}")
+    products = get_active_products(session, list(lines))
+    unavailable = [product_id for product_id in lines if product_id not in products]
+    priced = [
+        (product_id, qty, Decimal(products[product_id].price))
+        for product_id, qty in lines.items()
+        if product_id in products
+    ]
+    subtotal = sum((price * qty for _, qty, price in priced), Decimal("0.00"))
+    too_large = subtotal > MAX_ORDER_AMOUNT or any(
+        price * qty > MAX_LINE_AMOUNT for _, qty, price in priced
+    )
+    # an order about to be refused is claimed with zero amounts (its row is rolled back)
+    claimed_amount = Decimal("0.00") if unavailable or too_large else subtotal
     now = utcnow()
-    order = _claim(session, customer_id, branch_id, idempotency_key, now)
-    if order is None:
+    order_id = _claim(session, customer_id, branch_id, idempotency_key, claimed_amount, now)
+    if order_id is None:
         assert idempotency_key is not None
         return _replay(session, customer_id, idempotency_key, branch_id, lines, code)
-
-    products = get_active_products(session, list(lines))
-    unavailable = [
-        product_id
-        for product_id in lines
-        if product_id not in products or not products[product_id].is_active
-    ]
     if unavailable:
         raise ProductUnavailable(
             "not for sale: product"
@@ -237,52 +283,81 @@ def place_order(
             + ", ".join(map(str, unavailable)),
             details={"product_ids": unavailable},
         )
-    priced = [
-        (product_id, qty, Decimal(products[product_id].price)) for product_id, qty in lines.items()
-    ]
-    subtotal = sum((price * qty for _, qty, price in priced), Decimal("0.00"))
-    too_large = any(price * qty > MAX_LINE_AMOUNT for _, qty, price in priced)
-    if too_large or subtotal > MAX_ORDER_AMOUNT:
+    if too_large:
         raise OrderTooLarge(
             f"the order's amounts would exceed {MAX_ORDER_AMOUNT}",
             details={"subtotal": str(subtotal)},
         )
+    if not branch_active:
+        raise BranchInactive(f"branch {branch_id} is inactive")
 
     withdraw_stock(
         session,
         branch_id=branch_id,
         quantities=lines,
         reason=MovementReason.SALE,
-        reference=f"order:{order.id}",
+        reference=f"order:{order_id}",
         author_id=customer_id,
+        check_branch=False,
     )
+    connection = session.connection()
+    coupon_id = None
     discount = Decimal("0.00")
     if code is not None:
         coupon_id, kind, value = _use_coupon(session, code, now)
         discount = _discount(kind, value, subtotal)
-        order.coupon_id = coupon_id
-
-    order.subtotal = subtotal
-    order.discount = discount
-    order.total = subtotal - discount
-    order_items = [
-        OrderItem(
-            order_id=order.id,
-            product_id=product_id,
-            quantity=qty,
-            unit_price=price,
-            line_total=price * qty,
-            created_at=now,
-            updated_at=now,
-            created_by_id=customer_id,
-            updated_by_id=customer_id,
+        connection.execute(
+            _APPLY_COUPON,
+            {
+                "o_id": order_id,
+                "o_coupon": coupon_id,
+                "o_discount": discount,
+                "o_total": subtotal - discount,
+            },
         )
-        for product_id, qty, price in priced
-    ]
-    session.add(order)
-    session.add_all(order_items)
-    session.flush()
-    return PlacedOrder(order, order_items)
+    lines = [NewLine(product_id, qty, price, price * qty) for product_id, qty, price in priced]
+    # one multi-row INSERT; the response needs no item ids, so nothing is returned
+    connection.execute(
+        _INSERT_ITEMS,
+        [
+            {
+                "order_id": order_id,
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_total": line.line_total,
+                "created_at": now,
+                "updated_at": now,
+                "created_by_id": customer_id,
+                "updated_by_id": customer_id,
+            }
+            for line in lines
+        ],
+    )
+    order = NewOrder(
+        id=order_id,
+        customer_id=customer_id,
+        branch_id=branch_id,
+        subtotal=subtotal,
+        discount=discount,
+        total=subtotal - discount,
+        coupon_id=coupon_id,
+        idempotency_key=idempotency_key,
+        created_at=now,
+    )
+    return PlacedOrder(order, lines)
+
+
+_INSERT_ITEMS = sa.insert(OrderItem.__table__)
+_APPLY_COUPON = (
+    sa.update(_order)
+    .where(_order.c.id == sa.bindparam("o_id", type_=sa.Integer))
+    .values(
+        coupon_id=sa.bindparam("o_coupon", type_=sa.Integer),
+        discount=sa.bindparam("o_discount", type_=_order.c.discount.type),
+        total=sa.bindparam("o_total", type_=_order.c.total.type),
+    )
+)
 
 
 def _merge_lines(items: Iterable[tuple[int, int]]) -> dict[int, int]:
@@ -300,20 +375,15 @@ def _merge_lines(items: Iterable[tuple[int, int]]) -> dict[int, int]:
     return dict(sorted(merged.items()))
 
 
-def _require_branch(session: Session, branch_id: int) -> None:
-    # Checked before the order row is written, whose foreign key would otherwise fail on it.
-    if session.exec(select(Branch.id).where(Branch.id == branch_id)).first() is None:
-        raise UnknownBranch(f"there is no branch {branch_id}")
-
-
 def _claim(
     session: Session,
     customer_id: int,
     branch_id: int,
     idempotency_key: str | None,
+    amount: Decimal,
     now: datetime,
-) -> Order | None:
-    """Insert the order row; ``None`` if the key already placed an order.
+) -> int | None:
+    """Insert the order row and return its id; ``None`` if the key already placed an order.
 
     ``INSERT ... ON CONFLICT DO NOTHING`` is atomic: of concurrent placements with one key,
     one inserts and the others (on PostgreSQL) wait for it to commit, then insert nothing.
@@ -323,29 +393,33 @@ def _claim(
         "customer_id": customer_id,
         "branch_id": branch_id,
         "status": OrderStatus.PENDING,
-        "subtotal": Decimal("0.00"),
+        "subtotal": amount,
         "discount": Decimal("0.00"),
-        "total": Decimal("0.00"),
+        "total": amount,
         "idempotency_key": idempotency_key,
         "created_at": now,
         "updated_at": now,
         "created_by_id": customer_id,
         "updated_by_id": customer_id,
     }
-    statement = _dialect_insert(session)(Order).values(**values)
-    if idempotency_key is not None:
+    connection = session.connection()
+    statement = _claim_statement(connection.dialect.name, keyed=idempotency_key is not None)
+    return connection.execute(statement, values).scalar_one_or_none()
+
+
+@lru_cache(maxsize=8)
+def _claim_statement(dialect: str, *, keyed: bool) -> sa.Insert:
+    """The claiming ``INSERT``, built once per dialect: a key adds ``ON CONFLICT DO NOTHING``."""
+    try:
+        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    except KeyError:
+        raise NotImplementedError(f"order placement is not written for {dialect}") from None
+    statement = insert(_order)
+    if keyed:
         statement = statement.on_conflict_do_nothing(
             index_elements=[_order.c.customer_id, _order.c.idempotency_key]
         )
-    return session.scalars(statement.returning(Order)).one_or_none()
-
-
-def _dialect_insert(session: Session):  # noqa: ANN202 - a dialect's insert() constructor
-    dialect = session.get_bind().dialect.name
-    try:
-        return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    except KeyError:
-        raise NotImplementedError(f"order placement is not written for {dialect}") from None
+    return statement.returning(_order.c.id)
 
 
 def _replay(

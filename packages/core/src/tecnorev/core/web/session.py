@@ -6,19 +6,28 @@ request-scoped dependency runs after the response went out, so a commit there co
 the client already holds a 200.  Any error rolls everything back, except a domain error that
 asks to keep its changes.  Events published on the session are delivered after the commit, to
 the subscribers of the app's registry (``app.state.registry``; default: the installed modules).
+
+The dependency is ``async``: opening a session does no I/O (a connection is checked out at
+its first statement, in the route's worker thread), so only the commit or rollback goes
+through the thread pool.  A sync dependency would cost a thread hand-off on entry and
+another on exit, on every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated
 
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
 from tecnorev.core.events import deliver, take_committed
+
+if TYPE_CHECKING:
+    from tecnorev.core.registry import Registry
 
 
 def request_engine(request: Request) -> sa.Engine:
@@ -30,22 +39,37 @@ def request_engine(request: Request) -> sa.Engine:
     return engine
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     engine = request_engine(request)
     registry = getattr(request.app.state, "registry", None)
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-        except DomainError as exc:
-            if not exc.keep_changes:
-                session.rollback()
-                raise
-            session.commit()
-            deliver(take_committed(session), engine=engine, registry=registry)
-            raise
-        except BaseException:
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+    except DomainError as exc:
+        await _finish(session, engine, registry, commit=exc.keep_changes)
+        raise
+    except BaseException:
+        await _finish(session, engine, registry, commit=False)
+        raise
+    await _finish(session, engine, registry, commit=True)
+
+
+async def _finish(
+    session: Session, engine: sa.Engine, registry: Registry | None, *, commit: bool
+) -> None:
+    # Shielded: a client that disconnects must not leave the transaction open or half done.
+    with anyio.CancelScope(shield=True):
+        if session.in_transaction() or commit:
+            await anyio.to_thread.run_sync(_end, session, engine, registry, commit)
+        else:
+            session.close()
+
+
+def _end(session: Session, engine: sa.Engine, registry: Registry | None, commit: bool) -> None:
+    with session:
+        if not commit:
             session.rollback()
-            raise
+            return
         session.commit()
     deliver(take_committed(session), engine=engine, registry=registry)
 
