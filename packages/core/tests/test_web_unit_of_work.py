@@ -9,9 +9,14 @@ modules' shared metadata.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 import sqlalchemy as sa
 from fastapi import APIRouter
@@ -308,3 +313,66 @@ def test_a_failing_subscriber_is_logged_and_changes_nothing_else(client, engine,
     assert "explode of ticket.troubled failed" in failures[0].getMessage()
     assert "store_then_explode of ticket.troubled failed" in failures[1].getMessage()
     assert failures[0].exc_info and failures[0].exc_info[0] is RuntimeError
+
+
+# -- ending transactions never waits behind lock waiters ----------------------------------------
+
+lock_router = APIRouter()
+LOCK = 4242
+
+
+@lock_router.post("/held/{code}", status_code=201)
+async def hold_the_lock(code: str, session: SessionDep) -> dict[str, Any]:
+    def lock_and_insert() -> None:
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK})
+        session.add(Ticket(code))
+        session.flush()
+
+    await anyio.to_thread.run_sync(lock_and_insert)
+    await anyio.sleep(0.5)  # meanwhile the waiters take every thread of the pool
+    return {"code": code}
+
+
+@lock_router.post("/waiting/{code}", status_code=201)
+def wait_for_the_lock(code: str, session: SessionDep) -> dict[str, Any]:
+    # without the fix the holder never commits; this bounds the wait so the test ends
+    session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+    session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK})
+    session.add(Ticket(code))
+    session.flush()
+    return {"code": code}
+
+
+def test_a_request_holding_a_lock_commits_while_lock_waiters_hold_every_thread(
+    postgres_url: str,
+) -> None:
+    engine = create_db_engine(postgres_url)
+    mapping.metadata.create_all(engine)
+
+    @asynccontextmanager
+    async def two_threads(_app: Any) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 2
+        yield
+
+    app = make_app([("locks", lock_router)], engine=engine, lifespan=two_threads)
+    statuses: dict[str, int] = {}
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        def post(path: str) -> None:
+            statuses[path] = client.post(path).status_code
+
+        holder = threading.Thread(target=post, args=("/api/v1/held/a",))
+        holder.start()
+        time.sleep(0.2)  # the holder has its lock and sleeps
+        waiters = [threading.Thread(target=post, args=(f"/api/v1/waiting/{c}",)) for c in "bc"]
+        for thread in waiters:
+            thread.start()
+        for thread in [holder, *waiters]:
+            thread.join(timeout=30)
+    assert statuses == {
+        "/api/v1/held/a": 201,
+        "/api/v1/waiting/b": 201,
+        "/api/v1/waiting/c": 201,
+    }
+    assert sorted(codes(engine)) == ["a", "b", "c"]
+    engine.dispose()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import sqlalchemy as sa
+from anyio.lowlevel import RunVar
 from fastapi import Depends, Request
 from sqlmodel import Session
 
@@ -59,19 +60,39 @@ async def _finish(
 ) -> None:
     # Shielded: a client that disconnects must not leave the transaction open or half done.
     with anyio.CancelScope(shield=True):
-        if session.in_transaction() or commit:
-            await anyio.to_thread.run_sync(_end, session, engine, registry, commit)
-        else:
+        if not (session.in_transaction() or commit):
             session.close()
-
-
-def _end(session: Session, engine: sa.Engine, registry: Registry | None, commit: bool) -> None:
-    with session:
-        if not commit:
-            session.rollback()
             return
-        session.commit()
-    deliver(take_committed(session), engine=engine, registry=registry)
+        await anyio.to_thread.run_sync(_end, session, commit, limiter=_ending_limiter())
+        events = take_committed(session) if commit else []
+        if events:
+            await anyio.to_thread.run_sync(
+                lambda: deliver(events, engine=engine, registry=registry)
+            )
+
+
+def _end(session: Session, commit: bool) -> None:
+    with session:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+
+
+# Ending a transaction has threads of its own.  With the shared pool only, requests blocked
+# on a row lock could hold every thread while the request holding that lock waits for one
+# to commit: the worker would stop for good.  A commit or rollback never waits for a lock.
+_ENDING: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_ending_transactions")
+ENDING_THREADS = 16
+
+
+def _ending_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _ENDING.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(ENDING_THREADS)
+        _ENDING.set(limiter)
+        return limiter
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
