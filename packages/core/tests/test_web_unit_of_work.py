@@ -28,7 +28,7 @@ from tecnorev.core.errors import Conflict
 from tecnorev.core.events import Event, publish
 from tecnorev.core.module import Module
 from tecnorev.core.registry import Registry
-from tecnorev.core.web import SessionDep, make_app
+from tecnorev.core.web import ReadSessionDep, SessionDep, make_app
 
 mapping = mapper_registry(metadata=sa.MetaData())
 ticket = sa.Table(
@@ -376,3 +376,37 @@ def test_a_request_holding_a_lock_commits_while_lock_waiters_hold_every_thread(
     }
     assert sorted(codes(engine)) == ["a", "b", "c"]
     engine.dispose()
+
+
+# -- the reading session ------------------------------------------------------------------------
+
+read_router = APIRouter()
+
+
+@read_router.get("/tickets/count")
+def count_tickets(session: ReadSessionDep) -> dict[str, Any]:
+    total = session.execute(sa.select(sa.func.count()).select_from(ticket)).scalar_one()
+    dbapi = session.connection().connection.dbapi_connection
+    # psycopg2 says autocommit; sqlite3 says so with no isolation level
+    autocommit = getattr(dbapi, "autocommit", None) or dbapi.isolation_level is None
+    return {"count": total, "autocommit": autocommit}
+
+
+@read_router.post("/tickets-through-the-reader/{code}")
+def write_through_the_reader(code: str, session: ReadSessionDep) -> None:
+    session.add(Ticket(code))
+    session.flush()
+
+
+def test_a_reading_session_runs_each_statement_on_its_own_and_cannot_write(
+    engine: sa.Engine,
+) -> None:
+    app = make_app([("reads", read_router), ("tickets", router)], engine=engine)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/api/v1/tickets/a").status_code == 201
+        assert client.get("/api/v1/tickets/count").json() == {"count": 1, "autocommit": True}
+        # a fault in the route, not the client's: the database refuses it, nothing is stored
+        refused = client.post("/api/v1/tickets-through-the-reader/b")
+        assert refused.status_code >= 500, refused.text
+    app.state.read_engine.dispose()
+    assert codes(engine) == ["a"]

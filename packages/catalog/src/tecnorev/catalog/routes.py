@@ -29,7 +29,7 @@ from tecnorev.catalog.schemas import (
     ProductUpdate,
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
-from tecnorev.core.web import SessionDep
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
 
 router = APIRouter(prefix="/catalog")
@@ -53,12 +53,12 @@ def _manages(user: Principal | None) -> bool:
 
 
 @router.get("/categories", summary="every category (the tree, flat: rebuild it from parent_id)")
-def list_categories(session: SessionDep) -> list[CategoryPublic]:
+def list_categories(session: ReadSessionDep) -> list[CategoryPublic]:
     return [CategoryPublic.model_validate(row) for row in service.list_categories(session)]
 
 
 @router.get("/categories/{category_id}")
-def get_category(session: SessionDep, category_id: IdPath) -> CategoryPublic:
+def get_category(session: ReadSessionDep, category_id: IdPath) -> CategoryPublic:
     return CategoryPublic.model_validate(service.get_category(session, category_id))
 
 
@@ -88,7 +88,7 @@ def delete_category(session: SessionDep, _user: Manager, category_id: IdPath) ->
 
 @router.get("/products", response_model=ProductPage, summary="a page of products, by id")
 def list_products(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: OptionalUser,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
@@ -115,7 +115,7 @@ def list_products(
 
 
 @router.get("/products/{product_id}")
-def get_product(session: SessionDep, user: OptionalUser, product_id: IdPath) -> ProductPublic:
+def get_product(session: ReadSessionDep, user: OptionalUser, product_id: IdPath) -> ProductPublic:
     visible = _manages(user)
     product = service.get_product(session, product_id, include_inactive=visible)
     images = service.list_images(session, product_id, include_inactive=visible)
@@ -142,7 +142,9 @@ def update_product(
 
 
 @router.get("/products/{product_id}/images", summary="a product's images, in order")
-def list_images(session: SessionDep, user: OptionalUser, product_id: IdPath) -> list[ImagePublic]:
+def list_images(
+    session: ReadSessionDep, user: OptionalUser, product_id: IdPath
+) -> list[ImagePublic]:
     images = service.list_images(session, product_id, include_inactive=_manages(user))
     return [ImagePublic.model_validate(image) for image in images]
 

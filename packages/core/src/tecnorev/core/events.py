@@ -50,6 +50,11 @@ def publish(session: OrmSession, name: str, **payload: Any) -> Event:
     return event
 
 
+def has_queued(session: OrmSession) -> bool:
+    """Whether events wait on ``session`` for its commit."""
+    return bool(session.info.get(_QUEUED))
+
+
 @sa_event.listens_for(OrmSession, "after_transaction_create")
 def _savepoint_began(session: OrmSession, transaction: Any) -> None:
     if transaction.nested:  # where its events start, to drop them unless it is released

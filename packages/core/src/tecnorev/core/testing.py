@@ -264,7 +264,9 @@ def api_client(url: str, target: str = "heads") -> Iterator[TestClient]:
         with TestClient(app) as client:
             yield client
     finally:
-        app.state.engine.dispose()
+        for engine in (app.state.engine, app.state.read_engine):
+            if engine is not None:
+                engine.dispose()
 
 
 def installed_revisions() -> dict[str, tuple[str, ...]]:

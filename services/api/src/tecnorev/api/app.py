@@ -17,6 +17,7 @@ from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.settings import get_settings, signing_key
 from tecnorev.core.web import make_app
 from tecnorev.core.web.composition import module_routers
+from tecnorev.core.web.session import reading_engine
 
 log = logging.getLogger("tecnorev.api")
 
@@ -43,6 +44,14 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
     )
+    # public reads (ReadSessionDep) run in autocommit on a pool of their own
+    read_engine = reading_engine(
+        engine,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+    )
     readiness = ReadinessCheck(registry)
 
     @asynccontextmanager
@@ -50,11 +59,13 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         _check_schema(engine, readiness, production=settings.is_production)
         yield
         engine.dispose()
+        read_engine.dispose()
 
     tags = [{"name": m.name, "description": m.description} for m in registry.modules]
     app = make_app(
         module_routers(registry),
         engine=engine,
+        read_engine=read_engine,
         registry=registry,
         title="Tecno Rev",
         version=VERSION,

@@ -91,6 +91,7 @@ def make_app(
     routers: Iterable[tuple[str, APIRouter]] = (),
     *,
     engine: sa.Engine | None = None,
+    read_engine: sa.Engine | None = None,
     registry: Registry | None = None,
     title: str = "Tecno Rev",
     version: str = "0.1.0",
@@ -106,6 +107,7 @@ def make_app(
     """
     app = FastAPI(title=title, version=version, openapi_tags=list(tags), **fastapi_options)
     app.state.engine = engine
+    app.state.read_engine = read_engine  # for ReadSessionDep; default: made from ``engine``
     app.state.registry = registry
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)

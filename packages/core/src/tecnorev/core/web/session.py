@@ -16,7 +16,7 @@ another on exit, on every request.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
-from tecnorev.core.events import deliver, take_committed
+from tecnorev.core.events import deliver, has_queued, take_committed
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -60,8 +60,8 @@ async def _finish(
 ) -> None:
     # Shielded: a client that disconnects must not leave the transaction open or half done.
     with anyio.CancelScope(shield=True):
-        if not (session.in_transaction() or commit):
-            session.close()
+        if not session.in_transaction() and not (commit and has_queued(session)):
+            session.close()  # nothing began: no I/O to wait for
             return
         await anyio.to_thread.run_sync(_end, session, commit, limiter=_ending_limiter())
         events = take_committed(session) if commit else []
@@ -96,3 +96,53 @@ def _ending_limiter() -> anyio.CapacityLimiter:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
+    session = Session(_reader(request), expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        # Autocommit left no transaction open: returning the connection to the pool sends
+        # nothing to the database, so it needs no thread.
+        session.close()
+
+
+def _reader(request: Request) -> sa.Engine:
+    """The app's reading engine: ``app.state.read_engine``, else one made for its engine."""
+    reader = getattr(request.app.state, "read_engine", None)
+    if reader is None:
+        reader = request.app.state.read_engine = reading_engine(request_engine(request))
+    return reader
+
+
+def reading_engine(engine: sa.Engine, **kwargs: Any) -> sa.Engine:
+    """An engine on ``engine``'s database whose connections stay in autocommit mode and
+    refuse to write.
+
+    A pool of its own: switching a pooled connection to autocommit and back costs a round
+    trip at every return to the pool, which this avoids.  Read-only, because a write here
+    would be committed at once, outside the request's unit of work.
+    """
+    from tecnorev.core.db import create_db_engine
+
+    url = engine.url.render_as_string(hide_password=False)
+    reader = create_db_engine(url, isolation_level="AUTOCOMMIT", **kwargs)
+    sa.event.listen(reader, "connect", _read_only)
+    return reader
+
+
+def _read_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor.execute("PRAGMA query_only = ON")
+    else:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        dbapi_connection.commit()
+    cursor.close()
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+"""A session for a route that only reads: each statement runs on its own, without a
+transaction, so a one-statement read costs one round trip and one thread hand-off.
+Several statements do not share a snapshot; use ``SessionDep`` where they must agree."""
