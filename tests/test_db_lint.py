@@ -610,7 +610,7 @@ def test_nothing_pending_is_clean_and_all_lints_every_shipped_revision(sqlite_at
     report = json.loads(result.stdout)
     assert report == {
         "scope": "all",
-        "revisions": ["auth_9745703af63a", "auth_262deabaa823"],
+        "revisions": ["auth_9745703af63a", "auth_262deabaa823", "auth_8c5580aaf960"],
         "ok": True,
         "findings": [],
     }

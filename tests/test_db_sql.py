@@ -20,6 +20,7 @@ from tecnorev.core.migration.cli import make_config
 from tecnorev.core.migration.ledger import forgotten_revision, ledger_metadata
 from tecnorev.core.testing import (
     fresh_database,
+    installed_revisions,
     migrate,
     recorded_revisions,
     run_tecnorev,
@@ -35,6 +36,20 @@ def head_of(module: str) -> str:
 def revisions_of(module: str) -> set[str]:
     scripts = ScriptDirectory.from_config(make_config())
     return {s.revision for s in scripts.walk_revisions() if s.revision.startswith(f"{module}_")}
+
+
+def needed_by(module: str) -> set[str]:
+    """The revisions ``<module>@head`` needs applied, its own included: down revisions and
+    ``depends_on``, transitively (not necessarily every revision of a module it depends on)."""
+    parents = installed_revisions()
+    needed: set[str] = set()
+    todo = [head_of(module)]
+    while todo:
+        revision = todo.pop()
+        if revision not in needed:
+            needed.add(revision)
+            todo.extend(parents[revision])
+    return needed
 
 
 def ran(sql: str) -> set[str]:
@@ -91,7 +106,8 @@ def test_pending_sql_of_a_fresh_database_runs_the_module_and_what_it_needs(
 ):
     result = sql_of(database_url, "catalog")
 
-    assert ran(result.stdout) == revisions_of("catalog") | revisions_of("auth")
+    assert ran(result.stdout) == needed_by("catalog")
+    assert needed_by("catalog") - revisions_of("catalog") <= revisions_of("auth")
     assert result.stdout.startswith("CREATE TABLE alembic_version") or result.stdout.startswith(
         "BEGIN;\n\nCREATE TABLE alembic_version"
     )
@@ -100,7 +116,7 @@ def test_pending_sql_of_a_fresh_database_runs_the_module_and_what_it_needs(
     assert f"pending for catalog: {head_of('catalog')}" in result.stderr
     needed = result.stderr.split("also needed first, because catalog depends on them")[1]
     assert needed.startswith(" and they are not applied")
-    assert all(revision in needed for revision in revisions_of("auth"))
+    assert all(revision in needed for revision in needed_by("catalog") - revisions_of("catalog"))
     assert f"dialect: {backend}" in result.stderr
     # offline: nothing was written (on SQLite not even the file)
     if backend == "sqlite":
@@ -144,7 +160,7 @@ def test_a_module_at_its_head_has_nothing_to_run(database_url):
 def test_an_explicit_range_ignores_the_database(database_url):
     migrate(database_url, "heads")
     result = sql_of(database_url, "catalog", "base:catalog@head")
-    assert ran(result.stdout) == revisions_of("catalog") | revisions_of("auth")
+    assert ran(result.stdout) == needed_by("catalog")
     only = sql_of(database_url, "catalog", f"{head_of('auth')}:catalog@head")
     assert ran(only.stdout) == revisions_of("catalog")
     assert "also needed first" not in only.stderr
@@ -186,15 +202,16 @@ def test_the_reader_may_stop_early(tmp_path):
 def test_a_forgotten_revision_coming_back_counts_as_applied(database_url):
     """The next upgrade restores it first, so its SQL is not pending."""
     migrate(database_url, "catalog@head")
+    (needs,) = set(installed_revisions()[head_of("catalog")])  # the auth revision it needs
     engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         ledger_metadata.create_all(conn, tables=[forgotten_revision])
         conn.execute(
             forgotten_revision.insert().values(
-                revision=head_of("catalog"), module="catalog", parents=head_of("auth"), at=utcnow()
+                revision=head_of("catalog"), module="catalog", parents=needs, at=utcnow()
             )
         )
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head_of("auth")})
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": needs})
     engine.dispose()
     result = sql_of(database_url, "catalog")
     assert result.stdout == ""
@@ -215,7 +232,11 @@ def test_an_unknown_module_is_refused(database_url):
         ("a:b:c", "bad range 'a:b:c': expected FROM:TO (e.g. base:catalog@head"),
         (":catalog@head", "bad range ':catalog@head': expected FROM:TO"),
         ("catalog_000000000000:catalog@head", "Can't locate revision identified by"),
-        ("base:heads", "'heads' names revisions of logistics, payments, sales, not of catalog"),
+        # auth's head is among them: catalog depends on an earlier auth revision
+        (
+            "base:heads",
+            "'heads' names revisions of auth, logistics, payments, sales, not of catalog",
+        ),
         ("base:auth@head", "'auth@head' names revisions of auth, not of catalog"),
         ("catalog@head:base", "it goes down (it would revert"),
     ],

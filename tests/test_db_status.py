@@ -66,9 +66,9 @@ def test_a_fresh_database_is_pending_and_is_not_created(database_url):
         "distribution": "tecnorev-auth",
         "version": "0.1.0",
         "database_revisions": [],
-        "code_heads": ["auth_262deabaa823"],
-        "pending": 2,
-        "pending_revisions": ["auth_9745703af63a", "auth_262deabaa823"],
+        "code_heads": [HEADS["auth"]],
+        "pending": 3,
+        "pending_revisions": ["auth_9745703af63a", "auth_262deabaa823", "auth_8c5580aaf960"],
         "edited_revisions": [],
     }
     assert all(row["state"] == "pending" for row in report["modules"])
@@ -117,7 +117,7 @@ def test_modules_above_the_one_migrated_are_pending(database_url):
     assert code == 1
     states = {name: row["state"] for name, row in rows(report).items()}
     assert states == {
-        "auth": "up to date",
+        "auth": "pending",
         "catalog": "up to date",
         "inventory": "pending",
         "sales": "pending",
@@ -125,6 +125,10 @@ def test_modules_above_the_one_migrated_are_pending(database_url):
         "payments": "pending",
     }
     assert rows(report)["catalog"]["database_revisions"] == ["catalog_68c333c29785"]
+    # catalog needs auth only up to the revision it depends on, not auth's later revisions
+    auth = rows(report)["auth"]
+    assert auth["database_revisions"] == ["auth_262deabaa823"]
+    assert auth["pending_revisions"] == [HEADS["auth"]]
 
 
 @pytest.fixture

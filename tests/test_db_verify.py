@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tecnorev.core.testing import run_tecnorev
+from tecnorev.core.testing import module_heads, run_tecnorev
 
 REPO = Path(__file__).resolve().parents[1]
-AUTH_HEAD = "auth_262deabaa823"
+AUTH_HEAD = module_heads()["auth"]
+# the auth revision catalog's first revision depends on (the seeded roles), not auth's head
+CATALOG_NEEDS = "auth_262deabaa823"
 CATALOG_HEAD = "catalog_68c333c29785"
 TITLES = {
     "heads": "one head per module, each branch inside its module",
@@ -299,7 +301,7 @@ def test_a_branch_that_continues_another_module(scratch, tmp_path):
     assert {
         "module": "catalog",
         "message": "catalog_0123456789ab continues module 'auth''s branch (down_revision "
-        "auth_262deabaa823); a revision extends its own module's branch and names another "
+        f"{AUTH_HEAD}); a revision extends its own module's branch and names another "
         "module's revision in depends_on instead",
         "path": str(path),
         "line": 4,
@@ -403,7 +405,7 @@ def test_depends_on_a_distribution_not_required_directly(scratch, tmp_path):
     assert problem["path"] == str(first)
     assert problem["line"] == line_of(first, r"^depends_on")
     assert problem["message"] == (
-        f"{CATALOG_HEAD} depends on {AUTH_HEAD}, which tecnorev-auth first ships in 0.1.0 (the "
+        f"{CATALOG_HEAD} depends on {CATALOG_NEEDS}, which tecnorev-auth first ships in 0.1.0 (the "
         "installed version; no release recorded ships it yet); tecnorev-catalog does not itself "
         "require tecnorev-auth, so nothing guarantees that version: require "
         "'tecnorev-auth>=0.1.0' in the dependencies of tecnorev-catalog"

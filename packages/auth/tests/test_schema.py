@@ -6,7 +6,13 @@ from sqlmodel import select
 
 from tecnorev.auth.models import Role, RolePermission, User, UserRole
 from tecnorev.auth.permissions import ALL
-from tecnorev.core.testing import assert_module_migrates, migrated_session
+from tecnorev.core.testing import (
+    alembic_config,
+    assert_module_migrates,
+    downgrade,
+    migrate,
+    migrated_session,
+)
 
 
 def test_branch_migrates_and_reverts(database_url):
@@ -26,6 +32,55 @@ def test_seeded_roles_grant_only_known_permission_codes(session):
     assert {code for _, code in granted} <= ALL
     assert {code for rid, code in granted if rid == roles["admin"]} == ALL
     assert {code for rid, code in granted if rid == roles["customer"]} == {"orders:place"}
+    # staff read their branches' orders; only admin and manager read every order
+    read_all = {rid for rid, code in granted if code == "orders:read_all"}
+    assert read_all == {roles["admin"], roles["manager"]}
+
+
+SEED = "auth_262deabaa823"  # the standard roles as first seeded: the clerk read every order
+CLERK_SEES_ITS_BRANCHES = "auth_8c5580aaf960"
+
+
+def _grants(url: str, role: str) -> list[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            statement = (
+                select(RolePermission.permission)
+                .join(Role, Role.id == RolePermission.role_id)
+                .where(Role.name == role)
+                .order_by(RolePermission.permission)
+            )
+            return list(conn.execute(statement).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_the_clerk_loses_read_all_and_gets_it_back_idempotently(database_url):
+    from alembic import command
+
+    migrate(database_url, SEED)
+    seeded = _grants(database_url, "clerk")
+    assert "orders:read_all" in seeded
+    manager = _grants(database_url, "manager")
+
+    migrate(database_url, CLERK_SEES_ITS_BRANCHES)
+    without = [code for code in seeded if code != "orders:read_all"]
+    assert _grants(database_url, "clerk") == without
+    assert _grants(database_url, "manager") == manager
+
+    downgrade(database_url, SEED)
+    assert _grants(database_url, "clerk") == seeded
+    assert _grants(database_url, "manager") == manager
+
+    # Both directions again over a state they already produced: nothing fails, nothing doubles.
+    command.stamp(alembic_config(database_url), CLERK_SEES_ITS_BRANCHES)
+    downgrade(database_url, SEED)  # the grant is already there
+    assert _grants(database_url, "clerk") == seeded
+    migrate(database_url, CLERK_SEES_ITS_BRANCHES)
+    command.stamp(alembic_config(database_url), SEED)
+    migrate(database_url, CLERK_SEES_ITS_BRANCHES)  # the grant is already gone
+    assert _grants(database_url, "clerk") == without
 
 
 def test_emails_are_unique(session):

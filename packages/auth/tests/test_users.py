@@ -58,6 +58,8 @@ def test_roles_are_listed_with_their_permissions(api):
     assert roles["customer"]["permissions"] == ["orders:place"]
     assert "users:manage" in roles["admin"]["permissions"]
     assert "users:manage" not in roles["manager"]["permissions"]
+    assert "orders:read_all" in roles["manager"]["permissions"]
+    assert "orders:read_all" not in roles["clerk"]["permissions"]  # staff: their branches only
 
 
 def test_creating_users_refuses_bad_input_and_stores_nothing(api):

@@ -273,6 +273,30 @@ def test_branch_staff_see_their_branches_orders(world):
     assert_refused(response, 404, "order_not_found")
 
 
+def test_the_seeded_clerk_sees_only_its_branches_orders(world):
+    """The ``clerk`` role as the auth migrations seed it (no ``orders:read_all``): a clerk
+    reads the orders of the branches it is staff of, and nothing else; a manager reads all."""
+    north = world.shop.branch("NTH")
+    world.shop.receive(north, world.lamp, 5)
+    here = world.place()["id"]
+    there = world.place(branch=north)["id"]
+    clerk_id, clerk = world.shop.user("clerk@example.com", roles=["clerk"])
+    _, idle = world.shop.user("idle.clerk@example.com", roles=["clerk"])
+    world.shop.assign(north, clerk_id)
+
+    listed = world.shop.client.get(ORDERS, headers=clerk).json()
+    assert [o["id"] for o in listed["items"]] == [there]
+    assert world.shop.client.get(f"{ORDERS}/{there}", headers=clerk).status_code == 200
+    assert_refused(world.shop.client.get(f"{ORDERS}/{here}", headers=clerk), 404, "order_not_found")
+
+    # a clerk assigned to no branch sees no order at all
+    assert world.shop.client.get(ORDERS, headers=idle).json()["items"] == []
+    assert_refused(world.shop.client.get(f"{ORDERS}/{there}", headers=idle), 404, "order_not_found")
+
+    listed = world.shop.client.get(ORDERS, headers=world.manager).json()
+    assert sorted(o["id"] for o in listed["items"]) == sorted([here, there])
+
+
 def test_orders_are_listed_newest_first_a_page_at_a_time(world):
     ids = [world.place()["id"] for _ in range(5)]
     world.post(ids[1], "confirm", world.manager)
