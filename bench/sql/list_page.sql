@@ -1,7 +1,8 @@
 -- The product list endpoint's transaction (GET /api/v1/catalog/products?limit=50, anonymous):
 -- the keyset page catalog.service.product_page_json runs, one row more than the page to tell
 -- whether another follows, with the page's JSON built by PostgreSQL.  Public reads run in
--- autocommit (core.web.ReadSessionDep): one statement, no BEGIN or COMMIT.  Variables come from bench_api.py (-D first_product=... page=...).
+-- autocommit (core.web.ReadSessionDep): one statement, no BEGIN or COMMIT.  Variables come
+-- from bench_api.py (-D first_product=... page=...).
 \set after random(:first_product - 1, :first_product + :products - :page - 2)
 \set rows :page + 1
 SELECT count(*) AS count_1, max(anon_2.id) FILTER (WHERE anon_2.n <= :page) AS anon_1, CAST(json_agg(json_build_object('id', anon_2.id, 'sku', anon_2.sku, 'name', anon_2.name, 'price', CAST(anon_2.price AS TEXT), 'is_active', anon_2.is_active, 'category_id', anon_2.category_id, 'image_url', anon_2.image_url) ORDER BY anon_2.id) FILTER (WHERE anon_2.n <= :page) AS TEXT) AS anon_3

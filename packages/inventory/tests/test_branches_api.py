@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from tecnorev.auth.testing import create_user
+from tecnorev.auth.testing import create_user, user_header
 from tecnorev.inventory.service import branch_ids_of
 
 
@@ -117,13 +117,81 @@ def test_staff_of_unknown_users_or_branches_are_refused(shop):
     assert shop.count("branch_staff") == 0
 
 
-def test_branch_reads_need_a_branch_or_inventory_permission(shop):
-    for path in (
-        "/branches",
-        f"/branches/{shop.branches[0]}",
-        f"/branches/{shop.branches[0]}/staff",
-    ):
-        customer = shop.get(path, who="customer")
-        assert customer.status_code == 403
-        assert customer.json()["error"]["code"] == "permission_denied"
-        assert shop.get(path, who="anonymous").status_code == 401
+def test_staff_lists_need_a_branch_or_inventory_permission(shop):
+    path = f"/branches/{shop.branches[0]}/staff"
+    customer = shop.get(path, who="customer")
+    assert customer.status_code == 403
+    assert customer.json()["error"]["code"] == "permission_denied"
+    assert shop.get(path, who="anonymous").status_code == 401
+
+
+def _closed_branch(shop) -> int:
+    """A third branch, EAST, deactivated through the API."""
+    east = shop.post("/branches", {"code": "EAST", "name": "East"}).json()["id"]
+    closed = shop.client.patch(
+        shop.url(f"/branches/{east}"), json={"is_active": False}, headers=shop.headers["manager"]
+    )
+    assert closed.status_code == 200, closed.text
+    return east
+
+
+def test_anyone_lists_and_reads_the_active_branches(shop):
+    east = _closed_branch(shop)
+    north, south = shop.branches
+    # a customer needs a branch_id to order: signed in or not, the active branches are listed
+    for who in ("anonymous", "customer"):
+        listed = shop.get("/branches", who=who)
+        assert listed.status_code == 200, (who, listed.text)
+        assert [(b["id"], b["code"]) for b in listed.json()] == [(north, "NORTH"), (south, "SOUTH")]
+        assert all(b["is_active"] for b in listed.json())
+        read = shop.get(f"/branches/{north}", who=who)
+        assert read.status_code == 200, (who, read.text)
+        assert read.json() == listed.json()[0]
+    assert east not in [b["id"] for b in shop.get("/branches", who="anonymous").json()]
+
+
+def test_holders_of_inventory_read_or_branches_manage_see_inactive_branches(shop):
+    east = _closed_branch(shop)
+    shop.headers["stock reader"] = user_header(
+        shop.engine, "reader@example.com", permissions=["inventory:read"]
+    )
+    shop.headers["branch manager"] = user_header(
+        shop.engine, "branches@example.com", permissions=["branches:manage"]
+    )
+    for who in ("stock reader", "branch manager", "clerk", "manager"):
+        listed = shop.get("/branches", who=who)
+        assert listed.status_code == 200, (who, listed.text)
+        assert [(b["code"], b["is_active"]) for b in listed.json()] == [
+            ("EAST", False),
+            ("NORTH", True),
+            ("SOUTH", True),
+        ], who
+        read = shop.get(f"/branches/{east}", who=who)
+        assert read.status_code == 200, (who, read.text)
+        assert read.json()["is_active"] is False
+
+
+def test_an_inactive_branch_is_not_found_for_anyone_else(shop):
+    east = _closed_branch(shop)
+    for who in ("anonymous", "customer"):
+        response = shop.get(f"/branches/{east}", who=who)
+        assert response.status_code == 404, (who, response.text)
+        # the same answer as for a branch that never existed
+        assert response.json() == {
+            "error": {
+                "code": "branch_not_found",
+                "message": f"there is no branch {east}",
+                "details": None,
+            }
+        }
+    unknown = shop.get("/branches/999", who="anonymous")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "branch_not_found"
+
+
+def test_a_bad_token_on_the_public_branch_routes_is_still_401(shop):
+    # a client whose token expired learns to refresh it instead of seeing the anonymous view
+    shop.headers["bad token"] = {"Authorization": "Bearer not-a-token"}
+    for path in ("/branches", f"/branches/{shop.branches[0]}"):
+        response = shop.get(path, who="bad token")
+        assert response.status_code == 401, (path, response.text)

@@ -10,6 +10,7 @@ when the access token expires.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from sqlmodel import Session
 from tecnorev.auth.permissions import ALL
 from tecnorev.auth.security import decode_access_token
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
-from tecnorev.core.web import API_PREFIX, SessionDep
+from tecnorev.core.web import API_PREFIX, ReadSessionDep, SessionDep, run_read
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
@@ -82,6 +83,25 @@ async def current_user(session: SessionDep, token: BearerToken) -> Principal:
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+
+_optional_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+async def optional_user(
+    session: ReadSessionDep, token: Annotated[str | None, Depends(_optional_bearer)]
+) -> Principal | None:
+    # An anonymous request (a public route's usual caller) costs no trip through the thread
+    # pool.  A token that is sent but invalid or expired is still a 401, so a client learns
+    # to refresh it rather than silently getting the anonymous view.
+    if not token:
+        return None
+    claims = decode_access_token(token)
+    return await run_read(partial(load_principal, session, claims.user_id, claims.family_id))
+
+
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+"""The caller of a public route, or ``None`` when anonymous; read on the route's reading
+session (``ReadSessionDep``)."""
 
 
 def require_permission(permission: str) -> Any:

@@ -7,14 +7,14 @@ they do not exist (404).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
 from tecnorev.auth import permissions
-from tecnorev.auth.deps import Principal, require_permission
+from tecnorev.auth.deps import OptionalUser, Principal, require_permission
 from tecnorev.catalog import service
-from tecnorev.catalog.deps import OptionalUser
 from tecnorev.catalog.models import Product
 from tecnorev.catalog.schemas import (
     CategoryCreate,
@@ -29,7 +29,7 @@ from tecnorev.catalog.schemas import (
     ProductUpdate,
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
-from tecnorev.core.web import ReadSessionDep, SessionDep
+from tecnorev.core.web import ReadSessionDep, SessionDep, run_read
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
 
 router = APIRouter(prefix="/catalog")
@@ -87,7 +87,7 @@ def delete_category(session: SessionDep, _user: Manager, category_id: IdPath) ->
 
 
 @router.get("/products", response_model=ProductPage, summary="a page of products, by id")
-def list_products(
+async def list_products(
     session: ReadSessionDep,
     user: OptionalUser,
     cursor: CursorQuery = None,
@@ -102,7 +102,8 @@ def list_products(
         if user is None:
             raise NotAuthenticated("log in to list inactive products")
         raise PermissionDenied(f"listing inactive products requires {permissions.CATALOG_MANAGE!r}")
-    body = service.product_page_json(
+    page = partial(
+        service.product_page_json,
         session,
         cursor=cursor,
         limit=limit,
@@ -110,6 +111,7 @@ def list_products(
         q=q,
         include_inactive=include_inactive,
     )
+    body = await run_read(page)
     # the body as it goes out: no per-row model, no second validation
     return Response(body, media_type="application/json")
 

@@ -1,8 +1,10 @@
 """The inventory endpoints: branches and their staff, stock, the ledger, and stock changes.
 
-Access is by permission only: a clerk holding ``inventory:read`` sees every branch's stock, and
-``inventory:adjust`` lets them receive or adjust at any branch.  Branch staff assignments are
-what other modules (sales) use to scope what staff see.
+Branches are public: anyone, signed in or not, lists and reads the active ones (a customer
+needs a ``branch_id`` to order); holders of ``branches:manage`` or ``inventory:read`` see the
+inactive ones too.  Everything else is by permission only: a clerk holding ``inventory:read``
+sees every branch's stock, and ``inventory:adjust`` lets them receive or adjust at any branch.
+Branch staff assignments are what other modules (sales) use to scope what staff see.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from tecnorev.auth import permissions
-from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.auth.deps import CurrentUser, OptionalUser, Principal, require_permission
 from tecnorev.core.errors import PermissionDenied
-from tecnorev.core.web import SessionDep
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
 from tecnorev.inventory import service
+from tecnorev.inventory.errors import UnknownBranch
 from tecnorev.inventory.models import BranchStaff
 from tecnorev.inventory.schemas import (
     AdjustmentCreate,
@@ -65,19 +68,38 @@ Transferrer = Annotated[Principal, require_permission(permissions.INVENTORY_TRAN
 # --- branches ------------------------------------------------------------------------------
 
 
+def _sees_inactive_branches(user: Principal | None) -> bool:
+    """Inactive branches are for those who run branches or stock; anyone sees the active ones."""
+    return user is not None and (
+        user.can(permissions.BRANCHES_MANAGE) or user.can(permissions.INVENTORY_READ)
+    )
+
+
 @router.post("/branches", status_code=status.HTTP_201_CREATED, response_model=BranchPublic)
 def create_branch(body: BranchCreate, session: SessionDep, user: Manager) -> Any:
     return service.create_branch(session, **body.model_dump(), author_id=user.id)
 
 
-@router.get("/branches", response_model=list[BranchPublic])
-def list_branches(session: SessionDep, _user: BranchReader) -> Any:
-    return service.list_branches(session)
+@router.get(
+    "/branches",
+    response_model=list[BranchPublic],
+    summary="the branches by code; inactive ones only for branches:manage or inventory:read",
+)
+def list_branches(session: ReadSessionDep, user: OptionalUser) -> Any:
+    return service.list_branches(session, include_inactive=_sees_inactive_branches(user))
 
 
-@router.get("/branches/{branch_id}", response_model=BranchPublic)
-def get_branch(branch_id: IdPath, session: SessionDep, _user: BranchReader) -> Any:
-    return service.get_branch(session, branch_id)
+@router.get(
+    "/branches/{branch_id}",
+    response_model=BranchPublic,
+    summary="one branch; an inactive one is 404 without branches:manage or inventory:read",
+)
+def get_branch(branch_id: IdPath, session: ReadSessionDep, user: OptionalUser) -> Any:
+    branch = service.get_branch(session, branch_id)
+    if not branch.is_active and not _sees_inactive_branches(user):
+        # the same answer as for a branch that does not exist: nothing to learn from it
+        raise UnknownBranch(f"there is no branch {branch_id}")
+    return branch
 
 
 @router.patch("/branches/{branch_id}", response_model=BranchPublic)

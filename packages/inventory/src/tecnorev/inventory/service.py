@@ -320,9 +320,13 @@ def create_branch(
     return branch
 
 
-def list_branches(session: Session) -> list[Branch]:
-    """Every branch, active or not, by code (a retailer has tens of branches, not thousands)."""
-    return list(session.exec(select(Branch).order_by(Branch.code)))
+def list_branches(session: Session, *, include_inactive: bool = True) -> list[Branch]:
+    """The branches by code, the inactive ones only if asked (a retailer has tens of branches,
+    not thousands)."""
+    statement = select(Branch).order_by(Branch.code)
+    if not include_inactive:
+        statement = statement.where(Branch.is_active == sa.true())
+    return list(session.exec(statement))
 
 
 def get_branch(session: Session, branch_id: int) -> Branch:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from tecnorev.auth import permissions
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
-from tecnorev.core.web import SessionDep
+from tecnorev.core.web import SessionDep, commit_rendered
 from tecnorev.core.web.types import IdPath, LimitQuery, text
 from tecnorev.sales import service
 from tecnorev.sales.models import OrderStatus
@@ -97,8 +97,10 @@ def place_order(
         coupon_code=body.coupon_code,
         idempotency_key=idempotency_key,
     )
-    # serialized here, once: a returned model would be validated again in another thread
+    # serialized here, once: a returned model would be validated again in another thread;
+    # with the response rendered, the order is committed in this thread too
     payload = order_public(placed.order, placed.items).model_dump_json()
+    commit_rendered(session)
     if placed.replayed:
         return Response(payload, 200, {"Idempotency-Replayed": "true"}, "application/json")
     return Response(payload, 201, media_type="application/json")

@@ -2,15 +2,24 @@
 
 from tecnorev.core.web.app import API_PREFIX, make_app
 from tecnorev.core.web.errors import error_body, install_error_handlers
-from tecnorev.core.web.session import ReadSessionDep, SessionDep, get_read_session, get_session
+from tecnorev.core.web.session import (
+    ReadSessionDep,
+    SessionDep,
+    commit_rendered,
+    get_read_session,
+    get_session,
+    run_read,
+)
 
 __all__ = [
     "API_PREFIX",
     "ReadSessionDep",
     "SessionDep",
+    "commit_rendered",
     "error_body",
     "get_read_session",
     "get_session",
     "install_error_handlers",
     "make_app",
+    "run_read",
 ]

@@ -15,8 +15,8 @@ another on exit, on every request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import sqlalchemy as sa
@@ -29,6 +29,8 @@ from tecnorev.core.events import deliver, has_queued, take_committed
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
+
+T = TypeVar("T")
 
 
 def request_engine(request: Request) -> sa.Engine:
@@ -60,15 +62,26 @@ async def _finish(
 ) -> None:
     # Shielded: a client that disconnects must not leave the transaction open or half done.
     with anyio.CancelScope(shield=True):
-        if not session.in_transaction() and not (commit and has_queued(session)):
-            session.close()  # nothing began: no I/O to wait for
-            return
-        await anyio.to_thread.run_sync(_end, session, commit, limiter=_ending_limiter())
+        if session.in_transaction() or (commit and has_queued(session)):
+            await anyio.to_thread.run_sync(
+                _end, session, commit, limiter=_limiter(_ENDING, ENDING_THREADS)
+            )
+        else:
+            # nothing began, or the route committed itself (see ``commit_rendered``)
+            session.close()
         events = take_committed(session) if commit else []
         if events:
             await anyio.to_thread.run_sync(
                 lambda: deliver(events, engine=engine, registry=registry)
             )
+
+
+def commit_rendered(session: Session) -> None:
+    """Commit the request's unit of work from the route itself, once its response is
+    rendered (a ``Response`` it returns): the commit then runs in the route's thread rather
+    than in one more thread hand-off after it.  Events are still delivered after it; a
+    failing commit is still the request's error, and nothing of it is stored."""
+    session.commit()
 
 
 def _end(session: Session, commit: bool) -> None:
@@ -84,14 +97,17 @@ def _end(session: Session, commit: bool) -> None:
 # to commit: the worker would stop for good.  A commit or rollback never waits for a lock.
 _ENDING: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_ending_transactions")
 ENDING_THREADS = 16
+_READS: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_reads")
+READ_THREADS = 4
 
 
-def _ending_limiter() -> anyio.CapacityLimiter:
+def _limiter(var: RunVar[anyio.CapacityLimiter], threads: int) -> anyio.CapacityLimiter:
+    """The event loop's limiter kept in ``var`` (one per loop, as anyio's own pool)."""
     try:
-        return _ENDING.get()
+        return var.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(ENDING_THREADS)
-        _ENDING.set(limiter)
+        limiter = anyio.CapacityLimiter(threads)
+        var.set(limiter)
         return limiter
 
 
@@ -140,6 +156,17 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         dbapi_connection.commit()
     cursor.close()
+
+
+async def run_read(function: Callable[..., T], *args: Any) -> T:
+    """Run a blocking read on the reading threads: a few per process, apart from the pool
+    that routes and their locks use.
+
+    A busy read path fills the process with threads that fight for the GIL, and the event
+    loop, which parses every request, waits behind them: latency grows a tail.  Reads are
+    short, so a handful of threads keeps up with them while the loop stays responsive.
+    """
+    return await anyio.to_thread.run_sync(function, *args, limiter=_limiter(_READS, READ_THREADS))
 
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
