@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 import pytest
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import registry as mapper_registry
 
@@ -28,7 +28,8 @@ from tecnorev.core.errors import Conflict
 from tecnorev.core.events import Event, publish
 from tecnorev.core.module import Module
 from tecnorev.core.registry import Registry
-from tecnorev.core.web import ReadSessionDep, SessionDep, make_app
+from tecnorev.core.web import ReadSessionDep, SessionDep, commit_rendered, make_app, run_read
+from tecnorev.core.web.session import READ_THREADS
 
 mapping = mapper_registry(metadata=sa.MetaData())
 ticket = sa.Table(
@@ -117,6 +118,17 @@ def issue_pair(first: str, second: str, session: SessionDep) -> dict[str, Any]:
     session.add(Ticket(second))
     publish(session, "ticket.issued", code=first)
     return {"pending": len(session.new)}
+
+
+@router.post("/rendered-tickets/{first}/{second}", status_code=201)
+def issue_rendered(first: str, second: str, session: SessionDep) -> Response:
+    # The route renders its response, then commits in its own thread.
+    session.add(Ticket(first))
+    session.add(Ticket(second))
+    publish(session, "ticket.issued", code=first)
+    response = Response(b'{"rendered": true}', 201, media_type="application/json")
+    commit_rendered(session)
+    return response
 
 
 @router.post("/refused-tickets/{code}")
@@ -229,6 +241,21 @@ def test_a_unique_violation_at_commit_time_is_a_409_and_nothing_of_the_request_i
     assert "T-1" not in response.text and "INSERT" not in response.text
     assert codes(engine) == ["T-1"]  # T-2, added by the same request, is gone too
     assert DELIVERED == []  # its event died with the transaction
+
+
+def test_a_route_that_commits_its_rendered_response_keeps_the_unit_of_work(client, engine):
+    response = client.post("/api/v1/rendered-tickets/C-1/C-2")
+    assert (response.status_code, response.json()) == (201, {"rendered": True})
+    assert codes(engine) == ["C-1", "C-2"]
+    # delivered after that commit, as for any route
+    assert DELIVERED == [{"event": "ticket.issued", "code": "C-1", "visible": 1}]
+    DELIVERED.clear()
+
+    failing = client.post("/api/v1/rendered-tickets/C-3/C-1")  # C-1 exists: the commit fails
+    assert failing.status_code == 409, failing.text
+    assert failing.json()["error"]["code"] == "conflict"
+    assert codes(engine) == ["C-1", "C-2"]
+    assert DELIVERED == []
 
 
 def test_a_domain_error_rolls_back_what_the_route_flushed(client, engine):
@@ -410,3 +437,27 @@ def test_a_reading_session_runs_each_statement_on_its_own_and_cannot_write(
         assert refused.status_code >= 500, refused.text
     app.state.read_engine.dispose()
     assert codes(engine) == ["a"]
+
+
+def test_reads_run_on_a_few_threads_of_their_own() -> None:
+    active = peak = 0
+    counting = threading.Lock()
+
+    def read() -> None:
+        nonlocal active, peak
+        with counting:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with counting:
+            active -= 1
+
+    async def many_reads() -> None:
+        # the route pool is busy too: reads still get their own threads, and no more
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        async with anyio.create_task_group() as group:
+            for _ in range(3 * READ_THREADS):
+                group.start_soon(run_read, read)
+
+    anyio.run(many_reads)
+    assert peak == READ_THREADS
