@@ -296,6 +296,14 @@ def test_the_seeded_clerk_sees_only_its_branches_orders(world):
     listed = world.shop.client.get(ORDERS, headers=world.manager).json()
     assert sorted(o["id"] for o in listed["items"]) == sorted([here, there])
 
+    # and acts on what it reads only: another branch's order is not found, and unchanged
+    for action in ("confirm", "cancel"):
+        assert_refused(world.post(here, action, clerk), 404, "order_not_found")
+    assert world.status(here) is OrderStatus.PENDING
+    assert world.post(there, "confirm", clerk).status_code == 200
+    assert world.post(there, "cancel", clerk).status_code == 200
+    assert world.status(there) is OrderStatus.CANCELLED
+
 
 def test_orders_are_listed_newest_first_a_page_at_a_time(world):
     ids = [world.place()["id"] for _ in range(5)]

@@ -130,16 +130,23 @@ def get_order(order_id: IdPath, session: SessionDep, user: CurrentUser) -> Order
 
 @router.post("/orders/{order_id}/confirm")
 def confirm_order(order_id: IdPath, session: SessionDep, user: ManagesOrders) -> OrderPublic:
-    order = service.confirm_order(session, order_id=order_id, actor_id=user.id)
+    order = service.confirm_order(
+        session, order_id=order_id, actor_id=user.id, viewer=_viewer(user)
+    )
     return order_public(order, service.order_items(session, order_id=order.id))
 
 
 @router.post("/orders/{order_id}/cancel")
 def cancel_order(order_id: IdPath, session: SessionDep, user: PlacesOrders) -> OrderPublic:
-    """Staff (``orders:manage``) cancel any PENDING or CONFIRMED order; a customer cancels
-    their own order while it is PENDING.  Both need ``orders:place``."""
-    as_customer = None if user.can(permissions.ORDERS_MANAGE) else user.id
+    """Staff (``orders:manage``) cancel a PENDING or CONFIRMED order they may read (their
+    branches', or any with ``orders:read_all``); a customer cancels their own order while it
+    is PENDING.  Both need ``orders:place``."""
+    staff = user.can(permissions.ORDERS_MANAGE)
     order = service.cancel_order(
-        session, order_id=order_id, actor_id=user.id, as_customer=as_customer
+        session,
+        order_id=order_id,
+        actor_id=user.id,
+        as_customer=None if staff else user.id,
+        viewer=_viewer(user) if staff else None,
     )
     return order_public(order, service.order_items(session, order_id=order.id))

@@ -518,9 +518,15 @@ def _discount(kind: CouponKind, value: Decimal, subtotal: Decimal) -> Decimal:
 # --- the order's life ------------------------------------------------------------------------
 
 
-def confirm_order(session: Session, *, order_id: int, actor_id: int | None = None) -> Order:
-    """PENDING → CONFIRMED; publishes ``sales.order_confirmed``."""
-    order = _change_status(session, order_id, OrderStatus.CONFIRMED, actor_id)
+def confirm_order(
+    session: Session, *, order_id: int, actor_id: int | None = None, viewer: Viewer | None = None
+) -> Order:
+    """PENDING → CONFIRMED; publishes ``sales.order_confirmed``.  An order ``viewer`` may not
+    read is not found (staff act on their branches' orders, as they read them)."""
+    order = lock_order(session, order_id)
+    _require_visible(session, order, viewer)
+    _transition(order, OrderStatus.CONFIRMED, actor_id)
+    session.flush()
     order.confirmed_at = order.updated_at
     session.flush()
     publish(
@@ -549,14 +555,17 @@ def cancel_order(
     order_id: int,
     actor_id: int | None = None,
     as_customer: int | None = None,
+    viewer: Viewer | None = None,
 ) -> Order:
     """PENDING or CONFIRMED → CANCELLED: the stock and the coupon use are given back, and
     ``sales.order_cancelled`` is published.
 
     ``as_customer``: the caller is that customer, not staff; they may cancel only their own
     order, and only while it is PENDING (someone else's order is not found, as when reading).
+    ``viewer``: staff, who cancel only the orders they may read.
     """
     order = lock_order(session, order_id)
+    _require_visible(session, order, viewer)
     if as_customer is not None:
         if order.customer_id != as_customer:
             raise OrderNotFound(f"there is no order {order_id}")
@@ -676,6 +685,14 @@ def list_orders(
 
 def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
     return _items_of(session, [order_id])[order_id]
+
+
+def _require_visible(session: Session, order: Order, viewer: Viewer | None) -> None:
+    """``OrderNotFound`` unless ``viewer`` may read the order (see ``_visible_to``)."""
+    if viewer is None or viewer.read_all or order.customer_id == viewer.user_id:
+        return
+    if order.branch_id not in branch_ids_of(session, viewer.user_id):
+        raise OrderNotFound(f"there is no order {order.id}")
 
 
 def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
