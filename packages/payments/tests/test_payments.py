@@ -2,6 +2,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from tecnorev.auth.models import User
+from tecnorev.inventory.models import Branch, BranchStaff
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales.models import OrderStatus
 
@@ -95,8 +100,8 @@ def test_who_reads_payments(shop):
         assert response.status_code == 200, (who, response.text)
         listed = shop.get(who=who, order_id=mine).json()
         assert [p["id"] for p in listed["items"]] == [pid], who
-    # Someone else's payment does not exist for a customer, nor for a clerk: the seeded clerk
-    # holds neither payments:manage nor orders:read_all.
+    # Someone else's payment does not exist for a customer, nor for a clerk of no branch: the
+    # seeded clerk holds neither payments:manage nor orders:read_all.
     for who in ("other", "clerk"):
         shop.refused(shop.get(f"/{pid}", who=who), 404, "payment_not_found")
         assert shop.get(who=who, order_id=mine).json()["items"] == []
@@ -104,6 +109,26 @@ def test_who_reads_payments(shop):
     shop.refused(shop.get(f"/{pid}", who="anonymous"), 401, "not_authenticated")
     shop.refused(shop.get(who="anonymous"), 401, "not_authenticated")
     shop.refused(shop.get("/999"), 404, "payment_not_found")
+
+
+def test_branch_staff_read_the_payments_of_their_branches_orders(shop):
+    """A payment is visible to whoever may read its order: the seeded clerk, once staff of
+    the order's branch, reads it; staff of another branch do not."""
+    pid = shop.pay(shop.order(), "5", "ch_1").json()["id"]
+    shop.refused(shop.get(f"/{pid}", who="clerk"), 404, "payment_not_found")
+    with Session(shop.engine) as session:
+        clerk = session.exec(select(User.id).where(User.email == "clerk@example.com")).one()
+        elsewhere = Branch(code="FAR", name="Far away")
+        session.add_all([BranchStaff(branch_id=shop.branch_id, user_id=clerk), elsewhere])
+        session.commit()
+        elsewhere_id = elsewhere.id
+    assert shop.get(f"/{pid}", who="clerk").status_code == 200
+    assert [p["id"] for p in shop.get(who="clerk").json()["items"]] == [pid]
+    with Session(shop.engine) as session:
+        session.exec(sa.delete(BranchStaff).where(BranchStaff.user_id == clerk))
+        session.add(BranchStaff(branch_id=elsewhere_id, user_id=clerk))
+        session.commit()
+    shop.refused(shop.get(f"/{pid}", who="clerk"), 404, "payment_not_found")
 
 
 def test_listing_filters_and_pages(shop):

@@ -1,6 +1,6 @@
 """Logistics endpoints: every change needs ``shipments:manage``; staff holding it or
-``orders:read_all`` read every shipment, and a customer reads the shipments of their own
-orders (anyone else's is not found)."""
+``orders:read_all`` read every shipment; anyone else reads the shipments of the orders they
+may read (a customer their own, branch staff their branches'); others are not found."""
 
 from __future__ import annotations
 

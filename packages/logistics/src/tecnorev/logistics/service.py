@@ -9,7 +9,6 @@ locks only the order row, so the two paths never wait for each other in opposite
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -26,7 +25,8 @@ from tecnorev.logistics.errors import (
 )
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.sales import service as sales
-from tecnorev.sales.models import Order, OrderStatus
+from tecnorev.sales.models import OrderStatus
+from tecnorev.sales.service import Viewer, visible_orders
 
 TRANSITIONS: Mapping[ShipmentStatus, frozenset[ShipmentStatus]] = {
     ShipmentStatus.PENDING: frozenset({ShipmentStatus.SHIPPED, ShipmentStatus.CANCELLED}),
@@ -34,14 +34,6 @@ TRANSITIONS: Mapping[ShipmentStatus, frozenset[ShipmentStatus]] = {
     ShipmentStatus.DELIVERED: frozenset(),
     ShipmentStatus.CANCELLED: frozenset(),
 }
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who reads shipments: staff see them all, anyone else those of their own orders."""
-
-    user_id: int
-    read_all: bool = False
 
 
 # --- changing shipments ----------------------------------------------------------------------
@@ -172,7 +164,7 @@ def _tracking_number_taken(carrier: str, tracking_number: str) -> TrackingNumber
 def get_shipment(session: Session, *, shipment_id: int, viewer: Viewer | None = None) -> Shipment:
     """The shipment; one ``viewer`` may not see is not found."""
     statement = select(Shipment).where(Shipment.id == shipment_id)
-    visible = _visible_to(viewer)
+    visible = _visible_to(session, viewer)
     if visible is not None:
         statement = statement.where(visible)
     shipment = session.exec(statement).first()
@@ -193,7 +185,7 @@ def list_shipments(
     """A page of the shipments ``viewer`` may see, oldest first, and the cursor of the next
     page (None at the end)."""
     statement = select(Shipment).order_by(Shipment.id).limit(limit + 1)
-    visible = _visible_to(viewer)
+    visible = _visible_to(session, viewer)
     if visible is not None:
         statement = statement.where(visible)
     if order_id is not None:
@@ -209,8 +201,7 @@ def list_shipments(
     return shipments, encode_cursor(shipments[-1].id)
 
 
-def _visible_to(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
-    if viewer is None or viewer.read_all:
-        return None
-    own_orders = select(Order.id).where(Order.customer_id == viewer.user_id)
-    return Shipment.order_id.in_(own_orders)
+def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+    # what hangs off an order is visible to whoever may read the order
+    orders = visible_orders(session, viewer)
+    return None if orders is None else Shipment.order_id.in_(orders)

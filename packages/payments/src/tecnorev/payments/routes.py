@@ -1,7 +1,7 @@
 """Payments endpoints: recording a payment needs ``payments:manage``; staff holding it or
-``orders:read_all`` read every payment, and a customer reads the payments of their own
-orders (anyone else's is not found).  Refunds follow order cancellations (see
-``tecnorev.payments.reactions``)."""
+``orders:read_all`` read every payment; anyone else reads the payments of the orders they
+may read (a customer their own, branch staff their branches'); others are not found.
+Refunds follow order cancellations (see ``tecnorev.payments.reactions``)."""
 
 from __future__ import annotations
 

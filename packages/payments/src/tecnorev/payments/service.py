@@ -12,7 +12,6 @@ a status change is idempotent by construction (a second delivery finds nothing S
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -31,16 +30,9 @@ from tecnorev.payments.errors import (
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales import service as sales
 from tecnorev.sales.models import Order, OrderStatus
+from tecnorev.sales.service import Viewer, visible_orders
 
 CENT = Decimal("0.01")
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who reads payments: staff see them all, anyone else those of their own orders."""
-
-    user_id: int
-    read_all: bool = False
 
 
 # --- recording and refunding -----------------------------------------------------------------
@@ -148,7 +140,7 @@ def _reference_taken(provider: str, provider_reference: str) -> PaymentReference
 def get_payment(session: Session, *, payment_id: int, viewer: Viewer | None = None) -> Payment:
     """The payment; one ``viewer`` may not see is not found."""
     statement = select(Payment).where(Payment.id == payment_id)
-    visible = _visible_to(viewer)
+    visible = _visible_to(session, viewer)
     if visible is not None:
         statement = statement.where(visible)
     payment = session.exec(statement).first()
@@ -169,7 +161,7 @@ def list_payments(
     """A page of the payments ``viewer`` may see, oldest first, and the cursor of the next
     page (None at the end)."""
     statement = select(Payment).order_by(Payment.id).limit(limit + 1)
-    visible = _visible_to(viewer)
+    visible = _visible_to(session, viewer)
     if visible is not None:
         statement = statement.where(visible)
     if order_id is not None:
@@ -185,8 +177,7 @@ def list_payments(
     return payments, encode_cursor(payments[-1].id)
 
 
-def _visible_to(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
-    if viewer is None or viewer.read_all:
-        return None
-    own_orders = select(Order.id).where(Order.customer_id == viewer.user_id)
-    return Payment.order_id.in_(own_orders)
+def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+    # what hangs off an order is visible to whoever may read the order
+    orders = visible_orders(session, viewer)
+    return None if orders is None else Payment.order_id.in_(orders)

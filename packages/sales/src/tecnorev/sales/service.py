@@ -687,6 +687,13 @@ def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
     return _items_of(session, [order_id])[order_id]
 
 
+def visible_orders(session: Session, viewer: Viewer | None) -> sa.Select[tuple[int]] | None:
+    """The ids of the orders ``viewer`` may read, as a subquery for what hangs off orders in
+    other modules (payments, shipments); ``None`` when they may read every order."""
+    visible = _visible_to(session, viewer)
+    return None if visible is None else sa.select(Order.id).where(visible)
+
+
 def _require_visible(session: Session, order: Order, viewer: Viewer | None) -> None:
     """``OrderNotFound`` unless ``viewer`` may read the order (see ``_visible_to``)."""
     if viewer is None or viewer.read_all or order.customer_id == viewer.user_id:
