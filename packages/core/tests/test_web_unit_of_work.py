@@ -24,12 +24,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import registry as mapper_registry
 
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.errors import Conflict
+from tecnorev.core.errors import ConfigError, Conflict
 from tecnorev.core.events import Event, publish
 from tecnorev.core.module import Module
 from tecnorev.core.registry import Registry
 from tecnorev.core.web import ReadSessionDep, SessionDep, commit_rendered, make_app, run_read
-from tecnorev.core.web.session import READ_THREADS
+from tecnorev.core.web.session import READ_THREADS, read_threads
 
 mapping = mapper_registry(metadata=sa.MetaData())
 ticket = sa.Table(
@@ -439,7 +439,7 @@ def test_a_reading_session_runs_each_statement_on_its_own_and_cannot_write(
     assert codes(engine) == ["a"]
 
 
-def test_reads_run_on_a_few_threads_of_their_own() -> None:
+def test_reads_run_on_a_few_threads_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
     active = peak = 0
     counting = threading.Lock()
 
@@ -461,3 +461,13 @@ def test_reads_run_on_a_few_threads_of_their_own() -> None:
 
     anyio.run(many_reads)
     assert peak == READ_THREADS
+
+    # configurable, for a database far away; a nonsense value is refused by name
+    monkeypatch.setenv("TECNOREV_READ_THREADS", "3")
+    peak = 0
+    anyio.run(many_reads)  # a new event loop: a new limiter
+    assert peak == 3
+    for bad in ("0", "many", "-2"):
+        monkeypatch.setenv("TECNOREV_READ_THREADS", bad)
+        with pytest.raises(ConfigError, match="TECNOREV_READ_THREADS"):
+            read_threads()

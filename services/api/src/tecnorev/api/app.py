@@ -17,7 +17,7 @@ from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.settings import get_settings, signing_key
 from tecnorev.core.web import make_app
 from tecnorev.core.web.composition import module_routers
-from tecnorev.core.web.session import reading_engine
+from tecnorev.core.web.session import read_threads, reading_engine
 
 log = logging.getLogger("tecnorev.api")
 
@@ -35,6 +35,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     (default: DATABASE_URL, from the environment or ``.env``)."""
     settings = get_settings()
     signing_key(settings)  # production refuses a missing or weak key before serving anything
+    read_threads()  # a bad TECNOREV_READ_THREADS stops start-up, not a request
     registry = registry or get_registry()
     registry.load_models()
     engine = create_db_engine(

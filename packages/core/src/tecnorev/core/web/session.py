@@ -15,6 +15,7 @@ another on exit, on every request.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -24,7 +25,7 @@ from anyio.lowlevel import RunVar
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from tecnorev.core.errors import DomainError
+from tecnorev.core.errors import ConfigError, DomainError
 from tecnorev.core.events import deliver, has_queued, take_committed
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ async def _finish(
     with anyio.CancelScope(shield=True):
         if session.in_transaction() or (commit and has_queued(session)):
             await anyio.to_thread.run_sync(
-                _end, session, commit, limiter=_limiter(_ENDING, ENDING_THREADS)
+                _end, session, commit, limiter=_limiter(_ENDING, lambda: ENDING_THREADS)
             )
         else:
             # nothing began, or the route committed itself (see ``commit_rendered``)
@@ -98,15 +99,29 @@ def _end(session: Session, commit: bool) -> None:
 _ENDING: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_ending_transactions")
 ENDING_THREADS = 16
 _READS: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_reads")
-READ_THREADS = 4
+READ_THREADS = 2
 
 
-def _limiter(var: RunVar[anyio.CapacityLimiter], threads: int) -> anyio.CapacityLimiter:
+def read_threads() -> int:
+    """Threads per process for ``run_read``: ``TECNOREV_READ_THREADS``, else two.  Two keep
+    up with a database on the same network (round trips well under a millisecond); raise it
+    for a far one, so more reads wait for it at once."""
+    raw = os.environ.get("TECNOREV_READ_THREADS", "").strip()
+    if not raw:
+        return READ_THREADS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"TECNOREV_READ_THREADS={raw!r} must be a whole number of at least 1")
+    return int(raw)
+
+
+def _limiter(
+    var: RunVar[anyio.CapacityLimiter], threads: Callable[[], int]
+) -> anyio.CapacityLimiter:
     """The event loop's limiter kept in ``var`` (one per loop, as anyio's own pool)."""
     try:
         return var.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(threads)
+        limiter = anyio.CapacityLimiter(threads())
         var.set(limiter)
         return limiter
 
@@ -159,14 +174,14 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def run_read(function: Callable[..., T], *args: Any) -> T:
-    """Run a blocking read on the reading threads: a few per process, apart from the pool
-    that routes and their locks use.
+    """Run a blocking read on the reading threads: a few per process (``read_threads``),
+    apart from the pool that routes and their locks use.
 
     A busy read path fills the process with threads that fight for the GIL, and the event
     loop, which parses every request, waits behind them: latency grows a tail.  Reads are
     short, so a handful of threads keeps up with them while the loop stays responsive.
     """
-    return await anyio.to_thread.run_sync(function, *args, limiter=_limiter(_READS, READ_THREADS))
+    return await anyio.to_thread.run_sync(function, *args, limiter=_limiter(_READS, read_threads))
 
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
