@@ -423,8 +423,21 @@ def run(session: nox.Session) -> None:
     session.run("tecnorev", "users", "create-admin", "--email", DEMO_ADMIN, "--if-missing")
     session.run("tecnorev", "demo", "load")
     session.run("tecnorev", "db", "status")
-    session.log("serving: API docs at http://127.0.0.1:8000/docs (Ctrl+C stops)")
+    session.log(f"serving: API docs at {_served_at(session.posargs)}/docs (Ctrl+C stops)")
     session.run("tecnorev", "serve", *session.posargs)
+
+
+def _served_at(args: list[str]) -> str:
+    """Where `tecnorev serve` will listen given these arguments (and its environment)."""
+    found = {
+        "--host": os.environ.get("TECNOREV_HOST", "127.0.0.1"),
+        "--port": os.environ.get("TECNOREV_PORT", "8000"),
+    }
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in found:
+            found[name] = value if equals else (args[i + 1] if i + 1 < len(args) else "")
+    return f"http://{found['--host']}:{found['--port']}"
 
 
 @nox.session
