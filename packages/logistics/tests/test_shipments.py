@@ -3,6 +3,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from tecnorev.logistics.models import Shipment
+from tecnorev.logistics.service import cancel_order_shipments
 from tecnorev.sales import service as sales
 from tecnorev.sales.models import OrderStatus
 
@@ -109,6 +110,24 @@ def test_shipping_an_order_cancelled_since_changes_nothing(shop):
     assert stored.status.value == "PENDING" and stored.shipped_at is None
     assert shop.order_status(order_id) is OS.CANCELLED
     assert shop.act(sid, "cancel").status_code == 200
+
+
+def test_cancelling_an_order_cancels_its_pending_shipment(shop):
+    order_id = shop.order()
+    sid = shop.create(order_id, "TRK-1").json()["id"]
+    other = shop.create(shop.order(), "TRK-2").json()["id"]
+    response = shop.client.post(
+        f"/api/v1/sales/orders/{order_id}/cancel", headers=shop.headers["manager"]
+    )
+    assert response.status_code == 200, response.text
+    # after the cancellation committed, through sales' event: nothing is left to ship
+    assert shop.shipment(sid).status.value == "CANCELLED"
+    assert shop.shipment(other).status.value == "PENDING"
+    # delivered again, it changes nothing
+    with Session(shop.engine) as session:
+        assert cancel_order_shipments(session, order_id=order_id) == []
+    # and the shipment may not be shipped any more
+    shop.refused(shop.act(sid, "ship"), 409, "invalid_shipment_transition")
 
 
 def test_who_reads_shipments(shop):

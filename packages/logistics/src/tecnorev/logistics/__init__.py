@@ -8,4 +8,10 @@ module = Module(
     demo="tecnorev.logistics.demo:load",
     depends_on=("sales",),
     description="shipments",
+    subscribers=(
+        (
+            "sales.order_cancelled",
+            "tecnorev.logistics.reactions:cancel_shipments_of_cancelled_order",
+        ),
+    ),
 )

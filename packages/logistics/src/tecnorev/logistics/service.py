@@ -119,6 +119,24 @@ def cancel_shipment(session: Session, *, shipment_id: int, actor_id: int | None 
     return shipment
 
 
+def cancel_order_shipments(
+    session: Session, *, order_id: int, actor_id: int | None = None
+) -> list[int]:
+    """Cancel the order's PENDING shipments (the order was cancelled) and return their ids;
+    shipments already cancelled are left as they are, so a second call changes nothing."""
+    pending = session.exec(
+        select(Shipment)
+        .where(Shipment.order_id == order_id, Shipment.status == ShipmentStatus.PENDING)
+        .order_by(Shipment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for shipment in pending:
+        _transition(shipment, ShipmentStatus.CANCELLED, actor_id)
+    session.flush()
+    return [shipment.id for shipment in pending]
+
+
 def _locked_shipment(session: Session, shipment_id: int) -> Shipment:
     shipment = session.exec(
         select(Shipment)
