@@ -29,7 +29,7 @@ from tecnorev.core.events import Event, publish
 from tecnorev.core.module import Module
 from tecnorev.core.registry import Registry
 from tecnorev.core.web import ReadSessionDep, SessionDep, commit_rendered, make_app, run_read
-from tecnorev.core.web.session import READ_THREADS, read_threads
+from tecnorev.core.web.session import READ_THREADS, read_threads, reading_engine
 
 mapping = mapper_registry(metadata=sa.MetaData())
 ticket = sa.Table(
@@ -471,3 +471,10 @@ def test_reads_run_on_a_few_threads_of_their_own(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv("TECNOREV_READ_THREADS", bad)
         with pytest.raises(ConfigError, match="TECNOREV_READ_THREADS"):
             read_threads()
+
+
+def test_an_in_memory_database_is_read_through_its_own_engine() -> None:
+    # a second engine would open a second, empty database
+    engine = create_db_engine("sqlite://")
+    assert reading_engine(engine) is engine
+    engine.dispose()

@@ -344,6 +344,12 @@ def product_page(
     ``include_inactive`` (the caller decides who may ask).  Raises ``InvalidCursor``.
     """
     params, flags = _page_arguments(cursor, limit, category_id, q, include_inactive)
+    return _page(session, params, flags, limit)
+
+
+def _page(
+    session: Session, params: dict[str, Any], flags: dict[str, bool], limit: int
+) -> ProductPage:
     rows = session.execute(_page_query(**flags), params).all()
     items: list[Any] = [dict(zip(_SUMMARY_FIELDS, row, strict=True)) for row in rows[:limit]]
     more = len(rows) > limit
@@ -365,17 +371,9 @@ def product_page_json(
     as the API shows them), so no row becomes a Python object; elsewhere the page is
     serialized here.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        page = product_page(
-            session,
-            cursor=cursor,
-            limit=limit,
-            category_id=category_id,
-            q=q,
-            include_inactive=include_inactive,
-        )
-        return PRODUCT_PAGE.dump_json(page)
     params, flags = _page_arguments(cursor, limit, category_id, q, include_inactive)
+    if session.get_bind().dialect.name != "postgresql":
+        return PRODUCT_PAGE.dump_json(_page(session, params, flags, limit))
     fetched, last_id, items = session.execute(_json_page_query(**flags), params).one()
     next_cursor = encode_cursor(last_id) if fetched > limit else None
     return b'{"items":%s,"next_cursor":%s}' % (

@@ -157,6 +157,9 @@ def reading_engine(engine: sa.Engine, **kwargs: Any) -> sa.Engine:
     """
     from tecnorev.core.db import create_db_engine
 
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        # another engine would open another, empty, in-memory database: share this one
+        return engine
     url = engine.url.render_as_string(hide_password=False)
     reader = create_db_engine(url, isolation_level="AUTOCOMMIT", **kwargs)
     sa.event.listen(reader, "connect", _read_only)
