@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -204,7 +205,70 @@ def test_two_workers_serve(venv, tmp_path):
         for _ in range(20):
             assert server.get("/health")[0] == 200
         assert server.get("/ready")[0] == 200
+        workers = [
+            int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", server.output)
+        ]
+        assert len(workers) == 2, server.output
+        # each worker listens on a socket of its own ...
+        listening = [sockets_of(pid, server.port, LISTENING) for pid in workers]
+        assert [len(sockets) for sockets in listening] == [1, 1]
+        assert listening[0] != listening[1]
+        # ... so a burst of connections, as a client pool opens them, reaches both
+        burst = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(32)]
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                held = [len(sockets_of(pid, server.port, ESTABLISHED)) for pid in workers]
+                if sum(held) == len(burst) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        finally:
+            for connection in burst:
+                connection.close()
+        assert sum(held) == len(burst), held
+        assert min(held) > 0, held
     assert "Traceback" not in server.output, server.output
+
+
+LISTENING, ESTABLISHED = "0A", "01"
+
+
+def sockets_of(pid: int, port: int, state: str) -> set[str]:
+    """The TCP sockets on local ``port`` in ``state`` that process ``pid`` holds open."""
+    wanted = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            wanted.add(f"socket:[{fields[9]}]")
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target in wanted:
+            held.add(target)
+    return held
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_exits_with_a_message(venv, tmp_path, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(venv / "bin" / "tecnorev"), "serve", "--port", str(port), "--workers", workers],
+            env=child_env(f"sqlite:///{tmp_path / 'shop.db'}"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow

@@ -74,6 +74,17 @@ def load_settings() -> Settings:
     )
 
 
+def whole_number(name: str, default: int) -> int:
+    """The environment variable ``name`` as a whole number of at least 1; ``default`` when it
+    is unset or empty.  Anything else is a ``ConfigError`` that names the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least 1")
+    return int(raw)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()

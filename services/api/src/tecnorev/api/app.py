@@ -14,7 +14,7 @@ from tecnorev.core.db import check_connection, create_db_engine
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
 from tecnorev.core.migration.readiness import ReadinessCheck, behind
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.settings import get_settings, signing_key
+from tecnorev.core.settings import get_settings, signing_key, whole_number
 from tecnorev.core.web import make_app
 from tecnorev.core.web.composition import module_routers
 from tecnorev.core.web.session import read_threads, reading_engine
@@ -22,9 +22,12 @@ from tecnorev.core.web.session import read_threads, reading_engine
 log = logging.getLogger("tecnorev.api")
 
 VERSION = "0.1.0"
-# Threads serving sync routes (anyio's default: 40) must not queue for connections.
-POOL_SIZE = 20
-POOL_OVERFLOW = 30
+# Connections each engine keeps open per worker: as many as the threads serving sync routes
+# (anyio's default: 40), so they never queue for one.  A smaller pool's overflow connections
+# are closed at each return and opened again by the next request: under steady load a
+# PostgreSQL backend was started and dropped for every few orders, a third of a core.
+POOL_SIZE = 40
+POOL_OVERFLOW = 10
 # No ping before each checkout (a round trip per request): a connection the server dropped
 # fails one request with a 503, and SQLAlchemy then replaces every pooled connection.
 POOL_RECYCLE_SECONDS = 1800
@@ -36,11 +39,12 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     settings = get_settings()
     signing_key(settings)  # production refuses a missing or weak key before serving anything
     read_threads()  # a bad TECNOREV_READ_THREADS stops start-up, not a request
+    pool_size = whole_number("TECNOREV_DB_POOL_SIZE", POOL_SIZE)
     registry = registry or get_registry()
     registry.load_models()
     engine = create_db_engine(
         database_url,
-        pool_size=POOL_SIZE,
+        pool_size=pool_size,
         max_overflow=POOL_OVERFLOW,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
@@ -48,7 +52,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     # public reads (ReadSessionDep) run in autocommit on a pool of their own
     read_engine = reading_engine(
         engine,
-        pool_size=POOL_SIZE,
+        pool_size=pool_size,
         max_overflow=POOL_OVERFLOW,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,

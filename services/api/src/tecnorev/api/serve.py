@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import logging
+import socket
 from importlib.util import find_spec
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tecnorev.core.errors import ConfigError
 
-
-def _default_workers() -> int:
-    raw = os.environ.get("TECNOREV_WORKERS", "1").strip()
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"TECNOREV_WORKERS={raw!r} must be a whole number of at least 1")
-    return int(raw)
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(
@@ -33,7 +30,7 @@ def serve(
     """Serve the API composed from the installed modules (docs at /docs)."""
     import uvicorn
 
-    from tecnorev.core.settings import get_settings, signing_key
+    from tecnorev.core.settings import get_settings, signing_key, whole_number
 
     settings = get_settings()  # reads .env, so a bad value stops here with its message
     signing_key(settings)
@@ -41,7 +38,7 @@ def serve(
         from tecnorev.api.app import check_ready_to_serve
 
         check_ready_to_serve()
-    workers = workers or _default_workers()
+    workers = workers or whole_number("TECNOREV_WORKERS", 1)
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.
     fast = find_spec("uvloop") is not None and find_spec("httptools") is not None
@@ -49,15 +46,82 @@ def serve(
         raise ConfigError(
             "several workers need uvloop and httptools: pip install 'uvicorn[standard]'"
         )
-    uvicorn.run(
-        "tecnorev.api:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=None if reload else workers,
-        reload=reload,
-        loop="uvloop" if fast else "auto",
-        http="httptools" if fast else "auto",
-        log_level=log_level,
-        proxy_headers=True,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "loop": "uvloop" if fast else "auto",
+        "http": "httptools" if fast else "auto",
+        "log_level": log_level,
+        "proxy_headers": True,
+    }
+    _check_free(host, port)
+    if reload or workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        uvicorn.run("tecnorev.api:create_app", workers=workers, reload=reload, **options)
+    else:
+        _run_workers(uvicorn.Config("tecnorev.api:create_app", workers=workers, **options))
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse an address already taken, with a message.  A plain bind sees every holder,
+    including another server's ``SO_REUSEPORT`` group, which the workers' sockets below
+    would otherwise join and share connections with."""
+    probe = socket.socket(_family(host))
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    finally:
+        probe.close()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _run_workers(config: uvicorn.Config) -> None:
+    """uvicorn's supervisor (restarts, signals, health checks), with a listening socket per
+    worker instead of one shared by all.
+
+    On a shared socket, the worker that wakes first accepts every pending connection in one
+    go: the 32 connections a client pool opens at once can all land on one worker while the
+    other idles, and keep-alive keeps them there.  With ``SO_REUSEPORT`` the kernel spreads
+    new connections over the workers' sockets.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    address = _Address(_family(config.host))
+    _bind(address, (config.host, config.port))
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", config.host, address.port
     )
+    try:
+        Multiprocess(config, sockets=[address]).run()
+    finally:
+        address.close()
+
+
+class _Address(socket.socket):
+    """The parent's hold on the address: bound, never listening, so the kernel hands it no
+    connection.  uvicorn pickles the sockets it gives each worker; this one unpickles as a
+    new socket bound to the same address, which the worker listens on."""
+
+    @property
+    def port(self) -> int:
+        return int(self.getsockname()[1])
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return _bound, (self.family, self.getsockname())
+
+
+def _bound(family: socket.AddressFamily, address: tuple[Any, ...]) -> socket.socket:
+    sock = socket.socket(family)
+    _bind(sock, address)
+    return sock
+
+
+def _bind(sock: socket.socket, address: tuple[Any, ...]) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)

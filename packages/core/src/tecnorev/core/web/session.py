@@ -15,7 +15,6 @@ another on exit, on every request.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -25,8 +24,9 @@ from anyio.lowlevel import RunVar
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from tecnorev.core.errors import ConfigError, DomainError
+from tecnorev.core.errors import DomainError
 from tecnorev.core.events import deliver, has_queued, take_committed
+from tecnorev.core.settings import whole_number
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -106,12 +106,7 @@ def read_threads() -> int:
     """Threads per process for ``run_read``: ``TECNOREV_READ_THREADS``, else two.  Two keep
     up with a database on the same network (round trips well under a millisecond); raise it
     for a far one, so more reads wait for it at once."""
-    raw = os.environ.get("TECNOREV_READ_THREADS", "").strip()
-    if not raw:
-        return READ_THREADS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"TECNOREV_READ_THREADS={raw!r} must be a whole number of at least 1")
-    return int(raw)
+    return whole_number("TECNOREV_READ_THREADS", READ_THREADS)
 
 
 def _limiter(
