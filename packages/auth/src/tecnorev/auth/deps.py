@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from tecnorev.auth.permissions import ALL
 from tecnorev.auth.security import decode_access_token
+from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.web import API_PREFIX, ReadSessionDep, SessionDep, run_read
 
@@ -42,8 +43,9 @@ class Principal:
         return permission in self.permissions
 
 
-_PRINCIPAL = sa.text(
-    """
+_PRINCIPAL = Direct(
+    sa.text(
+        """
     SELECT u.email, u.is_active, rp.permission,
            EXISTS (SELECT 1 FROM refresh_token rt
                    WHERE rt.family_id = :family AND rt.user_id = u.id
@@ -53,13 +55,14 @@ _PRINCIPAL = sa.text(
     LEFT JOIN role_permission rp ON rp.role_id = ur.role_id
     WHERE u.id = :user_id
     """
+    )
 )
 
 
 def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
-    # on the connection: a plain statement needs none of the ORM session's execution path
+    # every request that names its caller sends this: straight to the driver (core.direct)
     params = {"user_id": user_id, "family": family_id}
-    rows = session.connection().execute(_PRINCIPAL, params).all()
+    rows = _PRINCIPAL.run(session.connection(), params).all()
     if not rows:
         raise NotAuthenticated("the access token's user no longer exists")
     email, active, _, live = rows[0]

@@ -32,6 +32,7 @@ from tecnorev.catalog.errors import (
 )
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.catalog.schemas import PRODUCT_PAGE, ProductPage, ProductSummary
+from tecnorev.core.direct import Direct
 from tecnorev.core.errors import DomainError
 from tecnorev.core.paging import decode_id_cursor, encode_cursor
 
@@ -278,15 +279,16 @@ def get_active_products(
     if not wanted:
         return {}
     query = _PRODUCTS_ANY if include_inactive else _PRODUCTS_ACTIVE
-    rows = session.connection().execute(query, {"p_ids": wanted})
+    rows = query.run(session.connection(), {"p_ids": wanted})
     return {row[0]: ProductRow(*row) for row in rows}
 
 
 # built once (the ids are an expanding parameter): order placement reads prices on every call
-_PRODUCTS_ANY = sa.select(
+_PRODUCTS = sa.select(
     _product.c.id, _product.c.sku, _product.c.name, _product.c.price, _product.c.is_active
 ).where(_product.c.id.in_(sa.bindparam("p_ids", expanding=True)))
-_PRODUCTS_ACTIVE = _PRODUCTS_ANY.where(_product.c.is_active == sa.true())
+_PRODUCTS_ANY = Direct(_PRODUCTS)
+_PRODUCTS_ACTIVE = Direct(_PRODUCTS.where(_product.c.is_active == sa.true()))
 
 
 # --- the product listing -----------------------------------------------------------------

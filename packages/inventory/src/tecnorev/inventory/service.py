@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
+from tecnorev.core.direct import Direct
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import (
     BranchCodeTaken,
@@ -133,7 +134,7 @@ def _lines(quantities: Mapping[int, int]) -> Lines:
 
 def branch_state(session: Session, branch_id: int) -> bool | None:
     """Whether the branch is active; ``None`` when there is no such branch."""
-    return session.connection().execute(_BRANCH_ACTIVE, {"b_id": branch_id}).scalar_one_or_none()
+    return _BRANCH_ACTIVE.run(session.connection(), {"b_id": branch_id}).scalar_one_or_none()
 
 
 def _require_branch(session: Session, branch_id: int, *, active: bool) -> None:
@@ -146,7 +147,7 @@ def _require_branch(session: Session, branch_id: int, *, active: bool) -> None:
 
 # The statements of every stock change, built once: a request binds values and reuses the
 # compiled form, instead of building a statement and its cache key per line.
-_BRANCH_ACTIVE = sa.select(_branch.c.is_active).where(_branch.c.id == sa.bindparam("b_id"))
+_BRANCH_ACTIVE = Direct(sa.select(_branch.c.is_active).where(_branch.c.id == sa.bindparam("b_id")))
 _CHANGED_BY = {
     "updated_at": sa.bindparam("s_now", type_=_stock.c.updated_at.type),
     "updated_by_id": sa.bindparam("s_author", type_=sa.Integer),
@@ -157,15 +158,15 @@ _SAME_ROW = (
 )
 _UNITS = sa.bindparam("s_quantity", type_=sa.Integer)
 # a decrease matches only if enough stock is there
-_TAKE = (
+_TAKE = Direct(
     _stock.update()
     .where(*_SAME_ROW, _stock.c.quantity >= _UNITS)
     .values(quantity=_stock.c.quantity - _UNITS, **_CHANGED_BY)
 )
-_GIVE_BACK = (
+_GIVE_BACK = Direct(
     _stock.update().where(*_SAME_ROW).values(quantity=_stock.c.quantity + _UNITS, **_CHANGED_BY)
 )
-_INSERT_MOVEMENTS = sa.insert(_movement)
+_INSERT_MOVEMENTS = Direct(sa.insert(_movement))
 
 
 def _change(
@@ -180,7 +181,7 @@ def _change(
         "s_author": author_id,
     }
     statement = _TAKE if delta < 0 else _GIVE_BACK
-    return session.connection().execute(statement, params).rowcount == 1
+    return statement.run(session.connection(), params).rowcount == 1
 
 
 def _take(session: Session, branch_id: int, lines: Lines, *, author_id: int | None) -> None:
@@ -259,10 +260,10 @@ def _record(
     author_id: int | None,
     transfer_id: str | None = None,
 ) -> None:
-    """Write one ledger movement per (product, signed delta) in a single executemany."""
+    """Write one ledger movement per (product, signed delta) in one multi-row INSERT."""
     now = utcnow()
-    session.connection().execute(
-        _INSERT_MOVEMENTS,
+    _INSERT_MOVEMENTS.run_many(
+        session.connection(),
         [
             {
                 "branch_id": branch_id,

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from tecnorev.catalog.service import get_active_products
 from tecnorev.core.db import is_unique_violation
+from tecnorev.core.direct import Direct
 from tecnorev.core.errors import Conflict, PermissionDenied
 from tecnorev.core.events import publish
 from tecnorev.core.paging import InvalidCursor, cursor_id, decode_cursor, encode_cursor
@@ -306,19 +307,20 @@ def place_order(
     if code is not None:
         coupon_id, kind, value = _use_coupon(session, code, now)
         discount = _discount(kind, value, subtotal)
-        connection.execute(
-            _APPLY_COUPON,
+        _APPLY_COUPON.run(
+            connection,
             {
                 "o_id": order_id,
                 "o_coupon": coupon_id,
                 "o_discount": discount,
                 "o_total": subtotal - discount,
+                "o_now": now,
             },
         )
     lines = [NewLine(product_id, qty, price, price * qty) for product_id, qty, price in priced]
     # one multi-row INSERT; the response needs no item ids, so nothing is returned
-    connection.execute(
-        _INSERT_ITEMS,
+    _INSERT_ITEMS.run_many(
+        connection,
         [
             {
                 "order_id": order_id,
@@ -348,14 +350,16 @@ def place_order(
     return PlacedOrder(order, lines)
 
 
-_INSERT_ITEMS = sa.insert(OrderItem.__table__)
-_APPLY_COUPON = (
+_INSERT_ITEMS = Direct(sa.insert(OrderItem.__table__))
+_APPLY_COUPON = Direct(
     sa.update(_order)
     .where(_order.c.id == sa.bindparam("o_id", type_=sa.Integer))
     .values(
         coupon_id=sa.bindparam("o_coupon", type_=sa.Integer),
         discount=sa.bindparam("o_discount", type_=_order.c.discount.type),
         total=sa.bindparam("o_total", type_=_order.c.total.type),
+        # set here rather than by the column's onupdate, which only SQLAlchemy's path computes
+        updated_at=sa.bindparam("o_now", type_=_order.c.updated_at.type),
     )
 )
 
@@ -404,11 +408,11 @@ def _claim(
     }
     connection = session.connection()
     statement = _claim_statement(connection.dialect.name, keyed=idempotency_key is not None)
-    return connection.execute(statement, values).scalar_one_or_none()
+    return statement.run(connection, values).scalar_one_or_none()
 
 
 @lru_cache(maxsize=8)
-def _claim_statement(dialect: str, *, keyed: bool) -> sa.Insert:
+def _claim_statement(dialect: str, *, keyed: bool) -> Direct:
     """The claiming ``INSERT``, built once per dialect: a key adds ``ON CONFLICT DO NOTHING``."""
     try:
         insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
@@ -419,7 +423,7 @@ def _claim_statement(dialect: str, *, keyed: bool) -> sa.Insert:
         statement = statement.on_conflict_do_nothing(
             index_elements=[_order.c.customer_id, _order.c.idempotency_key]
         )
-    return statement.returning(_order.c.id)
+    return Direct(statement.returning(_order.c.id))
 
 
 def _replay(

@@ -1,0 +1,279 @@
+"""Hot statements sent straight to psycopg2's cursor, compiled once by SQLAlchemy.
+
+``Connection.execute`` costs about 30 µs of CPU per statement on top of the driver's own
+work (execution context, parameter and result processing, events), and placing an order sends
+nine statements.  A ``Direct`` statement is compiled once per dialect and set of parameter
+names, and sent with the DBAPI cursor of the same connection, in the same transaction.
+
+What reaches the database is what SQLAlchemy would send: parameters go through their types'
+bind processors, result values through their result processors, an ``IN`` list is written
+out by the driver, several rows go in one multi-row ``INSERT``.  Errors arrive as
+SQLAlchemy's exceptions (``IntegrityError``, ``OperationalError`` ...), and a connection the
+server dropped is invalidated.
+
+Everything else takes ``Connection.execute``: other drivers (SQLite), a statement whose
+columns get Python-side defaults (``default=``, ``onupdate=``), an empty ``IN`` list, and any
+engine something watches (``echo``, statement listeners, error hooks), so loggers, tracers
+and statement counters keep seeing every statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+
+_T = TypeVar("_T")
+_DRIVERS = ("psycopg2",)
+_MANY_VALUES = " VALUES "
+
+
+class Rows(Protocol):
+    """What a statement returns: the part of ``CursorResult`` both paths provide."""
+
+    rowcount: int
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def all(self) -> Sequence[Any]: ...
+    def first(self) -> Any: ...
+    def one(self) -> Any: ...
+    def scalar_one(self) -> Any: ...
+    def scalar_one_or_none(self) -> Any: ...
+
+
+class _Fetched:
+    """A direct statement's rows (plain tuples) and row count."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._rows)
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+    def first(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> tuple[Any, ...]:
+        if len(self._rows) != 1:
+            raise (sa.exc.MultipleResultsFound if self._rows else sa.exc.NoResultFound)(
+                f"{len(self._rows)} rows where one was expected"
+            )
+        return self._rows[0]
+
+    def scalar_one(self) -> Any:
+        if not self._rows:
+            raise sa.exc.NoResultFound("no row")
+        return self.scalar_one_or_none()
+
+    def scalar_one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise sa.exc.MultipleResultsFound("more than one row")
+        return self._rows[0][0] if self._rows else None
+
+
+class _Compiled:
+    """One statement compiled for one dialect and set of parameter names."""
+
+    def __init__(
+        self,
+        sql: str,
+        processors: dict[str, Callable[[Any], Any]],
+        fixed: dict[str, Any],
+        columns: list[sa.types.TypeEngine[Any]],
+        expanding: frozenset[str] = frozenset(),
+    ) -> None:
+        self.sql = sql
+        self.processors = processors
+        self.fixed = fixed
+        self.expanding = expanding  # ``IN`` parameters: a sequence, sent as a tuple
+        self.columns = columns  # the result's column types, when the statement declares them
+        # per result column, its conversion (None: none); known once a result was seen
+        self.converters: list[Callable[[Any], Any] | None] | None = None
+
+    def takes(self, params: Mapping[str, Any]) -> bool:
+        """Whether these values can be sent directly: an empty ``IN`` list cannot (SQLAlchemy
+        writes an expression that matches nothing)."""
+        return all(params[name] for name in self.expanding)
+
+    def bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        bound = {**self.fixed, **params} if self.fixed else dict(params)
+        for name, process in self.processors.items():
+            if name in bound:
+                if name in self.expanding:
+                    bound[name] = [process(value) for value in bound[name]]
+                else:
+                    bound[name] = process(bound[name])
+        for name in self.expanding:
+            bound[name] = tuple(bound[name])  # psycopg2 writes a tuple as (a, b, c)
+        return bound
+
+    def convert(self, dialect: sa.Dialect, description: Any, rows: list[Any]) -> list[Any]:
+        """Rows as SQLAlchemy would hand them over: each value through its column type's
+        result processor, chosen (as SQLAlchemy does) from the type the server reported."""
+        if self.converters is None:
+            if self.columns and len(self.columns) != len(description):
+                raise RuntimeError(
+                    f"{len(description)} columns for {len(self.columns)}: {self.sql}"
+                )
+            self.converters = [
+                column.dialect_impl(dialect).result_processor(dialect, reported[1])
+                for column, reported in zip(self.columns, description, strict=False)
+            ]
+        converters = self.converters
+        if not any(converters):
+            return rows
+        return [
+            tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True))
+            for row in rows
+        ]
+
+
+class Direct:
+    """A Core statement built once (at import), run with ``run`` or ``run_many``."""
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self.statement = statement
+        # (dialect, parameter names, many rows) -> compiled form, or None: not sent directly
+        self._compiled: dict[tuple[str, frozenset[str], bool], _Compiled | None] = {}
+
+    def run(self, connection: sa.Connection, params: Mapping[str, Any] | None = None) -> Rows:
+        """Execute once with ``params``; the same as ``connection.execute(statement, params)``."""
+        params = params or {}
+        compiled = self._compile(connection, params, many=False)
+        if compiled is None or _observed(connection) or not compiled.takes(params):
+            return connection.execute(self.statement, dict(params))
+        bound = compiled.bind(params)
+
+        def execute(cursor: Any) -> _Fetched:
+            cursor.execute(compiled.sql, bound)
+            if cursor.description is None:
+                return _Fetched([], cursor.rowcount)
+            rows = compiled.convert(connection.dialect, cursor.description, cursor.fetchall())
+            return _Fetched(rows, cursor.rowcount)
+
+        return _with_cursor(connection, compiled.sql, bound, execute)
+
+    def run_many(self, connection: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (dicts with the same keys) in one multi-row ``INSERT``, as
+        ``connection.execute(statement, rows)`` does; for an ``INSERT`` without ``RETURNING``."""
+        if not rows:
+            return
+        compiled = self._compile(connection, rows[0], many=True)
+        if (
+            compiled is None
+            or _observed(connection)
+            or compiled.expanding
+            or compiled.columns
+            or _MANY_VALUES not in compiled.sql
+        ):
+            connection.execute(self.statement, [dict(row) for row in rows])
+            return
+        head, _, values = compiled.sql.rpartition(_MANY_VALUES)
+        batch = [compiled.bind(row) for row in rows]
+        from psycopg2.extras import execute_values
+
+        def insert(cursor: Any) -> None:
+            execute_values(cursor, head + " VALUES %s", batch, template=values, page_size=len(rows))
+
+        _with_cursor(connection, compiled.sql, batch, insert)
+
+    def _compile(
+        self, connection: sa.Connection, params: Mapping[str, Any], *, many: bool
+    ) -> _Compiled | None:
+        key = (connection.dialect.name, frozenset(params), many)
+        try:
+            return self._compiled[key]
+        except KeyError:
+            pass
+        compiled = None
+        if connection.dialect.driver in _DRIVERS:
+            compiled = _direct_form(self.statement, connection.dialect, sorted(params), many)
+        self._compiled[key] = compiled
+        return compiled
+
+
+def _direct_form(
+    statement: sa.Executable, dialect: sa.Dialect, names: list[str], many: bool
+) -> _Compiled | None:
+    """The statement's SQL, parameter conversions and result types, or ``None`` if it needs
+    SQLAlchemy's execution path (expanding parameters, escaped names, Python-side defaults)."""
+    # ``for_executemany``: no implicit RETURNING of the primary key, which only
+    # ``inserted_primary_key`` (not offered here) would read
+    compiled = statement.compile(  # type: ignore[attr-defined]
+        dialect=dialect, column_keys=names, for_executemany=True
+    )
+    sql = compiled.string
+    expanding = set()
+    for bind in compiled.post_compile_params:
+        # SQLAlchemy renders one placeholder per value at execution; psycopg2 renders a
+        # tuple the same way, parentheses included
+        placeholder = f"(__[POSTCOMPILE_{bind.key}])"
+        if not bind.expanding or bind.literal_execute or placeholder not in sql:
+            return None
+        sql = sql.replace(placeholder, f"%({bind.key})s")
+        expanding.add(bind.key)
+    if (
+        compiled.literal_execute_params
+        or getattr(compiled, "escaped_bind_names", None)
+        # column defaults computed in Python at execution (``default=``, ``onupdate=``)
+        or getattr(compiled, "insert_prefetch", None)
+        or getattr(compiled, "update_prefetch", None)
+    ):
+        return None
+    fixed = {}  # values the statement carries itself (``column == 5``)
+    processors = {}
+    for name, bind in compiled.binds.items():
+        if name not in names:
+            if bind.required:
+                return None  # missing: SQLAlchemy says so in its own words
+            fixed[name] = bind.effective_value
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors[name] = process
+    columns = [column.type for column in getattr(statement, "exported_columns", ())]
+    return _Compiled(sql, processors, fixed, columns, frozenset(expanding))
+
+
+def _observed(connection: sa.Connection) -> bool:
+    """Whether something watches this engine's statements (``echo``, a statement listener,
+    an error hook): they then take SQLAlchemy's path, so every one of them is seen."""
+    dispatch = connection.dispatch
+    return bool(
+        connection.engine.echo
+        or dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or connection.dialect.dispatch.handle_error
+    )
+
+
+def _with_cursor(connection: sa.Connection, sql: str, params: Any, work: Callable[[Any], _T]) -> _T:
+    """Run ``work`` with a cursor of ``connection``'s DBAPI connection, in the connection's
+    transaction, turning driver errors into SQLAlchemy's and invalidating a connection the
+    server dropped."""
+    if not connection.in_transaction():
+        connection.begin()  # what ``execute`` would have begun, so commit and rollback apply
+    dialect = connection.dialect
+    dbapi_connection = connection.connection.driver_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        return work(cursor)
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from exc
+    finally:
+        if not dbapi_connection.closed:
+            cursor.close()

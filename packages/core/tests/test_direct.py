@@ -1,0 +1,202 @@
+"""``Direct`` statements: on psycopg2 they bypass SQLAlchemy's execution path and still
+answer, convert and fail exactly as ``Connection.execute`` does; elsewhere they are
+``Connection.execute``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from tecnorev.core.db import create_db_engine, is_unique_violation
+from tecnorev.core.direct import Direct
+from tecnorev.core.types import UTCDateTime
+
+
+class Colour(enum.StrEnum):
+    RED = "RED"
+    BLUE = "BLUE"
+
+
+metadata = sa.MetaData()
+thing = sa.Table(
+    "direct_thing",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(20), nullable=False, unique=True),
+    sa.Column("price", sa.Numeric(12, 2), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("colour", sa.Enum(Colour, native_enum=False, length=10), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("touched", UTCDateTime, nullable=True, onupdate=lambda: datetime.now(UTC)),
+)
+c = thing.c
+
+INSERT = Direct(sa.insert(thing))
+INSERT_RETURNING = Direct(sa.insert(thing).returning(c.id))
+BY_ID = Direct(
+    sa.select(c.id, c.code, c.price, c.active).where(c.id == sa.bindparam("t_id", type_=sa.Integer))
+)
+ACTIVE_CODES = Direct(sa.select(c.code).where(c.active == sa.true(), c.price >= 5).order_by(c.id))
+RAISE = Direct(
+    sa.update(thing)
+    .where(c.code == sa.bindparam("t_code"))
+    .values(price=c.price + sa.bindparam("t_by", type_=c.price.type), touched=sa.func.now())
+)
+# results converted by their types (an enum, UTC timestamps)
+COLOUR_AND_TIME = Direct(sa.select(c.colour, c.at).where(c.id == sa.bindparam("t_id")))
+# what the direct path leaves to SQLAlchemy
+IN_IDS = Direct(sa.select(c.code).where(c.id.in_(sa.bindparam("t_ids", expanding=True))))
+RENAME = Direct(
+    sa.update(thing).where(c.id == sa.bindparam("t_id")).values(code=sa.bindparam("t_new"))
+)
+BY_CODE = Direct(sa.text("SELECT id, price FROM direct_thing WHERE code = :code"))
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def row(code: str, price: str = "9.99", **extra: object) -> dict[str, object]:
+    values = {"code": code, "price": Decimal(price), "active": True, "colour": Colour.RED}
+    return {**values, "at": NOW, **extra}
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_db_engine(database_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def executed(monkeypatch) -> list[object]:
+    """The statements that went through ``Connection.execute`` (SQLAlchemy's path)."""
+    statements: list[object] = []
+    execute = sa.engine.Connection.execute
+
+    def spy(self, statement, *args, **kwargs):
+        statements.append(statement)
+        return execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(sa.engine.Connection, "execute", spy)
+    return statements
+
+
+def is_direct(engine: sa.Engine) -> bool:
+    return engine.dialect.driver == "psycopg2"
+
+
+def test_rows_and_counts_match_sqlalchemy(engine, executed):
+    with engine.begin() as connection:
+        new_id = INSERT_RETURNING.run(connection, row("A-1", "12.50")).scalar_one()
+        INSERT.run_many(connection, [row("A-2", "1.00"), row("A-3", "7.25", active=False)])
+        direct = BY_ID.run(connection, {"t_id": new_id}).all()
+        assert direct == [(new_id, "A-1", Decimal("12.50"), True)]
+        assert ACTIVE_CODES.run(connection).all() == [("A-1",)]  # true() and 5 travel along
+        assert IN_IDS.run(connection, {"t_ids": [new_id, new_id + 1, -5]}).all() == [
+            ("A-1",),
+            ("A-2",),
+        ]
+        assert BY_ID.run(connection, {"t_id": -1}).scalar_one_or_none() is None
+        with pytest.raises(sa.exc.NoResultFound):
+            BY_ID.run(connection, {"t_id": -1}).scalar_one()
+        assert RAISE.run(connection, {"t_code": "A-2", "t_by": Decimal("0.50")}).rowcount == 1
+        assert RAISE.run(connection, {"t_code": "nope", "t_by": Decimal("1")}).rowcount == 0
+        assert BY_CODE.run(connection, {"code": "A-2"}).first()[1] == Decimal("1.50")
+        sent = len(executed)
+        # SQLAlchemy's own answer is the same
+        assert direct[0] == tuple(connection.execute(BY_ID.statement, {"t_id": new_id}).one())
+    # on psycopg2 none of them took SQLAlchemy's path
+    assert sent == (0 if is_direct(engine) else 10)
+
+
+def test_parameters_and_results_go_through_their_types(engine):
+    with engine.begin() as connection:
+        INSERT.run_many(connection, [row("E-1", colour=Colour.BLUE), row("E-2")])
+        stored = connection.execute(sa.select(c.id, c.code, c.colour, c.at).order_by(c.code))
+        (first_id, *first), _ = stored.all()
+        assert first == ["E-1", Colour.BLUE, NOW]
+        colour, at = COLOUR_AND_TIME.run(connection, {"t_id": first_id}).one()
+    assert colour is Colour.BLUE
+    assert at == NOW and at.tzinfo is UTC
+
+
+def test_what_needs_sqlalchemy_goes_through_it(engine, executed):
+    with engine.begin() as connection:
+        first = INSERT_RETURNING.run(connection, row("F-1")).scalar_one()
+        executed.clear()
+        assert IN_IDS.run(connection, {"t_ids": []}).all() == []  # an empty IN list
+        assert RENAME.run(connection, {"t_id": first, "t_new": "F-2"}).rowcount == 1
+        touched = connection.execute(sa.select(c.touched).where(c.id == first)).scalar_one()
+    assert executed[:2] == [IN_IDS.statement, RENAME.statement]
+    assert touched is not None  # the column's onupdate ran
+
+
+def test_a_statement_listener_sees_every_statement(engine):
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    with engine.begin() as connection:
+        new_id = INSERT_RETURNING.run(connection, row("L-1")).scalar_one()
+        INSERT.run_many(connection, [row("L-2"), row("L-3")])
+        assert BY_ID.run(connection, {"t_id": new_id}).one()[1] == "L-1"
+    statements = [s for s in seen if s != "BEGIN"]
+    assert [s.split()[0] for s in statements] == ["INSERT", "INSERT", "SELECT"]
+
+
+def test_a_constraint_violation_is_sqlalchemys_error_and_the_connection_recovers(engine):
+    with engine.connect() as connection:
+        INSERT.run(connection, row("U-1"))
+        with pytest.raises(sa.exc.IntegrityError) as refused:
+            INSERT.run(connection, row("U-1"))
+        assert is_unique_violation(refused.value)
+        connection.rollback()
+        INSERT.run(connection, row("U-2"))
+        connection.commit()
+        assert connection.execute(sa.select(sa.func.count()).select_from(thing)).scalar() == 1
+
+
+def test_one_multi_row_insert(postgres_url):
+    engine = create_db_engine(postgres_url)
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE direct_statements (n integer)")
+        connection.exec_driver_sql(
+            "CREATE FUNCTION direct_count() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN INSERT INTO direct_statements VALUES (1); RETURN NULL; END $$"
+        )
+        connection.exec_driver_sql(
+            "CREATE TRIGGER direct_count AFTER INSERT ON direct_thing "
+            "FOR EACH STATEMENT EXECUTE FUNCTION direct_count()"
+        )
+        INSERT.run_many(connection, [row(f"M-{n}") for n in range(25)])
+        statements = connection.exec_driver_sql("SELECT count(*) FROM direct_statements").scalar()
+        rows = connection.execute(sa.select(sa.func.count()).select_from(thing)).scalar()
+    engine.dispose()
+    assert (statements, rows) == (1, 25)
+
+
+def test_a_connection_the_server_dropped_is_invalidated(postgres_url):
+    engine = create_db_engine(postgres_url, pool_size=1, max_overflow=0)
+    metadata.create_all(engine)
+    killer = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with killer.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(sa.exc.OperationalError) as lost:
+            BY_ID.run(connection, {"t_id": 1})
+        assert lost.value.connection_invalidated
+    # the pool's only connection was replaced, not handed out dead
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+        assert BY_ID.run(connection, {"t_id": 1}).all() == []
+    engine.dispose()
+    killer.dispose()
