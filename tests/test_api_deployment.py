@@ -210,7 +210,13 @@ def test_two_workers_serve(venv, tmp_path):
         ]
         assert len(workers) == 2, server.output
         # each worker listens on a socket of its own ...
-        listening = [sockets_of(pid, server.port, LISTENING) for pid in workers]
+        # "Started server process" comes before a worker's start-up ends and it listens
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            listening = [sockets_of(pid, server.port, LISTENING) for pid in workers]
+            if all(listening) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert [len(sockets) for sockets in listening] == [1, 1]
         assert listening[0] != listening[1]
         # ... so a burst of connections, as a client pool opens them, reaches both
@@ -309,4 +315,21 @@ def test_production_with_pending_migrations_exits_before_starting_workers(venv, 
     )
     assert "tecnorev db upgrade heads" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+    assert "Started server process" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["TECNOREV_DB_POOL_SIZE", "TECNOREV_READ_THREADS"])
+def test_a_bad_worker_setting_stops_the_server_before_any_worker_starts(venv, tmp_path, name):
+    # in a worker, the supervisor would restart it over and over instead
+    result = subprocess.run(
+        [str(venv / "bin" / "tecnorev"), "serve", "--port", str(free_port()), "--workers", "2"],
+        env=child_env(f"sqlite:///{tmp_path / 'shop.db'}", {name: "0"}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {name}='0' must be a whole number"), result.stderr
     assert "Started server process" not in result.stdout + result.stderr

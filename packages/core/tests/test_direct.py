@@ -183,20 +183,37 @@ def test_one_multi_row_insert(postgres_url):
     assert (statements, rows) == (1, 25)
 
 
-def test_a_connection_the_server_dropped_is_invalidated(postgres_url):
-    engine = create_db_engine(postgres_url, pool_size=1, max_overflow=0)
+def test_a_value_its_type_refuses_is_a_statement_error(engine):
+    refused = pytest.raises(sa.exc.StatementError, match="naive datetime")
+    with engine.connect() as connection, refused:
+        INSERT.run(connection, row("N-1", at=datetime(2026, 1, 2)))
+
+
+def test_a_dropped_connection_is_invalidated_and_the_pool_renewed(postgres_url):
+    # no ping before checkout: what replaces dead connections is the invalidation itself
+    engine = create_db_engine(postgres_url, pool_size=2, max_overflow=0, pool_pre_ping=False)
     metadata.create_all(engine)
     killer = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+
+    def backend(connection: sa.Connection) -> int:
+        return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    with engine.connect() as first, engine.connect() as second:
+        before = {backend(first), backend(second)}
+        second.rollback()
     with engine.connect() as connection:
-        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        pid = backend(connection)
         with killer.connect() as other:
             other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         with pytest.raises(sa.exc.OperationalError) as lost:
             BY_ID.run(connection, {"t_id": 1})
         assert lost.value.connection_invalidated
-    # the pool's only connection was replaced, not handed out dead
-    with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
-        assert BY_ID.run(connection, {"t_id": 1}).all() == []
+        assert connection.invalidated
+    # the server went away once: every connection pooled before it is replaced, not only
+    # the one that failed
+    with engine.connect() as first, engine.connect() as second:
+        after = {backend(first), backend(second)}
+        assert BY_ID.run(first, {"t_id": 1}).all() == []
+    assert not after & before
     engine.dispose()
     killer.dispose()

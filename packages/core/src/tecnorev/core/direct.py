@@ -98,7 +98,7 @@ class _Compiled:
     def takes(self, params: Mapping[str, Any]) -> bool:
         """Whether these values can be sent directly: an empty ``IN`` list cannot (SQLAlchemy
         writes an expression that matches nothing)."""
-        return all(params[name] for name in self.expanding)
+        return all(len(params[name]) for name in self.expanding)
 
     def bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
         bound = {**self.fixed, **params} if self.fixed else dict(params)
@@ -138,8 +138,8 @@ class Direct:
 
     def __init__(self, statement: sa.Executable) -> None:
         self.statement = statement
-        # (dialect, parameter names, many rows) -> compiled form, or None: not sent directly
-        self._compiled: dict[tuple[str, frozenset[str], bool], _Compiled | None] = {}
+        # (dialect class, parameter names, many rows) -> compiled form, or None: not direct
+        self._compiled: dict[tuple[type, frozenset[str], bool], _Compiled | None] = {}
 
     def run(self, connection: sa.Connection, params: Mapping[str, Any] | None = None) -> Rows:
         """Execute once with ``params``; the same as ``connection.execute(statement, params)``."""
@@ -147,7 +147,7 @@ class Direct:
         compiled = self._compile(connection, params, many=False)
         if compiled is None or _observed(connection) or not compiled.takes(params):
             return connection.execute(self.statement, dict(params))
-        bound = compiled.bind(params)
+        bound = _bound(compiled, params)
 
         def execute(cursor: Any) -> _Fetched:
             cursor.execute(compiled.sql, bound)
@@ -170,11 +170,12 @@ class Direct:
             or compiled.expanding
             or compiled.columns
             or _MANY_VALUES not in compiled.sql
+            or " ON CONFLICT " in compiled.sql  # its VALUES list is not the statement's end
         ):
             connection.execute(self.statement, [dict(row) for row in rows])
             return
         head, _, values = compiled.sql.rpartition(_MANY_VALUES)
-        batch = [compiled.bind(row) for row in rows]
+        batch = [_bound(compiled, row) for row in rows]
         from psycopg2.extras import execute_values
 
         def insert(cursor: Any) -> None:
@@ -185,7 +186,7 @@ class Direct:
     def _compile(
         self, connection: sa.Connection, params: Mapping[str, Any], *, many: bool
     ) -> _Compiled | None:
-        key = (connection.dialect.name, frozenset(params), many)
+        key = (type(connection.dialect), frozenset(params), many)
         try:
             return self._compiled[key]
         except KeyError:
@@ -229,9 +230,9 @@ def _direct_form(
     processors = {}
     for name, bind in compiled.binds.items():
         if name not in names:
-            if bind.required:
-                return None  # missing: SQLAlchemy says so in its own words
-            fixed[name] = bind.effective_value
+            if bind.required or bind.callable is not None:
+                return None  # missing (SQLAlchemy says so in its words), or computed per call
+            fixed[name] = bind.value
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors[name] = process
@@ -240,15 +241,25 @@ def _direct_form(
 
 
 def _observed(connection: sa.Connection) -> bool:
-    """Whether something watches this engine's statements (``echo``, a statement listener,
-    an error hook): they then take SQLAlchemy's path, so every one of them is seen."""
-    dispatch = connection.dispatch
+    """Whether something watches this connection's statements (SQL logging by ``echo`` or
+    the ``sqlalchemy.engine`` logger, execution listeners, error hooks): they then take
+    SQLAlchemy's path, so every one of them is seen.  (Pool events, such as the
+    ``connect`` hook of the project's engines, do not count.)"""
     return bool(
-        connection.engine.echo
-        or dispatch.before_cursor_execute
-        or dispatch.after_cursor_execute
-        or connection.dialect.dispatch.handle_error
+        connection._echo
+        or connection._has_events
+        or connection.engine._has_events
+        or connection.dialect._has_events
     )
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters converted by their types; a value a type refuses (a naive timestamp,
+    an unknown enum member) is a ``StatementError``, as from ``execute``."""
+    try:
+        return compiled.bind(params)
+    except Exception as exc:
+        raise sa.exc.StatementError(str(exc), compiled.sql, dict(params), exc) from exc
 
 
 def _with_cursor(connection: sa.Connection, sql: str, params: Any, work: Callable[[Any], _T]) -> _T:
@@ -263,17 +274,12 @@ def _with_cursor(connection: sa.Connection, sql: str, params: Any, work: Callabl
     try:
         return work(cursor)
     except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if lost:
-            connection.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(
-            sql,
-            params,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
+        # SQLAlchemy's own handling, as for any statement: the exception class for the error,
+        # and on a lost connection this one invalidated and the pool's older ones replaced at
+        # their next checkout (the server restarted: they are all dead).  Other errors (a
+        # value the driver cannot send) propagate as they would from ``execute``.
+        connection._handle_dbapi_exception(exc, sql, params, cursor, None)
+        raise  # not reached: the call above raises
     finally:
         if not dbapi_connection.closed:
             cursor.close()

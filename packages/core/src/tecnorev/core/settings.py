@@ -80,7 +80,7 @@ def whole_number(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ConfigError(f"{name}={raw!r} must be a whole number of at least 1")
     return int(raw)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import sys
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,6 +42,13 @@ def serve(
 
         check_ready_to_serve()
     workers = workers or whole_number("TECNOREV_WORKERS", 1)
+    # checked here too, not only in each worker: a worker that fails on it would be restarted
+    # by the supervisor over and over instead of stopping the server with a message
+    from tecnorev.api.app import POOL_SIZE
+    from tecnorev.core.web.session import read_threads
+
+    whole_number("TECNOREV_DB_POOL_SIZE", POOL_SIZE)
+    read_threads()
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.
     fast = find_spec("uvloop") is not None and find_spec("httptools") is not None
@@ -58,8 +66,9 @@ def serve(
         "proxy_headers": True,
     }
     _check_free(host, port)
-    if reload or workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(SERVED_APP, workers=workers, reload=reload, **options)
+    # Linux spreads connections over a SO_REUSEPORT group; other systems do not
+    if reload or workers == 1 or not sys.platform.startswith("linux"):
+        uvicorn.run(SERVED_APP, workers=None if reload else workers, reload=reload, **options)
     else:
         _run_workers(uvicorn.Config(SERVED_APP, workers=workers, **options))
 
