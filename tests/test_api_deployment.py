@@ -239,6 +239,22 @@ def test_two_workers_serve(venv, tmp_path):
 LISTENING, ESTABLISHED = "0A", "01"
 
 
+def refused_serve(
+    venv: Path, cwd: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``tecnorev serve`` on a SQLite file in ``cwd``, expected to stop at start-up; a free
+    port unless ``args`` name one."""
+    port = [] if "--port" in args else ["--port", str(free_port())]
+    return subprocess.run(
+        [str(venv / "bin" / "tecnorev"), "serve", *port, *args],
+        env=child_env(f"sqlite:///{cwd / 'shop.db'}", env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def sockets_of(pid: int, port: int, state: str) -> set[str]:
     """The TCP sockets on local ``port`` in ``state`` that process ``pid`` holds open."""
     wanted = set()
@@ -264,14 +280,7 @@ def test_a_port_in_use_exits_with_a_message(venv, tmp_path, workers):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [str(venv / "bin" / "tecnorev"), "serve", "--port", str(port), "--workers", workers],
-            env=child_env(f"sqlite:///{tmp_path / 'shop.db'}"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = refused_serve(venv, tmp_path, "--port", str(port), "--workers", workers)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -280,17 +289,7 @@ def test_a_port_in_use_exits_with_a_message(venv, tmp_path, workers):
 @pytest.mark.slow
 @pytest.mark.parametrize("secret_key", ["", "secret"], ids=["missing", "weak"])
 def test_production_with_a_weak_secret_key_exits_with_a_message(venv, tmp_path, secret_key):
-    result = subprocess.run(
-        [str(venv / "bin" / "tecnorev"), "serve", "--port", str(free_port())],
-        env=child_env(
-            f"sqlite:///{tmp_path / 'shop.db'}",
-            {"TECNOREV_ENV": "production", "SECRET_KEY": secret_key},
-        ),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = refused_serve(venv, tmp_path, TECNOREV_ENV="production", SECRET_KEY=secret_key)
     assert result.returncode != 0
     assert result.stderr.startswith("error: SECRET_KEY "), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -298,16 +297,9 @@ def test_production_with_a_weak_secret_key_exits_with_a_message(venv, tmp_path, 
 
 @pytest.mark.slow
 def test_production_with_pending_migrations_exits_before_starting_workers(venv, tmp_path):
-    result = subprocess.run(
-        [str(venv / "bin" / "tecnorev"), "serve", "--port", str(free_port()), "--workers", "2"],
-        env=child_env(
-            f"sqlite:///{tmp_path / 'shop.db'}",
-            {"TECNOREV_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48)},
-        ),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    key = secrets.token_urlsafe(48)
+    result = refused_serve(
+        venv, tmp_path, "--workers", "2", TECNOREV_ENV="production", SECRET_KEY=key
     )
     assert result.returncode != 0
     assert result.stderr.startswith(
@@ -322,14 +314,7 @@ def test_production_with_pending_migrations_exits_before_starting_workers(venv, 
 @pytest.mark.parametrize("name", ["TECNOREV_DB_POOL_SIZE", "TECNOREV_READ_THREADS"])
 def test_a_bad_worker_setting_stops_the_server_before_any_worker_starts(venv, tmp_path, name):
     # in a worker, the supervisor would restart it over and over instead
-    result = subprocess.run(
-        [str(venv / "bin" / "tecnorev"), "serve", "--port", str(free_port()), "--workers", "2"],
-        env=child_env(f"sqlite:///{tmp_path / 'shop.db'}", {name: "0"}),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = refused_serve(venv, tmp_path, "--workers", "2", **{name: "0"})
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {name}='0' must be a whole number"), result.stderr
     assert "Started server process" not in result.stdout + result.stderr
