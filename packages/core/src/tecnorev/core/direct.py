@@ -66,9 +66,7 @@ class _Fetched:
         return self._rows[0]
 
     def scalar_one(self) -> Any:
-        if not self._rows:
-            raise sa.exc.NoResultFound("no row")
-        return self.scalar_one_or_none()
+        return self.one()[0]
 
     def scalar_one_or_none(self) -> Any:
         if len(self._rows) > 1:

@@ -33,18 +33,23 @@ POOL_OVERFLOW = 10
 POOL_RECYCLE_SECONDS = 1800
 
 
+def pool_size() -> int:
+    """Connections per pool and worker: ``TECNOREV_DB_POOL_SIZE``, else ``POOL_SIZE``."""
+    return whole_number("TECNOREV_DB_POOL_SIZE", POOL_SIZE)
+
+
 def create_app(*, database_url: str | None = None, registry: Registry | None = None) -> FastAPI:
     """The service for the installed modules (or ``registry``) on ``database_url``
     (default: DATABASE_URL, from the environment or ``.env``)."""
     settings = get_settings()
     signing_key(settings)  # production refuses a missing or weak key before serving anything
     read_threads()  # a bad TECNOREV_READ_THREADS stops start-up, not a request
-    pool_size = whole_number("TECNOREV_DB_POOL_SIZE", POOL_SIZE)
+    size = pool_size()
     registry = registry or get_registry()
     registry.load_models()
     engine = create_db_engine(
         database_url,
-        pool_size=pool_size,
+        pool_size=size,
         max_overflow=POOL_OVERFLOW,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
@@ -52,7 +57,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     # public reads (ReadSessionDep) run in autocommit on a pool of their own
     read_engine = reading_engine(
         engine,
-        pool_size=pool_size,
+        pool_size=size,
         max_overflow=POOL_OVERFLOW,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,

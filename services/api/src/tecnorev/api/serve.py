@@ -44,10 +44,10 @@ def serve(
     workers = workers or whole_number("TECNOREV_WORKERS", 1)
     # checked here too, not only in each worker: a worker that fails on it would be restarted
     # by the supervisor over and over instead of stopping the server with a message
-    from tecnorev.api.app import POOL_SIZE
+    from tecnorev.api.app import pool_size
     from tecnorev.core.web.session import read_threads
 
-    whole_number("TECNOREV_DB_POOL_SIZE", POOL_SIZE)
+    pool_size()
     read_threads()
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.
@@ -94,9 +94,9 @@ def served_app() -> FastAPI:
 
 
 def _check_free(host: str, port: int) -> None:
-    """Refuse an address already taken, with a message.  A plain bind sees every holder,
-    including another server's ``SO_REUSEPORT`` group, which the workers' sockets below
-    would otherwise join and share connections with."""
+    """Refuse an address already taken, with a message.  A bind without ``SO_REUSEPORT``
+    fails on any listening holder, including another server's ``SO_REUSEPORT`` group,
+    which the workers' sockets below would otherwise join and share connections with."""
     probe = socket.socket(_family(host))
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
