@@ -482,7 +482,7 @@ def statements(*engines):
     seen = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        if statement != "BEGIN":  # transaction control (SQLite's is sent as a statement)
+        if not statement.startswith("BEGIN"):  # transaction control (SQLite's is a statement)
             seen.append(statement)
 
     for engine in engines:

@@ -147,7 +147,7 @@ def test_a_statement_listener_sees_every_statement(engine):
         new_id = INSERT_RETURNING.run(connection, row("L-1")).scalar_one()
         INSERT.run_many(connection, [row("L-2"), row("L-3")])
         assert BY_ID.run(connection, {"t_id": new_id}).one()[1] == "L-1"
-    statements = [s for s in seen if s != "BEGIN"]
+    statements = [s for s in seen if not s.startswith("BEGIN")]
     assert [s.split()[0] for s in statements] == ["INSERT", "INSERT", "SELECT"]
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from tecnorev.auth import service
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.auth.errors import InvalidCredentials
 from tecnorev.auth.permissions import USERS_MANAGE, USERS_READ
 from tecnorev.auth.schemas import (
     MePublic,
@@ -22,6 +23,7 @@ from tecnorev.auth.schemas import (
     UserRolesUpdate,
     UserUpdate,
 )
+from tecnorev.auth.throttle import LoginThrottle
 from tecnorev.core.web import SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery
 
@@ -55,19 +57,42 @@ def _user_public(account: service.UserAccount) -> UserPublic:
     )
 
 
+def _throttle(request: Request) -> LoginThrottle:
+    """The app's count of failed logins, made on its first login."""
+    throttle = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.login_throttle = LoginThrottle()
+    return throttle
+
+
 @router.post(
     "/token",
     summary="log in with email (as username) and password",
-    responses={401: {"description": "invalid_credentials"}},
+    responses={
+        401: {"description": "invalid_credentials"},
+        429: {"description": "too_many_attempts: too many failures for the account or address"},
+        503: {"description": "overloaded: too many logins at once"},
+    },
 )
 def log_in(
     session: SessionDep,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
     response: Response,
 ) -> TokenPublic:
     """Opens a new login.  A wrong password, an unknown email and a deactivated user all get
-    the same 401 ``invalid_credentials``."""
-    return _tokens(service.log_in(session, email=form.username, password=form.password), response)
+    the same 401 ``invalid_credentials``.  After too many failures for one account or from
+    one address, logins are refused with 429 ``too_many_attempts`` and ``Retry-After``."""
+    throttle = _throttle(request)
+    address = request.client.host if request.client else "unknown"
+    throttle.check(email=form.username, address=address)
+    try:
+        tokens = service.log_in(session, email=form.username, password=form.password)
+    except InvalidCredentials:
+        throttle.failed(email=form.username, address=address)
+        raise
+    throttle.succeeded(email=form.username)
+    return _tokens(tokens, response)
 
 
 @router.post(

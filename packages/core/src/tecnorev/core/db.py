@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +16,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from tecnorev.core.errors import DatabaseUnavailable
-from tecnorev.core.settings import get_settings, normalize_database_url
+from tecnorev.core.settings import (
+    connect_timeout,
+    duration,
+    get_settings,
+    normalize_database_url,
+)
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -20,39 +29,100 @@ if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
 
 
-def _sqlite_app_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite opens transactions on its own terms (not before a SAVEPOINT, say, so releasing
-    # one committed for good); driver autocommit plus our own BEGIN makes SQLite's
-    # transactions SQLAlchemy's, as its documentation recommends.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    milliseconds = max(1, round(busy_timeout * 1000))
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite opens transactions on its own terms (not before a SAVEPOINT, say, so
+        # releasing one committed for good); driver autocommit plus our own BEGIN makes
+        # SQLite's transactions SQLAlchemy's, as its documentation recommends.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # a writer waits this long for the write lock, then fails (a logged 503 in the API)
+        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "delete":
+            # WAL: readers never block the writer nor it them, and a commit costs one
+            # append instead of a rollback journal.  Kept in the file, so asked once.
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return pragmas
 
 
 def _sqlite_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front, where busy_timeout queues the transaction.  A
+    # deferred one that read first and writes later fails at once with "database is locked"
+    # when another writer committed meanwhile: no wait can help a stale snapshot.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-CONNECT_TIMEOUT = 5  # seconds
+@dataclass(frozen=True)
+class RequestTimeouts:
+    """Bounds on what one API request may wait for inside the database: the row locks it
+    takes, each statement, and the time its transaction may sit idle (a stuck process
+    holding locks is cut off by the server).  Set on each connection of the API's engines
+    when it opens, so they cost no round trip per request."""
+
+    lock: float = 3.0
+    statement: float = 15.0
+    idle_in_transaction: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> RequestTimeouts:
+        return cls(
+            lock=duration("TECNOREV_REQUEST_LOCK_TIMEOUT", cls.lock),
+            statement=duration("TECNOREV_REQUEST_STATEMENT_TIMEOUT", cls.statement),
+            idle_in_transaction=duration(
+                "TECNOREV_IDLE_IN_TRANSACTION_TIMEOUT", cls.idle_in_transaction
+            ),
+        )
+
+    def postgres_options(self) -> str:
+        """libpq's ``options``: server settings sent with the connection's start-up packet."""
+        settings = {
+            "lock_timeout": self.lock,
+            "statement_timeout": self.statement,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction,
+        }
+        return " ".join(f"-c {name}={max(1, round(s * 1000))}" for name, s in settings.items())
 
 
-def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
+APPLICATION_NAME = "tecnorev"
+
+
+def create_db_engine(
+    url: str | None = None, *, timeouts: RequestTimeouts | None = None, **kwargs: Any
+) -> sa.Engine:
     """An engine for ``url`` (default: the configured ``DATABASE_URL``) with the project's
-    per-backend settings; for SQLite, foreign keys are enforced on every connection."""
+    per-backend settings: foreign keys enforced, WAL and write transactions that queue for
+    the lock on SQLite; a connect timeout on PostgreSQL.  ``timeouts`` bounds lock waits and
+    statements (the API's engines); without it, SQLite still waits at most 5 s for a lock."""
     url = normalize_database_url(url) if url else get_settings().database_url
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        autocommit = kwargs.get("isolation_level") == "AUTOCOMMIT"
         engine = sa.create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_app_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        busy = timeouts.lock if timeouts else SQLITE_BUSY_TIMEOUT
+        event.listen(engine, "connect", _sqlite_pragmas(busy))
+        if not autocommit:
+            event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    if "connect_timeout" not in make_url(url).query:
-        # an unreachable host that drops packets would otherwise hang start-up and probes
-        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
+    connect_args = kwargs.setdefault("connect_args", {})
+    query = make_url(url).query
+    if "connect_timeout" not in query:
+        # a host that accepts TCP and never answers would otherwise hang start-up and probes
+        connect_args.setdefault("connect_timeout", connect_timeout())
+    if "application_name" not in query:
+        connect_args.setdefault("application_name", APPLICATION_NAME)
+    if timeouts is not None:
+        options = f"{connect_args.get('options', '')} {timeouts.postgres_options()}"
+        connect_args["options"] = options.strip()
     return sa.create_engine(url, **kwargs)
+
+
+SQLITE_BUSY_TIMEOUT = 5.0
 
 
 @lru_cache(maxsize=4)
@@ -104,3 +174,46 @@ def session_scope(
             session.rollback()
             raise
         deliver(take_committed(session), engine=engine, registry=registry)
+
+
+class Checkouts:
+    """The connections ``engine``'s pool has handed out and not yet got back, so a stopping
+    server can cancel what they wait for: a statement waiting on a lock holds its thread,
+    and the process cannot end before that thread does."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._out: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        event.listen(engine, "checkout", self._checked_out)
+        event.listen(engine, "checkin", self._checked_in)
+
+    def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        with self._lock:
+            self._out[id(dbapi_connection)] = dbapi_connection
+
+    def _checked_in(self, dbapi_connection: Any, _record: Any) -> None:
+        with self._lock:
+            self._out.pop(id(dbapi_connection), None)
+
+    def __len__(self) -> int:
+        return len(self._out)
+
+    def cancel(self) -> int:
+        """Cancel the statement each checked-out connection runs (its transaction then
+        rolls back, and the request answers with an error); the number cancelled."""
+        with self._lock:
+            connections = list(self._out.values())
+        for connection in connections:
+            with contextlib.suppress(Exception):  # already closed, or nothing running
+                if hasattr(connection, "cancel"):
+                    connection.cancel()  # psycopg2: a cancel request on a new socket
+                else:
+                    connection.interrupt()  # sqlite3
+        return len(connections)
+
+    def wait_returned(self, timeout: float) -> bool:
+        """Whether every connection came back within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._out and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class TecnorevError(Exception):
     """Base class: the message is meant for a person and is printed without a traceback."""
@@ -41,6 +43,11 @@ class DomainError(TecnorevError):
         self.message = message
         self.details = details
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the answer needs (``Retry-After``, say)."""
+        return None
+
 
 class NotFound(DomainError):
     status_code = 404
@@ -69,3 +76,28 @@ class NotAuthenticated(DomainError):
 class PermissionDenied(DomainError):
     status_code = 403
     code = "permission_denied"
+
+
+class _RetryLater(DomainError):
+    def __init__(self, message: str, *, retry_after: float, details: object = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(_RetryLater):
+    """This client or account asked too often; ``Retry-After`` says when it may again."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+
+class Overloaded(_RetryLater):
+    """The process has no capacity left for this kind of work right now; not the client's
+    fault, and worth retrying after ``Retry-After``."""
+
+    status_code = 503
+    code = "overloaded"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -83,6 +84,35 @@ def whole_number(name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ConfigError(f"{name}={raw!r} must be a whole number of at least 1")
     return int(raw)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|min)?$")
+_SECONDS_PER = {"ms": 0.001, "s": 1.0, None: 1.0, "min": 60.0}
+
+
+def duration(name: str, default: float) -> float:
+    """The environment variable ``name`` as a duration above zero in seconds: ``2``, ``2s``,
+    ``500ms`` or ``1min`` (a bare number is seconds); ``default`` when it is unset or empty.
+    Anything else is a ``ConfigError`` naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    match = _DURATION.match(raw.lower())
+    value = float(match.group(1)) * _SECONDS_PER[match.group(2)] if match else 0.0
+    if not 0 < value <= 86_400:
+        raise ConfigError(f"{name}={raw!r} must be a duration above 0, such as 2s or 500ms")
+    return value
+
+
+CONNECT_TIMEOUT = 5
+
+
+def connect_timeout() -> int:
+    """Seconds every connection to the database may take to open:
+    ``TECNOREV_DB_CONNECT_TIMEOUT``, else 5.  libpq waits forever for a server that accepts
+    TCP and never answers (a black-holed host, a dead balancer) unless this is set; it takes
+    whole seconds, and treats anything under 2 as 2."""
+    return max(2, round(duration("TECNOREV_DB_CONNECT_TIMEOUT", CONNECT_TIMEOUT)))
 
 
 @lru_cache(maxsize=1)

@@ -6,36 +6,31 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from tecnorev.core.db import check_connection, create_db_engine
+from tecnorev.api.pools import plan_pools, pool_timeout
+from tecnorev.core.db import Checkouts, RequestTimeouts, check_connection, create_db_engine
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
 from tecnorev.core.migration.readiness import ReadinessCheck, behind
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.settings import get_settings, signing_key, whole_number
+from tecnorev.core.settings import duration, get_settings, signing_key
 from tecnorev.core.web import make_app
+from tecnorev.core.web.admission import AdmissionLimits
 from tecnorev.core.web.composition import module_routers
 from tecnorev.core.web.session import read_threads, reading_engine
 
 log = logging.getLogger("tecnorev.api")
 
 VERSION = "0.1.0"
-# Connections each engine keeps open per worker: as many as the threads serving sync routes
-# (anyio's default: 40), so they never queue for one.  A smaller pool's overflow connections
-# are closed at each return and opened again by the next request: under steady load a
-# PostgreSQL backend was started and dropped for every few orders, a third of a core.
-POOL_SIZE = 40
-POOL_OVERFLOW = 10
 # No ping before each checkout (a round trip per request): a connection the server dropped
 # fails one request with a 503, and SQLAlchemy then replaces every pooled connection.
 POOL_RECYCLE_SECONDS = 1800
-
-
-def pool_size() -> int:
-    """Connections per pool and worker: ``TECNOREV_DB_POOL_SIZE``, else ``POOL_SIZE``."""
-    return whole_number("TECNOREV_DB_POOL_SIZE", POOL_SIZE)
+READY_TIMEOUT = 3.0
+SHUTDOWN_CANCEL_WAIT = 5.0
 
 
 def create_app(*, database_url: str | None = None, registry: Registry | None = None) -> FastAPI:
@@ -43,33 +38,46 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     (default: DATABASE_URL, from the environment or ``.env``)."""
     settings = get_settings()
     signing_key(settings)  # production refuses a missing or weak key before serving anything
-    read_threads()  # a bad TECNOREV_READ_THREADS stops start-up, not a request
-    size = pool_size()
+    timeouts, waiting, ready_timeout = check_worker_settings()
+    pools = plan_pools(database_url)
+    admission = AdmissionLimits.from_env(pools.write)
     registry = registry or get_registry()
     registry.load_models()
-    engine = create_db_engine(
-        database_url,
-        pool_size=size,
-        max_overflow=POOL_OVERFLOW,
-        pool_pre_ping=False,
-        pool_recycle=POOL_RECYCLE_SECONDS,
-    )
+    options = {
+        "timeouts": timeouts,
+        "max_overflow": 0,
+        "pool_timeout": waiting,
+        "pool_pre_ping": False,
+        "pool_recycle": POOL_RECYCLE_SECONDS,
+    }
+    engine = create_db_engine(database_url, pool_size=pools.write, **options)
     # public reads (ReadSessionDep) run in autocommit on a pool of their own
-    read_engine = reading_engine(
-        engine,
-        pool_size=size,
-        max_overflow=POOL_OVERFLOW,
-        pool_pre_ping=False,
-        pool_recycle=POOL_RECYCLE_SECONDS,
+    read_engine = reading_engine(engine, pool_size=pools.read, **options)
+    # /ready has a connection and a thread of its own: a busy or stuck application cannot
+    # delay it, nor can a flood of probes take anything from the application
+    probe_engine = create_db_engine(
+        database_url, timeouts=timeouts, pool_size=1, max_overflow=0, pool_timeout=ready_timeout
     )
+    checkouts = [Checkouts(engine), Checkouts(read_engine)]
     readiness = ReadinessCheck(registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        _check_schema(engine, readiness, production=settings.is_production)
+        log.info(
+            "pools: %d writing + %d reading connections (%s); %d requests in flight, "
+            "%d waiting at most %.1fs",
+            pools.write, pools.read, pools.reason,
+            admission.limit, admission.backlog, admission.wait,
+        )  # fmt: skip
+        await anyio.to_thread.run_sync(
+            lambda: _check_schema(engine, readiness, production=settings.is_production)
+        )
         yield
-        engine.dispose()
-        read_engine.dispose()
+        # Past the server's grace period: what still runs is cancelled in the database, so
+        # its thread returns, its transaction rolls back and its connection comes home.
+        await anyio.to_thread.run_sync(_stop_statements, checkouts)
+        for each in (engine, read_engine, probe_engine):
+            each.dispose()
 
     tags = [{"name": m.name, "description": m.description} for m in registry.modules]
     app = make_app(
@@ -81,10 +89,13 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         version=VERSION,
         tags=[{"name": "service", "description": "health and readiness"}, *tags],
         lifespan=lifespan,
+        admission=admission,
     )
+    probe_thread = _ProbeThread()
 
     @app.get("/health", tags=["service"], summary="the process is up")
-    def health() -> dict[str, object]:
+    async def health() -> dict[str, object]:
+        # async: answered on the event loop, whatever the threads and the database are doing
         return {"status": "ok", "modules": registry.names}
 
     @app.get(
@@ -93,23 +104,66 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         summary="the database is reachable and every installed module's migrations are applied",
         responses={503: {"description": "not ready: the body says why"}},
     )
-    def ready() -> JSONResponse:
-        try:
-            report = readiness.report(engine)
-        except DatabaseUnavailable as exc:
-            log.warning("not ready: %s", exc)
-            body = {"status": "not_ready", "database": "unreachable", "behind": {}}
-            return JSONResponse(body, status_code=503)
-        late = behind(report)
-        body = {
-            "status": "not_ready" if late else "ready",
-            "database": "ok",
-            "behind": late,
-            "modules": {m.module: m.state.value for m in report.modules},
-        }
-        return JSONResponse(body, status_code=503 if late else 200)
+    async def ready() -> JSONResponse:
+        def check() -> JSONResponse:
+            return _readiness(readiness, probe_engine)
+
+        with anyio.move_on_after(ready_timeout):
+            return await anyio.to_thread.run_sync(
+                check, limiter=probe_thread.limiter(), abandon_on_cancel=True
+            )
+        log.warning("not ready: the database did not answer within %.1fs", ready_timeout)
+        body = {"status": "not_ready", "database": "timeout", "behind": {}}
+        return JSONResponse(body, status_code=503)
 
     return app
+
+
+def check_worker_settings() -> tuple[RequestTimeouts, float, float]:
+    """Read every setting a worker reads, so a bad one stops start-up with its name rather
+    than failing requests: the request timeouts, the pool and readiness waits."""
+    read_threads()
+    AdmissionLimits.from_env(1)
+    timeouts = RequestTimeouts.from_env()
+    return timeouts, pool_timeout(), duration("TECNOREV_READY_TIMEOUT", READY_TIMEOUT)
+
+
+class _ProbeThread:
+    """One thread per event loop for readiness probes."""
+
+    def __init__(self) -> None:
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return self._limiter
+
+
+def _readiness(readiness: ReadinessCheck, engine: sa.Engine) -> JSONResponse:
+    try:
+        report = readiness.report(engine)
+    except (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+        log.warning("not ready: %s", exc)
+        body = {"status": "not_ready", "database": "unreachable", "behind": {}}
+        return JSONResponse(body, status_code=503)
+    late = behind(report)
+    body = {
+        "status": "not_ready" if late else "ready",
+        "database": "ok",
+        "behind": late,
+        "modules": {m.module: m.state.value for m in report.modules},
+    }
+    return JSONResponse(body, status_code=503 if late else 200)
+
+
+def _stop_statements(checkouts: list[Checkouts]) -> None:
+    cancelled = sum(each.cancel() for each in checkouts)
+    if not cancelled:
+        return
+    log.warning("stopping: cancelled the statements of %d requests still running", cancelled)
+    if not all(each.wait_returned(SHUTDOWN_CANCEL_WAIT) for each in checkouts):
+        log.error("stopping: connections still in use after %.0fs", SHUTDOWN_CANCEL_WAIT)
 
 
 def check_ready_to_serve(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import socket
 import sys
 from importlib.util import find_spec
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tecnorev.core.errors import ConfigError
+from tecnorev.core.errors import ConfigError, DatabaseUnavailable
 
 if TYPE_CHECKING:
     import uvicorn
@@ -33,22 +34,33 @@ def serve(
     """Serve the API composed from the installed modules (docs at /docs)."""
     import uvicorn
 
-    from tecnorev.core.settings import get_settings, signing_key, whole_number
+    from tecnorev.core.settings import duration, get_settings, signing_key, whole_number
 
     settings = get_settings()  # reads .env, so a bad value stops here with its message
     signing_key(settings)
-    if settings.is_production:
-        from tecnorev.api.app import check_ready_to_serve
-
-        check_ready_to_serve()
     workers = workers or whole_number("TECNOREV_WORKERS", 1)
-    # checked here too, not only in each worker: a worker that fails on it would be restarted
-    # by the supervisor over and over instead of stopping the server with a message
-    from tecnorev.api.app import pool_size
-    from tecnorev.core.web.session import read_threads
+    # each worker sizes its pools for this many workers sharing the server's connections
+    os.environ["TECNOREV_WORKERS"] = str(workers)
+    grace = duration("TECNOREV_SHUTDOWN_GRACE", SHUTDOWN_GRACE)
+    # Checked here too, not only in each worker: a worker that fails on it would be
+    # restarted by the supervisor over and over instead of stopping the server with a
+    # message.  The database must answer: the pools are sized from its limits.
+    from tecnorev.api.app import check_ready_to_serve, check_worker_settings
+    from tecnorev.api.pools import plan_pools
 
-    pool_size()
-    read_threads()
+    check_worker_settings()
+    try:
+        pools = plan_pools(strict=True)
+        if settings.is_production:
+            check_ready_to_serve()
+    except DatabaseUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"tecnorev serve: {workers} worker(s), each with {pools.write} writing + {pools.read} "
+        f"reading connections ({pools.reason}) and up to {pools.write} requests at once",
+        err=True,
+    )
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.
     fast = find_spec("uvloop") is not None and find_spec("httptools") is not None
@@ -64,6 +76,8 @@ def serve(
         "http": "httptools" if fast else "auto",
         "log_level": log_level,
         "proxy_headers": True,
+        # then requests still running are cancelled, their statements too (see create_app)
+        "timeout_graceful_shutdown": grace,
     }
     _check_free(host, port)
     # Linux spreads connections over a SO_REUSEPORT group; other systems do not
@@ -74,6 +88,7 @@ def serve(
 
 
 SERVED_APP = "tecnorev.api.serve:served_app"
+SHUTDOWN_GRACE = 10.0
 
 
 def served_app() -> FastAPI:

@@ -7,7 +7,7 @@ from just its router, so routes are tested through the same stack without the se
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.errors import DiscoveryError
+from tecnorev.core.web.admission import Admission, AdmissionLimits
 from tecnorev.core.web.errors import ERROR_RESPONSES, error_body, install_error_handlers
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
 
 API_PREFIX = "/api/v1"
+UNQUEUED_PATHS = ("/health", "/ready", "/metrics")
 MAX_BODY_BYTES = 1_000_000
 
 
@@ -97,10 +99,15 @@ def make_app(
     version: str = "0.1.0",
     tags: Sequence[dict[str, Any]] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
+    admission: AdmissionLimits | None = None,
+    unqueued_paths: Collection[str] = UNQUEUED_PATHS,
     **fastapi_options: Any,
 ) -> FastAPI:
     """A FastAPI app with each ``(tag, router)`` under ``/api/v1``; events published in its
     requests go to ``registry``'s subscribers (default: the installed modules).
+
+    At most ``admission.limit`` requests run at once (default 40, see ``web.admission``),
+    except those for ``unqueued_paths``, which must not take a thread of the default pool.
 
     Two routers claiming the same method and path are refused: with packages released
     separately, a silent override would hide one package's endpoint behind another's.
@@ -111,6 +118,10 @@ def make_app(
     app.state.registry = registry
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    # outermost: a refused request costs nothing past this point
+    app.add_middleware(
+        Admission, limits=admission or AdmissionLimits(), exempt=frozenset(unqueued_paths)
+    )
     claimed: dict[tuple[str, str], str] = {}
     for tag, router in routers:
         for route in router.routes:

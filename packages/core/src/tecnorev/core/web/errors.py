@@ -3,6 +3,12 @@
 The body is always ``{"error": {"code", "message", "details"}}``.  Database errors are
 translated by kind (a unique or foreign-key violation is a 409, a value the column cannot
 hold a 422, an unreachable database a 503); no SQL, traceback or input echo reaches a client.
+
+Waiting too long is never a 500: a record locked by another request past the lock timeout is
+``409 resource_busy``; a full process (no admission slot, no free connection) ``503
+overloaded``; a statement past its timeout ``503 database_timeout``; an SQLite file locked
+past its busy timeout ``503 database_busy``.  Each 503 and ``resource_busy`` carry
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ _SQLITE_CONSTRAINT = {
     "CHECK": _PG_CONSTRAINT["23514"],
     "NOT NULL": _PG_CONSTRAINT["23502"],
 }
-_RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
+QUERY_CANCELED = "57014"  # statement_timeout expired (or the statement was cancelled)
 # SQLite primary result codes: busy/locked is contention; these mean the file cannot be used.
 # Its other OperationalErrors (no such table, syntax) are faults in the code or its schema.
 _SQLITE_BUSY = {5, 6}
@@ -89,7 +97,7 @@ def _constraint(exc: sa.exc.IntegrityError) -> tuple[str, int, str, str | None]:
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else exc.headers
     return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
 
 
@@ -131,11 +139,40 @@ async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, sa.exc.OperationalError)
+    pgcode = getattr(exc.orig, "pgcode", None)
     sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
     sqlite_code = None if sqlite_code is None else sqlite_code & 0xFF
-    if getattr(exc.orig, "pgcode", None) in _RETRY_SQLSTATES or sqlite_code in _SQLITE_BUSY:
+    if pgcode == LOCK_NOT_AVAILABLE:
+        # One record is held by another request for longer than lock_timeout: a conflict on
+        # that resource (409, as the other races), not a server fault.  Not 423, which
+        # names a WebDAV lock the client could discover and own.
+        return error_response(
+            409,
+            "resource_busy",
+            "another request is changing this record; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    if pgcode in _RETRY_SQLSTATES:
         return error_response(
             409, "concurrent_update", "the data changed concurrently; retry the request"
+        )
+    if pgcode == QUERY_CANCELED:
+        log.warning("statement timeout on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(
+            503,
+            "database_timeout",
+            "the database took too long to answer; retry later",
+            headers={"Retry-After": "5"},
+        )
+    if sqlite_code in _SQLITE_BUSY:
+        # The whole file is locked for writing, longer than the busy timeout: the server is
+        # saturated, not one record contended.
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(
+            503,
+            "database_busy",
+            "the database is busy with other writes; retry shortly",
+            headers={"Retry-After": "1"},
         )
     if sqlite_code is not None and sqlite_code not in _SQLITE_UNAVAILABLE:
         return await _unexpected(request, exc)
@@ -143,6 +180,15 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(
         503, "database_unavailable", "the database cannot be reached", headers={"Retry-After": "5"}
     )
+
+
+async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    # Every connection of the process is in use for longer than the checkout may wait.
+    log.warning("no free connection for %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503, "overloaded", "the server is busy; retry after the delay it gives",
+        headers={"Retry-After": "1"},
+    )  # fmt: skip
 
 
 # What drivers raise, unwrapped, for a value they cannot send: a schema without bounds let it
@@ -166,4 +212,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sa.exc.IntegrityError, _integrity_error)
     app.add_exception_handler(sa.exc.DataError, _data_error)
     app.add_exception_handler(sa.exc.OperationalError, _operational_error)
+    app.add_exception_handler(sa.exc.TimeoutError, _pool_timeout)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,134 @@
+"""Admission control: a bounded number of requests in flight per process.
+
+Why it makes the request path impossible to starve: a sync route, each sync dependency and
+the validation of a sync route's return value each take a thread from anyio's default pool,
+one after the other, never two at once.  A request may take a row lock in one of them and
+need the next thread before it can commit and let the lock go.  If the requests waiting on
+that lock could hold every thread, the holder would never get one: the process stops for
+good (seen with 40+ requests on one order).  With at most ``limit`` requests admitted and at
+least ``limit`` threads, the waiters hold at most ``limit - 1`` threads and a thread is always
+free for the holder, whatever a route, present or future, does.  The same count bounds the
+connections a process checks out (one per pool and request), so the pools are sized to it.
+
+The excess waits in a short line (``backlog`` requests, ``wait`` seconds each, on the event
+loop: no thread, no connection), then is answered ``503 overloaded`` with ``Retry-After``.
+Paths in ``exempt`` (health, readiness) are never queued behind the application.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tecnorev.core.settings import duration, whole_number
+from tecnorev.core.web.errors import error_body
+
+log = logging.getLogger("tecnorev.api")
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    limit: int = 40
+    backlog: int = 40
+    wait: float = 1.0
+
+    @classmethod
+    def from_env(cls, limit: int) -> AdmissionLimits:
+        """``TECNOREV_MAX_IN_FLIGHT`` (default ``limit``), ``TECNOREV_ADMISSION_BACKLOG``
+        (default the same) and ``TECNOREV_ADMISSION_WAIT`` (default 1 s)."""
+        limit = whole_number("TECNOREV_MAX_IN_FLIGHT", limit)
+        return cls(
+            limit=limit,
+            backlog=whole_number("TECNOREV_ADMISSION_BACKLOG", limit),
+            wait=duration("TECNOREV_ADMISSION_WAIT", cls.wait),
+        )
+
+
+class Admission:
+    """ASGI middleware admitting at most ``limits.limit`` HTTP requests at once."""
+
+    def __init__(
+        self, app: ASGIApp, *, limits: AdmissionLimits, exempt: Collection[str] = ()
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.exempt = frozenset(exempt)
+        self._slots: anyio.Semaphore | None = None
+        self._waiting = 0
+        self._retry_after = str(max(1, math.ceil(limits.wait)))
+
+    @property
+    def in_flight(self) -> int:
+        return 0 if self._slots is None else self.limits.limit - self._slots.value
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def _ready_slots(self) -> anyio.Semaphore:
+        if self._slots is None:
+            # Made on first use, inside the event loop; the loop's thread pool must have a
+            # thread for every admitted request (see the module's docstring).
+            threads = anyio.to_thread.current_default_thread_limiter()
+            threads.total_tokens = max(threads.total_tokens, self.limits.limit)
+            self._slots = anyio.Semaphore(self.limits.limit)
+        return self._slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        slots = self._ready_slots()
+        try:
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            if not await self._wait_for(slots):
+                await self._refuse(scope, send)
+                return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slots.release()
+
+    async def _wait_for(self, slots: anyio.Semaphore) -> bool:
+        if self._waiting >= self.limits.backlog:
+            return False
+        self._waiting += 1
+        try:
+            with anyio.move_on_after(self.limits.wait):
+                await slots.acquire()
+                return True
+            return False
+        finally:
+            self._waiting -= 1
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        log.warning(
+            "overloaded: refused %s %s (%d in flight, %d waiting)",
+            scope.get("method", ""),
+            scope["path"],
+            self.in_flight,
+            self._waiting,
+        )
+        body = json.dumps(
+            error_body("overloaded", "the server is busy; retry after the delay it gives")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", self._retry_after.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
