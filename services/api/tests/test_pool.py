@@ -1,5 +1,6 @@
 """Each worker keeps as many database connections open as it has threads serving routes:
-a steady load never opens and closes connections."""
+a steady load never opens and closes connections; the pools of all workers fit the
+server's ``max_connections``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.api import create_app
-from tecnorev.core.errors import ConfigError
+from tecnorev.api.pools import MAX_POOL, PoolPlan, plan_pools
+from tecnorev.core.errors import ConfigError, DatabaseUnavailable
 from tecnorev.core.testing import migrate
 
 
@@ -58,3 +60,56 @@ def test_the_pool_size_is_a_setting(database_url, monkeypatch):
         monkeypatch.setenv("TECNOREV_DB_POOL_SIZE", bad)
         with pytest.raises(ConfigError, match="TECNOREV_DB_POOL_SIZE"):
             create_app(database_url=database_url)
+
+
+def server_budget(url: str, reserve: int = 10) -> int:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        most, reserved = connection.exec_driver_sql(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int"
+        ).one()
+    engine.dispose()
+    return most - reserved - reserve
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_the_pools_of_every_worker_fit_the_servers_connections(postgres_url, monkeypatch, workers):
+    monkeypatch.setenv("TECNOREV_WORKERS", str(workers))
+    plan = plan_pools(postgres_url)
+    assert workers * plan.per_worker <= server_budget(postgres_url)
+    assert plan.write <= MAX_POOL and plan.read <= MAX_POOL
+    assert plan.write >= plan.read
+    assert "max_connections=" in plan.reason
+    app = create_app(database_url=postgres_url)
+    assert app.state.engine.pool.size() == plan.write
+    assert app.state.read_engine.pool.size() == plan.read
+
+
+def test_more_workers_than_the_server_can_serve_are_refused_with_the_numbers(
+    postgres_url, monkeypatch
+):
+    monkeypatch.setenv("TECNOREV_WORKERS", str(server_budget(postgres_url)))
+    with pytest.raises(ConfigError, match=r"max_connections=\d+.*TECNOREV_WORKERS"):
+        plan_pools(postgres_url)
+
+
+def test_an_explicit_size_beyond_the_budget_is_kept_with_a_warning(
+    postgres_url, monkeypatch, caplog
+):
+    monkeypatch.setenv("TECNOREV_WORKERS", "4")
+    monkeypatch.setenv("TECNOREV_DB_POOL_SIZE", "30")
+    plan = plan_pools(postgres_url)
+    assert (plan.write, plan.read) == (30, 30)
+    assert "4 workers may open 240 connections" in caplog.text
+
+
+def test_sqlite_and_an_unreachable_server_get_the_widest_pools(tmp_path, caplog):
+    assert plan_pools(f"sqlite:///{tmp_path / 'shop.db'}") == PoolPlan(
+        MAX_POOL, MAX_POOL, "default"
+    )
+    unreachable = "postgresql+psycopg2://postgres@127.0.0.1:1/shop"
+    assert plan_pools(unreachable).write == MAX_POOL
+    assert "unreachable" in caplog.text
+    with pytest.raises(DatabaseUnavailable):
+        plan_pools(unreachable, strict=True)
