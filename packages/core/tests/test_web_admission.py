@@ -53,7 +53,7 @@ async def send_all(app, paths: list[str], *, release_after: float) -> list[httpx
     return [r for r in responses if r is not None]
 
 
-def test_the_excess_waits_in_a_bounded_line_then_is_refused():
+def test_the_excess_waits_in_a_bounded_line_then_is_refused(caplog):
     app = app_with(AdmissionLimits(limit=2, backlog=1, wait=0.2))
     answers = anyio.run(lambda: send_all(app, ["/api/v1/held"] * 4, release_after=1.0))
     statuses = [r.status_code for r in answers]
@@ -61,6 +61,9 @@ def test_the_excess_waits_in_a_bounded_line_then_is_refused():
     for refused in (r for r in answers if r.status_code == 503):
         assert refused.json()["error"]["code"] == "overloaded"
         assert refused.headers["retry-after"] == "1"
+    # one line for the storm, not one per refusal
+    reports = [r for r in caplog.records if "overloaded: refused" in r.getMessage()]
+    assert len(reports) == 1
 
 
 def test_a_waiting_request_gets_the_next_free_slot():

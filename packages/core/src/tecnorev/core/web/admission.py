@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from tecnorev.core.settings import duration, whole_number
 from tecnorev.core.web.errors import error_body
 
 log = logging.getLogger("tecnorev.api")
+REPORT_EVERY = 5.0  # seconds between two log lines about refused requests
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Admission:
         self._slots: anyio.Semaphore | None = None
         self._waiting = 0
         self._retry_after = str(max(1, math.ceil(limits.wait)))
+        self._refused = 0
+        self._quiet_until = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -110,13 +114,17 @@ class Admission:
             self._waiting -= 1
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        log.warning(
-            "overloaded: refused %s %s (%d in flight, %d waiting)",
-            scope.get("method", ""),
-            scope["path"],
-            self.in_flight,
-            self._waiting,
-        )
+        self._refused += 1
+        now = time.monotonic()
+        if now >= self._quiet_until:  # a storm logs a line every few seconds, not one a request
+            log.warning(
+                "overloaded: refused %d request(s) since the last report, latest %s %s "
+                "(%d in flight, %d waiting)",
+                self._refused, scope.get("method", ""), scope["path"],
+                self.in_flight, self._waiting,
+            )  # fmt: skip
+            self._refused = 0
+            self._quiet_until = now + REPORT_EVERY
         body = json.dumps(
             error_body("overloaded", "the server is busy; retry after the delay it gives")
         ).encode()
