@@ -58,7 +58,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     probe_engine = create_db_engine(
         database_url, timeouts=timeouts, pool_size=1, max_overflow=0, pool_timeout=ready_timeout
     )
-    checkouts = [Checkouts(engine), Checkouts(read_engine)]
+    checkouts = [Checkouts(e) for e in {engine, read_engine}]
     readiness = ReadinessCheck(registry)
 
     @asynccontextmanager

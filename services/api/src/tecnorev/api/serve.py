@@ -47,6 +47,7 @@ def serve(
     # message.  The database must answer: the pools are sized from its limits.
     from tecnorev.api.app import check_ready_to_serve, check_worker_settings
     from tecnorev.api.pools import plan_pools
+    from tecnorev.core.web.admission import AdmissionLimits
 
     check_worker_settings()
     try:
@@ -56,9 +57,10 @@ def serve(
     except DatabaseUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    admitted = AdmissionLimits.from_env(pools.write).limit
     typer.echo(
         f"tecnorev serve: {workers} worker(s), each with {pools.write} writing + {pools.read} "
-        f"reading connections ({pools.reason}) and up to {pools.write} requests at once",
+        f"reading connections ({pools.reason}) and up to {admitted} requests at once",
         err=True,
     )
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
