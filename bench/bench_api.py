@@ -17,11 +17,30 @@ endpoint sends inside its transaction (captured from the server log with
 updates, the order, its items, its movements): a second, higher floor.  Figures are printed,
 never asserted; the database is dropped at the end.
 
+Two more scenarios show what one contested row and a burst of logins do to the rest of the
+server.  They run after the others, with ``tecnorev demo load``'s data added, and start a
+fresh server for each measurement; while each runs, a probe GETs the product list (and
+``/health``) every 50 ms, next to the same probe on the idle server just before:
+
+* ``lock storm``: requests released all at once, all after one row lock: the staff's
+  confirm and cancel and the customer's cancel of one PENDING order; the exchange of one
+  refresh token; orders for the last 10 units of one product (half as many requests).
+  Printed: the statuses, the 5xx, the answers slower than 5 s, the requests never answered,
+  the slowest answer, the probe's latency, and whether the server still answers afterwards;
+* ``login flood``: anonymous clients POST logins (``/api/v1/auth/token``) for a fixed time,
+  wrong passwords for one account and unknown accounts; printed: the statuses, the workers'
+  resident memory before, at its peak and after, and the probe's latency.
+
+Every request of these two has a timeout and every measurement a time limit, and a server
+still running a few seconds after SIGTERM is killed: a frozen server ends the measurement
+and shows in its figures, it does not hang the run.
+
     python bench/bench_api.py                          # 1 and 2 workers, 32 clients, 10 s
     python bench/bench_api.py --duration 20 --workers 2 --clients 64
     python bench/bench_api.py --profile /tmp/profiles  # also sample one worker with py-spy
     python bench/bench_api.py --wait-idle 120          # shared machine: wait for idle CPU
     python bench/bench_api.py --load-generator python --no-floor --log-level info
+    python bench/bench_api.py --scenarios lock-storm,login-flood --storm-requests 400
 
 Every measurement also reports the CPU time of the server, of the database's PostgreSQL
 backends, of the load generator and of the rest of the machine (sampled from /proc), and with
@@ -35,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -52,10 +72,11 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -64,6 +85,12 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
 import load as loadgen  # noqa: E402
+import pressure  # noqa: E402
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from tecnorev.auth.service import IssuedTokens
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # The server and this process sign and check tokens with the same key.
@@ -74,6 +101,13 @@ ORDER_LINES = 3
 GOAL_ORDER_RATIO = 0.40  # order placement at least 40% of the floor's TPS
 GOAL_LIST_P99_MS = 50.0
 TICK = os.sysconf("SC_CLK_TCK")
+# --scenarios name -> the scenario
+SCENARIOS = {
+    "list": "product list",
+    "orders": "order placement",
+    "lock-storm": "lock storm",
+    "login-flood": "login flood",
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +124,11 @@ class Options:
     log_level: str
     floor: bool
     admin_url: str
+    scenarios: list[str]  # values of SCENARIOS
+    storm_requests: int
+    request_timeout: float
+    flood_clients: int
+    flood_duration: float
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -129,10 +168,36 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--no-floor", dest="floor", action="store_false", help="measure the HTTP API only"
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--storm-requests",
+        type=int,
+        default=200,
+        help="requests released at once in each lock storm (the last units get half)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="client timeout of each lock storm and login flood request",
+    )
+    parser.add_argument("--flood-clients", type=int, default=48, help="login flood clients")
+    parser.add_argument("--flood-duration", type=float, default=15.0, help="seconds of login flood")
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     if not workers or min(workers) < 1:
         parser.error("--workers takes whole numbers of at least 1, e.g. 1,2")
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown or not chosen:
+        parser.error(f"--scenarios takes names from {', '.join(SCENARIOS)}; not {unknown}")
+    if args.storm_requests < 2 or args.flood_clients < 1:
+        parser.error("--storm-requests takes at least 2, --flood-clients at least 1")
     return Options(
         duration=args.duration,
         warmup=args.warmup,
@@ -146,6 +211,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         log_level=args.log_level,
         floor=args.floor,
         admin_url=os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL),
+        scenarios=[SCENARIOS[name] for name in SCENARIOS if name in chosen],
+        storm_requests=args.storm_requests,
+        request_timeout=args.request_timeout,
+        flood_clients=args.flood_clients,
+        flood_duration=args.flood_duration,
     )
 
 
@@ -500,14 +570,25 @@ def _free_port() -> int:
 class Server:
     """``tecnorev serve`` in a process of its own (a new session: its workers go with it)."""
 
-    def __init__(self, url: str, workers: int, log: Path, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        url: str,
+        workers: int,
+        log: Path,
+        log_level: str = "warning",
+        *,
+        stop_grace: float = 20.0,
+    ) -> None:
         self.url = url
         self.workers = workers
         self.log_level = log_level
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        self.stop_grace = stop_grace  # seconds from SIGTERM to SIGKILL
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_in = 0.0  # seconds until it answered
+        self.stopped = ""  # how it ended: on SIGTERM (how fast) or killed
 
     def __enter__(self) -> Server:
         env = {
@@ -520,11 +601,13 @@ class Server:
             str(BIN / "tecnorev"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers), "--log-level", self.log_level,
         ]  # fmt: skip
+        started = time.perf_counter()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
             )
         self._wait_ready()
+        self.started_in = time.perf_counter() - started
         return self
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
@@ -584,14 +667,22 @@ class Server:
         return split
 
     def __exit__(self, *_exc: object) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
+            return
+        if self.process.poll() is not None:
+            self.stopped = f"had stopped by itself (exit code {self.process.returncode})"
             return
         self.process.send_signal(signal.SIGTERM)  # uvicorn stops its workers, then itself
+        sent = time.perf_counter()
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=self.stop_grace)
+            self.stopped = f"stopped {time.perf_counter() - sent:.1f} s after SIGTERM"
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the session this object started
-            self.process.wait()
+            self.stopped = f"still running {self.stop_grace:.0f} s after SIGTERM: killed"
+        # the session this object started: also a worker its supervisor left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 def check_request(base_url: str, load: loadgen.Load) -> None:
@@ -833,6 +924,523 @@ def profile(
             print("\n".join(summarize_profile(Path(f"{stem}.txt"))))
 
 
+# --------------------------------------------------------------------------- storms and floods
+
+PRODUCTS_PATH = "/api/v1/catalog/products"
+HEALTH_PATH = "/health"
+LOGIN_PATH = "/api/v1/auth/token"
+REFRESH_PATH = "/api/v1/auth/refresh"
+DEMO_BRANCH = "CENTRO"  # the demo's main branch: it carries every active demo product
+LAST_UNITS = 10
+PROBE_IDLE = 2.0  # seconds of probe on the idle server before each measurement: the baseline
+SLOW = 5.0  # seconds: an answer slower than this is counted as slow
+STOP_GRACE = 5.0  # seconds from SIGTERM to SIGKILL; a frozen worker never stops by itself
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    """Who and what of ``tecnorev demo load`` the storms and the flood use."""
+
+    manager_id: int
+    customer_id: int
+    customer_email: str
+    branch_id: int  # DEMO_BRANCH
+    product_id: int  # an active product DEMO_BRANCH stocks: its last units are fought over
+
+
+@contextlib.contextmanager
+def _session(url: str) -> Iterator[Session]:
+    import sqlalchemy as sa
+    from sqlmodel import Session
+
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def load_demo(url: str) -> DemoSet:
+    from sqlmodel import select
+
+    from tecnorev.auth.demo import CUSTOMERS, MANAGER
+    from tecnorev.auth.models import User
+    from tecnorev.catalog.models import Product
+    from tecnorev.inventory.models import Branch, StockEntry
+
+    subprocess.run(
+        [str(BIN / "tecnorev"), "demo", "load"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+    )
+    with _session(url) as session:
+        users = dict(
+            session.exec(
+                select(User.email, User.id).where(User.email.in_([MANAGER, CUSTOMERS[0]]))
+            ).all()
+        )
+        branch_id = session.exec(select(Branch.id).where(Branch.code == DEMO_BRANCH)).one()
+        product_id = session.exec(
+            select(StockEntry.product_id)
+            .join(Product, Product.id == StockEntry.product_id)
+            .where(StockEntry.branch_id == branch_id, Product.is_active)
+            .order_by(StockEntry.product_id)
+        ).first()
+    if product_id is None:
+        raise RuntimeError(f"the demo branch {DEMO_BRANCH} stocks no active product")
+    return DemoSet(
+        manager_id=users[MANAGER],
+        customer_id=users[CUSTOMERS[0]],
+        customer_email=CUSTOMERS[0],
+        branch_id=branch_id,
+        product_id=product_id,
+    )
+
+
+def open_login(url: str, user_id: int) -> IssuedTokens:
+    """A new login for ``user_id``, as the login endpoint opens one once the password is
+    checked: argon2 is not what the storms are about."""
+    from tecnorev.auth.service import open_login as open_
+
+    with _session(url) as session:
+        tokens = open_(session, user_id=user_id)
+        session.commit()
+    return tokens
+
+
+def set_stock(url: str, *, branch_id: int, product_id: int, quantity: int) -> None:
+    """Bring one stock line to ``quantity`` with an adjustment, so the ledger agrees."""
+    from tecnorev.inventory.service import adjust_stock, stock_levels
+
+    with _session(url) as session:
+        levels = stock_levels(session, branch_id, [product_id])
+        delta = quantity - (levels[0].quantity if levels else 0)
+        if delta:
+            adjust_stock(
+                session,
+                branch_id=branch_id,
+                product_id=product_id,
+                quantity_delta=delta,
+                reason="benchmark: the last units",
+                author_id=None,
+            )
+        session.commit()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _order_body(branch_id: int, product_id: int) -> bytes:
+    items = [{"product_id": product_id, "quantity": 1}]
+    return json.dumps({"branch_id": branch_id, "items": items}).encode()
+
+
+def place_pending_order(base_url: str, token: str, *, branch_id: int, product_id: int) -> int:
+    request = urllib.request.Request(
+        base_url + loadgen.ORDERS_PATH,
+        data=_order_body(branch_id, product_id),
+        headers={**_bearer(token), **JSON},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(json.load(answer)["id"])
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(
+            f"placing the storm's order answered {exc.code}: {exc.read()[:500]!r}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Storm:
+    name: str
+    what: str
+    calls: list[pressure.Call]
+    outcome: Callable[[], str]  # the contested row as the database holds it afterwards
+
+
+def order_storm(url: str, data: DataSet, demo: DemoSet, base_url: str, n: int) -> Storm:
+    """One PENDING order: a manager confirms and cancels it, its customer cancels it."""
+    from sqlmodel import select
+
+    from tecnorev.sales.models import Order
+
+    manager = open_login(url, demo.manager_id).access_token
+    customer = open_login(url, demo.customer_id).access_token
+    order_id = place_pending_order(
+        base_url, customer, branch_id=data.branch_id, product_id=data.first_product
+    )
+    path = f"{loadgen.ORDERS_PATH}/{order_id}"
+    kinds = [
+        (f"{path}/confirm", manager),
+        (f"{path}/cancel", manager),
+        (f"{path}/cancel", customer),
+    ]
+    calls = [
+        pressure.Call("POST", action, b"", _bearer(token))
+        for action, token in (kinds[i % len(kinds)] for i in range(n))
+    ]
+
+    def outcome() -> str:
+        with _session(url) as session:
+            status = session.exec(select(Order.status).where(Order.id == order_id)).one()
+        return f"the order is {status.value}"
+
+    return Storm(
+        "one order",
+        f"{n} confirm/cancel (manager) and cancel (its customer) of order {order_id}",
+        calls,
+        outcome,
+    )
+
+
+def refresh_storm(url: str, _data: DataSet, demo: DemoSet, _base_url: str, n: int) -> Storm:
+    """One refresh token presented ``n`` times at once: one exchange, the rest are reuse."""
+    import sqlalchemy as sa
+    from sqlmodel import select
+
+    from tecnorev.auth.models import RefreshToken
+
+    login = open_login(url, demo.customer_id)
+    body = json.dumps({"refresh_token": login.refresh_token}).encode()
+    calls = [pressure.Call("POST", REFRESH_PATH, body, JSON) for _ in range(n)]
+
+    def outcome() -> str:
+        with _session(url) as session:
+            live = session.exec(
+                select(sa.func.count())
+                .select_from(RefreshToken)
+                .where(RefreshToken.family_id == login.login_id, RefreshToken.revoked_at.is_(None))
+            ).one()
+        return f"{live} live refresh token(s) left in the login"
+
+    return Storm("one refresh token", f"{n} exchanges of one refresh token", calls, outcome)
+
+
+def last_units_storm(url: str, data: DataSet, demo: DemoSet, _base_url: str, n: int) -> Storm:
+    """Orders of one unit each, by many customers, for the last units of one product."""
+    from tecnorev.inventory.service import stock_levels
+
+    set_stock(url, branch_id=demo.branch_id, product_id=demo.product_id, quantity=LAST_UNITS)
+    tokens = access_tokens(data)
+    body = _order_body(demo.branch_id, demo.product_id)
+    orders = n // 2
+    calls = [
+        pressure.Call(
+            "POST", loadgen.ORDERS_PATH, body, {**_bearer(tokens[i % len(tokens)]), **JSON}
+        )
+        for i in range(orders)
+    ]
+
+    def outcome() -> str:
+        with _session(url) as session:
+            left = stock_levels(session, demo.branch_id, [demo.product_id])[0].quantity
+        return f"{left} of the {LAST_UNITS} units left"
+
+    return Storm(
+        "last units",
+        f"{orders} orders of 1 unit for the last {LAST_UNITS} of product {demo.product_id}",
+        calls,
+        outcome,
+    )
+
+
+STORMS = (order_storm, refresh_storm, last_units_storm)
+
+
+def database_sessions(url: str) -> str:
+    """The benchmark database's client sessions now, by state: a transaction left open and
+    requests queued on a lock show here."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT state, wait_event_type = 'Lock' AS on_lock, count(*)"
+                    " FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                    " GROUP BY 1, 2 ORDER BY 3 DESC"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    parts = [f"{n} {state or '?'}{' on a lock' if on_lock else ''}" for state, on_lock, n in rows]
+    return ", ".join(parts) or "none"
+
+
+@dataclass
+class StormResult:
+    name: str
+    workers: int
+    tally: pressure.Tally
+    idle: dict[str, list[pressure.Answer]]  # the probe's answers by path, just before
+    during: dict[str, list[pressure.Answer]]
+    after: dict[str, list[pressure.Answer]]  # GETs of the probe's paths once it was over
+    sessions: str  # the database's sessions then
+    outcome: str
+    cpu_idle: float  # share of the machine's CPU idle during the baseline
+    stopped: str = ""
+
+
+@dataclass
+class FloodResult:
+    workers: int
+    tally: pressure.Tally
+    idle: list[pressure.Answer]  # the product list's, just before
+    during: list[pressure.Answer]
+    before: pressure.Memory
+    peak: pressure.Memory
+    after: pressure.Memory
+    cpu_idle: float
+    stopped: str = ""
+
+
+def _ms(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "none"  # the percentile fell on a request never answered
+    ms = seconds * 1000
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _probe_line(label: str, answers: list[pressure.Answer]) -> str:
+    f = pressure.figures(answers)
+    unanswered = f", {f.unanswered} never answered" if f.unanswered else ""
+    failed = f", {f.failed} not 2xx" if f.failed else ""
+    return (
+        f"{label} p50 {_ms(f.p50)} / p99 {_ms(f.p99)} / max {_ms(f.max)} ms "
+        f"({f.sent} sent{failed}{unanswered})"
+    )
+
+
+def _ok(answers: list[pressure.Answer]) -> str:
+    return f"{sum(a.status.startswith('2') for a in answers)}/{len(answers)}"
+
+
+def _all(answers: dict[str, list[pressure.Answer]]) -> list[pressure.Answer]:
+    return [answer for got in answers.values() for answer in got]
+
+
+def baseline(
+    options: Options, base_url: str, paths: list[str]
+) -> tuple[float, dict[str, list[pressure.Answer]]]:
+    """The probe on the idle server, and the share of the machine's CPU idle meanwhile (the
+    probe's own few requests included): others' work shows in it."""
+    if options.wait_idle:
+        wait_for_idle(options.wait_idle)
+    busy0, total0 = _machine_ticks()
+    answers = pressure.probe_for(base_url, paths, PROBE_IDLE, timeout=options.request_timeout)
+    busy1, total1 = _machine_ticks()
+    return 1 - (busy1 - busy0) / max(1, total1 - total0), answers
+
+
+def measure_storms(
+    options: Options, url: str, data: DataSet, demo: DemoSet, report: Report, log: Path
+) -> None:
+    timeout = options.request_timeout
+    print(
+        f"\nlock storms: {options.storm_requests} requests released at once (the last units: "
+        f"half as many), {timeout:.0f} s client timeout each, a storm cut off {timeout + 2:.0f} s "
+        "after its release; a fresh server for each storm; a probe GETs the product list and "
+        "/health every 50 ms"
+    )
+    probe_paths = [PRODUCTS_PATH, HEALTH_PATH]
+    checks = [pressure.Call("GET", path) for path in probe_paths] * 5
+    for workers in options.workers:
+        for build in STORMS:
+            with Server(url, workers, log, options.log_level, stop_grace=STOP_GRACE) as server:
+                storm = build(url, data, demo, server.base_url, options.storm_requests)
+                cpu_idle, idle = baseline(options, server.base_url, probe_paths)
+                with pressure.Probe(server.base_url, probe_paths, timeout=timeout) as probe:
+                    tally = pressure.burst(
+                        server.base_url, storm.calls, timeout=timeout, limit=timeout + 2
+                    )
+                    during = probe.stop()
+                # does it still answer, now that every request of the storm is over or given up?
+                checked = pressure.burst(server.base_url, checks, timeout=2, limit=3)
+                after: dict[str, list[pressure.Answer]] = {path: [] for path in probe_paths}
+                for call, answer in zip(checks, checked.answers, strict=True):
+                    after[call.path].append(answer)
+                result = StormResult(
+                    storm.name,
+                    workers,
+                    tally,
+                    idle,
+                    during,
+                    after,
+                    sessions=database_sessions(url),
+                    outcome=storm.outcome(),
+                    cpu_idle=cpu_idle,
+                )
+            result.stopped = server.stopped
+            report.storms.append(result)
+            print_storm(result, storm.what, server.started_in)
+
+
+def print_storm(result: StormResult, what: str, started_in: float) -> None:
+    t = result.tally
+    print(f"  {result.name}, {result.workers} worker(s): {what}")
+    print(
+        f"    {t.requests} requests in {t.seconds:.1f} s: {t.histogram()}; 5xx {t.server_errors}, "
+        f"slower than {SLOW:.0f} s {t.slower_than(SLOW)}, never answered {t.unanswered}, "
+        f"slowest answer {t.max_seconds:.2f} s"
+    )
+    for path in result.idle:
+        print(f"    probe {path}: {_probe_line('idle', result.idle[path])}")
+        print(f"    {'':>{len(path) + 7}} {_probe_line('storm', result.during[path])}")
+    answered = ", ".join(f"{path} {_ok(answers)}" for path, answers in result.after.items())
+    print(f"    afterwards, GETs answered 2xx within 2 s: {answered}")
+    print(f"    afterwards, database sessions: {result.sessions}; {result.outcome}")
+    print(
+        f"    server: started in {started_in:.1f} s, {result.stopped}; "
+        f"machine CPU idle at the baseline: {result.cpu_idle:.0%}"
+    )
+
+
+def login_call(email: str) -> Callable[[random.Random], pressure.Call]:
+    """Half wrong passwords for ``email``, half unknown accounts."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def make(rng: random.Random) -> pressure.Call:
+        if rng.random() < 0.5:
+            username = email
+        else:
+            username = f"nobody-{rng.getrandbits(64):016x}@bench.example.com"
+        password = f"wrong-{rng.getrandbits(64):016x}"
+        form = urllib.parse.urlencode({"username": username, "password": password})
+        return pressure.Call("POST", LOGIN_PATH, form.encode(), headers)
+
+    return make
+
+
+def measure_floods(options: Options, url: str, demo: DemoSet, report: Report, log: Path) -> None:
+    timeout = options.request_timeout
+    print(
+        f"\nlogin flood: {options.flood_clients} anonymous clients POST {LOGIN_PATH} for "
+        f"{options.flood_duration:.0f} s (wrong passwords of {demo.customer_email}, unknown "
+        f"accounts), {timeout:.0f} s client timeout; the workers' VmRSS sampled every 200 ms; "
+        "a probe GETs the product list every 50 ms"
+    )
+    make = login_call(demo.customer_email)
+    for workers in options.workers:
+        with Server(url, workers, log, options.log_level, stop_grace=STOP_GRACE) as server:
+            cpu_idle, idle = baseline(options, server.base_url, [PRODUCTS_PATH])
+            before = pressure.Memory.now(server.worker_pids())
+            with (
+                pressure.MemorySampler(server.worker_pids) as memory,
+                pressure.Probe(server.base_url, [PRODUCTS_PATH], timeout=timeout) as probe,
+            ):
+                tally = pressure.flood(
+                    server.base_url,
+                    make,
+                    clients=options.flood_clients,
+                    duration=options.flood_duration,
+                    timeout=timeout,
+                )
+                during = probe.stop()
+            time.sleep(1.0)
+            result = FloodResult(
+                workers,
+                tally,
+                idle[PRODUCTS_PATH],
+                during[PRODUCTS_PATH],
+                before,
+                memory.peak,
+                pressure.Memory.now(server.worker_pids()),
+                cpu_idle,
+            )
+        result.stopped = server.stopped
+        report.floods.append(result)
+        print_flood(result, server.started_in)
+
+
+def _rate(tally: pressure.Tally) -> float:
+    return len(tally.answered) / max(tally.seconds, 1e-9)
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def print_flood(result: FloodResult, started_in: float) -> None:
+    t = result.tally
+    logins = pressure.figures(t.answers)
+    print(f"  {result.workers} worker(s):")
+    print(
+        f"    {t.requests} logins in {t.seconds:.1f} s ({_rate(t):.1f} answered/s): "
+        f"{t.histogram()}; 5xx {t.server_errors}, never answered {t.unanswered}; login "
+        f"p50 {_ms(logins.p50)} / p99 {_ms(logins.p99)} / max {_ms(logins.max)} ms"
+    )
+    print(f"    probe {PRODUCTS_PATH}: {_probe_line('idle', result.idle)}")
+    print(f"    {'':>{len(PRODUCTS_PATH) + 7}} {_probe_line('flood', result.during)}")
+    largest = f" (largest worker {_mib(result.peak.largest)})" if result.workers > 1 else ""
+    print(
+        f"    workers' resident memory, MiB: before {_mib(result.before.total)}, peak "
+        f"{_mib(result.peak.total)}{largest}, 1 s after {_mib(result.after.total)}"
+    )
+    print(
+        f"    server: started in {started_in:.1f} s, {result.stopped}; "
+        f"machine CPU idle at the baseline: {result.cpu_idle:.0%}"
+    )
+
+
+def print_pressure_tables(report: Report) -> None:
+    if report.storms:
+        head = (
+            f"{'lock storm':<17} {'workers':>7} {'sent':>4} {'5xx':>4} {'>5 s':>4} "
+            f"{'never answered':>14} {'max s':>6} {'probe p99 idle':>14} {'storm':>7} "
+            f"{'max':>7} {'after':>9}  statuses"
+        )
+        print("\n" + head + "\n" + "-" * len(head))
+        for s in report.storms:
+            t = s.tally
+            idle = pressure.figures(_all(s.idle))
+            during = pressure.figures(_all(s.during))
+            after = " ".join(_ok(answers) for answers in s.after.values())
+            print(
+                f"{s.name:<17} {s.workers:>7} {t.requests:>4} {t.server_errors:>4} "
+                f"{t.slower_than(SLOW):>4} {t.unanswered:>14} {t.max_seconds:>6.2f} "
+                f"{_ms(idle.p99):>11} ms {_ms(during.p99):>7} {_ms(during.max):>7} "
+                f"{after:>9}  {t.histogram()}"
+            )
+        print(
+            "probe: the product list and /health together, ms (none: the figure fell on a GET "
+            "never answered); after: GETs of the product list and of /health answered 2xx "
+            "within 2 s once the storm was over"
+        )
+    if report.floods:
+        head = (
+            f"{'login flood':<11} {'workers':>7} {'answered/s':>10} {'5xx':>5} "
+            f"{'never answered':>14} "
+            f"{'RSS MiB before':>14} {'peak':>6} {'after':>6} {'list p50/p99 idle':>18} "
+            f"{'flood':>13}  statuses"
+        )
+        print("\n" + head + "\n" + "-" * len(head))
+        for f in report.floods:
+            t = f.tally
+            idle, during = pressure.figures(f.idle), pressure.figures(f.during)
+            print(
+                f"{'':<11} {f.workers:>7} {_rate(t):>10.1f} "
+                f"{t.server_errors:>5} {t.unanswered:>14} {_mib(f.before.total):>14} "
+                f"{_mib(f.peak.total):>6} {_mib(f.after.total):>6} "
+                f"{_ms(idle.p50) + ' / ' + _ms(idle.p99):>18} "
+                f"{_ms(during.p50) + ' / ' + _ms(during.p99):>13}  {t.histogram()}"
+            )
+    busy = [(f"the '{s.name}' storm ({s.workers} worker(s))", s.cpu_idle) for s in report.storms]
+    busy += [(f"the login flood ({f.workers} worker(s))", f.cpu_idle) for f in report.floods]
+    for what, idle_share in busy:
+        if idle_share < 0.85:
+            print(
+                f"note: before {what} only {idle_share:.0%} of the CPU was idle: something else "
+                "was running, so its latencies are high"
+            )
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -849,6 +1457,8 @@ class Measurement:
 class Report:
     measurements: list[Measurement] = field(default_factory=list)
     floors: dict[str, FloorResult] = field(default_factory=dict)
+    storms: list[StormResult] = field(default_factory=list)
+    floods: list[FloodResult] = field(default_factory=list)
 
 
 def _fresh(load: loadgen.Load, data: DataSet) -> loadgen.Load:
@@ -874,6 +1484,9 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
             lines=ORDER_LINES,
         ),
     }
+    loads = {name: load for name, load in loads.items() if name in options.scenarios}
+    if not loads:
+        return
     for workers in options.workers:
         with Server(url, workers, log, options.log_level) as server:
             print(
@@ -943,11 +1556,19 @@ FLOORS = {
     "order placement": "place_order.sql",
     "order writes only": "place_order_core.sql",
 }
+FLOOR_OF = {"order writes only": "order placement"}  # the others are their scenario's
+
+
+def floors_wanted(options: Options) -> list[str]:
+    if not options.floor:
+        return []
+    return [name for name in FLOORS if FLOOR_OF.get(name, name) in options.scenarios]
 
 
 def measure_floor(options: Options, url: str, data: DataSet, report: Report) -> None:
     print(f"\ndatabase floor: pgbench -M simple -c {options.clients} -j 2 (scripts in bench/sql)")
-    for name, script in FLOORS.items():
+    for name in floors_wanted(options):
+        script = FLOORS[name]
         idle = wait_for_idle(options.wait_idle)
         floor = run_pgbench(
             url, SQL / script, data, clients=options.clients, duration=options.duration
@@ -969,6 +1590,12 @@ def measure_floor(options: Options, url: str, data: DataSet, report: Report) -> 
 
 
 def print_table(report: Report) -> None:
+    if report.measurements:
+        print_load_table(report)
+    print_pressure_tables(report)
+
+
+def print_load_table(report: Report) -> None:
     head = (
         f"{'scenario':<16} {'workers':>7} {'HTTP req/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'errors':>6} {'floor TPS':>10} {'HTTP/floor':>10}"
@@ -1047,7 +1674,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.tool == "wrk" and not loadgen.wrk_path():
         print("wrk is not installed (apt-get install wrk); use --load-generator python")
         return 2
-    if shutil.which("pgbench") is None:
+    if floors_wanted(options) and shutil.which("pgbench") is None:
         print("pgbench is not installed (it comes with PostgreSQL's client tools)")
         return 2
     describe_machine(options)
@@ -1069,12 +1696,21 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tmp) / "server.log"
         try:
             measure_http(options, url, data, report, log)
+            if floors_wanted(options):
+                measure_floor(options, url, data, report)
+            # last: the demo data they need must not change what the others measure
+            if {"lock storm", "login flood"} & set(options.scenarios):
+                started = time.perf_counter()
+                demo = load_demo(url)
+                print(f"\ndemo data loaded in {time.perf_counter() - started:.1f} s")
+                if "lock storm" in options.scenarios:
+                    measure_storms(options, url, data, demo, report, log)
+                if "login flood" in options.scenarios:
+                    measure_floods(options, url, demo, report, log)
         except Exception:
             if log.exists():
                 print(f"server log:\n{log.read_text()[-4000:]}")
             raise
-        if options.floor:
-            measure_floor(options, url, data, report)
     print_table(report)
     return 0
 
