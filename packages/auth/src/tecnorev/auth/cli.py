@@ -1,7 +1,8 @@
 """``tecnorev users``: the first administrator and password resets, from the shell.
 
 The database is DATABASE_URL (environment or ``.env``).  Failures raise ``TecnorevError``s,
-which ``tecnorev`` prints as ``error: <message>`` with exit status 1.
+which ``tecnorev`` prints as ``error: <message>`` with exit status 1 (2 when the database
+cannot be reached).
 
 No ``from __future__ import annotations``: typer reads the options' ``Annotated`` types at
 run time.  The rest is imported inside the commands, so other ``tecnorev`` commands do not

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tecnorev.core.migration.cli import main as db_main
 
         return db_main(args[1:])
-    from tecnorev.core.errors import TecnorevError
+    from tecnorev.core.errors import DatabaseUnavailable, TecnorevError
 
     try:
         app = _build_app()
@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 1
     except TecnorevError as exc:  # a message for a person, from any command group
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        # 2, as for 'tecnorev db' and 'serve': the command never got to do its work
+        return 2 if isinstance(exc, DatabaseUnavailable) else 1
     return 0
 
 

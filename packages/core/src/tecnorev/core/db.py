@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,16 +111,52 @@ def create_db_engine(
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     connect_args = kwargs.setdefault("connect_args", {})
-    query = make_url(url).query
-    if "connect_timeout" not in query:
-        # a host that accepts TCP and never answers would otherwise hang start-up and probes
-        connect_args.setdefault("connect_timeout", connect_timeout())
-    if "application_name" not in query:
+    if "application_name" not in make_url(url).query:
         connect_args.setdefault("application_name", APPLICATION_NAME)
     if timeouts is not None:
         options = f"{connect_args.get('options', '')} {timeouts.postgres_options()}"
         connect_args["options"] = options.strip()
+    return bounded_engine(url, **kwargs)
+
+
+def bounded_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
+    """``sa.create_engine`` whose connections give up opening after ``connect_timeout()`` on
+    PostgreSQL (a ``connect_timeout`` in the URL's query wins).  libpq otherwise waits forever
+    for a host that accepts TCP and never answers, so every engine the product opens is made
+    here, through ``create_db_engine`` or directly (migrations, status, scratch databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", connect_timeout())
     return sa.create_engine(url, **kwargs)
+
+
+def connect_bound(url: str | sa.URL) -> str:
+    """What bounds the wait for a connection to ``url``, as the operator would change it."""
+    given = make_url(url).query.get("connect_timeout")
+    if given is not None:
+        return f"connect_timeout={given} in DATABASE_URL"
+    return f"TECNOREV_DB_CONNECT_TIMEOUT={connect_timeout()}"
+
+
+# libpq starts each failure with the host and port, which the URL in our message already names
+_LIBPQ_WHERE = re.compile(r"^connection to server (?:at|on socket) .*? failed: ")
+
+
+def unreachable(url: str | sa.URL, failure: BaseException | str) -> DatabaseUnavailable:
+    """The error for a connection to ``url`` that could not be opened, in one line: the
+    driver's reason (``failure``: its exception, or the reason a client tool gave), what to
+    check and, on PostgreSQL, what bounded the wait."""
+    if isinstance(failure, sa.exc.DBAPIError) and failure.orig is not None:
+        failure = failure.orig
+    lines = str(failure).strip().splitlines()
+    reason = _LIBPQ_WHERE.sub("", lines[0].strip()) if lines else type(failure).__name__
+    failed = f"cannot connect to the database at {describe_url(url)}: {reason}"
+    if make_url(url).get_backend_name() != "postgresql":
+        return DatabaseUnavailable(f"{failed}. Check DATABASE_URL (environment or .env).")
+    return DatabaseUnavailable(
+        f"{failed}. Check DATABASE_URL (environment or .env) and that the server answers; "
+        f"{connect_bound(url)} bounds the wait."
+    )
 
 
 SQLITE_BUSY_TIMEOUT = 5.0
@@ -147,11 +184,7 @@ def check_connection(engine: sa.Engine) -> None:
         with engine.connect():
             pass
     except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(
-            f"cannot connect to the database at {describe_url(engine.url)}: {reason}. "
-            "Check DATABASE_URL (environment or .env) and that the server is running."
-        ) from exc
+        raise unreachable(engine.url, exc) from exc
 
 
 @contextmanager

@@ -29,9 +29,10 @@ from typing import IO
 
 import sqlalchemy as sa
 
-from tecnorev.core.db import describe_url
-from tecnorev.core.errors import MigrationError
+from tecnorev.core.db import describe_url, unreachable
+from tecnorev.core.errors import DatabaseUnavailable, MigrationError
 from tecnorev.core.migration.safety import LockTimeout
+from tecnorev.core.settings import connect_timeout
 
 PG_DUMP_MAGIC = b"PGDMP"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -133,12 +134,24 @@ def _client_tool(name: str) -> str:
 
 def _libpq(url: sa.URL) -> tuple[str, dict[str, str]]:
     """A libpq connection URI for ``url``, and the environment carrying its password (never
-    on the command line, where every user of the machine could read it)."""
+    on the command line, where every user of the machine could read it) and the connect
+    timeout every connection of ours has (a ``connect_timeout`` in the URI wins, as for
+    engines)."""
     dsn = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    env = dict(os.environ)
+    env = {**os.environ, "PGCONNECT_TIMEOUT": str(connect_timeout())}
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
     return dsn, env
+
+
+# how libpq's client tools report a connection they could not open
+_CONNECT_FAILED = re.compile(r"connection to server (?:at|on socket) .*? failed: (.+)")
+
+
+def _unreachable(tool: str, url: sa.URL, errors: str, outcome: str) -> DatabaseUnavailable | None:
+    """The error for ``tool`` having failed to connect (judged from its ``errors``), else None."""
+    found = _CONNECT_FAILED.search(errors)
+    return DatabaseUnavailable(f"{tool} {unreachable(url, found[1])} {outcome}") if found else None
 
 
 def _pg_dump(url: sa.URL, target: Path) -> None:
@@ -150,6 +163,9 @@ def _pg_dump(url: sa.URL, target: Path) -> None:
         text=True,
     )
     if result.returncode != 0:
+        failed = _unreachable("pg_dump", url, result.stderr, "Nothing was migrated.")
+        if failed:
+            raise failed
         raise BackupError(
             f"pg_dump could not back up {describe_url(url)}, so nothing was migrated: "
             f"{result.stderr.strip()}"
@@ -284,9 +300,13 @@ def _pg_restore(url: sa.URL, file: Path) -> None:
             env=env,
         )  # fmt: skip
         assert producer.stdout is not None and consumer.stdin is not None
-        with contextlib.suppress(BrokenPipeError):  # psql stopped on an error: it says which
+        try:
             shutil.copyfileobj(producer.stdout, consumer.stdin, 1 << 16)
-        if producer.wait() != 0:
+            psql_stopped = False
+        except BrokenPipeError:  # psql stopped on an error (it says which) or never connected
+            psql_stopped = True
+            producer.kill()  # else it blocks for good on a full pipe nobody reads
+        if producer.wait() != 0 and not psql_stopped:
             consumer.kill()
             consumer.wait()
             raise BackupError(
@@ -295,8 +315,13 @@ def _pg_restore(url: sa.URL, file: Path) -> None:
             )
         with contextlib.suppress(BrokenPipeError):
             consumer.stdin.close()
-        if consumer.wait() != 0:
+        if consumer.wait() != 0 or psql_stopped:
             detail = _read(psql_errors)
+            failed = _unreachable(
+                "psql", url, detail, "Nothing was restored: the database is as it was."
+            )
+            if failed:
+                raise failed
             hint = (
                 " Sessions are still using the database: stop the application, then restore."
                 if "lock timeout" in detail

@@ -27,7 +27,7 @@ from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
-from tecnorev.core.db import check_connection
+from tecnorev.core.db import bounded_engine, check_connection
 from tecnorev.core.errors import MigrationError
 from tecnorev.core.migration import autogen, ledger, safety, state
 from tecnorev.core.migration.revisions import module_of_revision, module_of_script
@@ -60,7 +60,7 @@ def migration_engine(url: str) -> sa.Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "application_name" not in parsed.query:
         connect_args["application_name"] = "tecnorev db"
-    engine = sa.create_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
+    engine = bounded_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

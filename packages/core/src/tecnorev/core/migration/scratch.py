@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.config import Config
 
+from tecnorev.core.db import bounded_engine, check_connection
 from tecnorev.core.errors import MigrationError
 from tecnorev.core.settings import normalize_database_url
 
@@ -26,7 +27,8 @@ def scratch_database(like_url: str) -> Iterator[str]:
             yield f"sqlite:///{Path(tmp) / 'scratch.db'}"
         return
     name = f"tecnorev_scratch_{secrets.token_hex(6)}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    admin = bounded_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    check_connection(admin)  # a server that does not answer is unavailable, not refusing
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from tecnorev.core.errors import DatabaseUnavailable, MigrationError
+from tecnorev.core.db import bounded_engine, unreachable
+from tecnorev.core.errors import MigrationError
 from tecnorev.core.migration.ledger import distribution_version, forgotten_revision, migration_log
 from tecnorev.core.migration.revisions import module_hint
 
@@ -183,17 +184,12 @@ def open_database(url: str) -> Iterator[sa.Connection | None]:
     ):
         yield None
         return
-    engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+    engine = bounded_engine(parsed, poolclass=sa.pool.NullPool)
     try:
         try:
             connection = engine.connect()
         except sa.exc.OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise DatabaseUnavailable(
-                f"cannot connect to the database at "
-                f"{parsed.render_as_string(hide_password=True)}: {reason}. Check DATABASE_URL "
-                "(environment or .env) and that the server is running."
-            ) from exc
+            raise unreachable(parsed, exc) from exc
         with connection:
             try:
                 yield connection

@@ -84,7 +84,8 @@ def _applied(config: Config, scripts: ScriptDirectory) -> tuple[set[str] | None,
 
     import sqlalchemy as sa
 
-    from tecnorev.core.db import describe_url
+    from tecnorev.core.db import bounded_engine, check_connection, describe_url
+    from tecnorev.core.errors import DatabaseUnavailable
     from tecnorev.core.migration.environment import database_url
     from tecnorev.core.migration.state import recorded_versions
 
@@ -92,10 +93,13 @@ def _applied(config: Config, scripts: ScriptDirectory) -> tuple[set[str] | None,
     file = url.database if url.get_backend_name() == "sqlite" else None
     if file and file != ":memory:" and not Path(file).exists():
         return set(), ""  # no database yet: everything is pending
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = bounded_engine(url, poolclass=sa.pool.NullPool)
     try:
+        check_connection(engine)
         with engine.connect() as connection:
             recorded = recorded_versions(connection)
+    except DatabaseUnavailable as exc:
+        return None, str(exc)
     except sa.exc.DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         return None, f"{describe_url(url)}: {reason}"

@@ -29,7 +29,6 @@ HELP = (
     "print the SQL a module's pending migrations would run (offline: nothing is written); "
     "range: FROM:TO as for 'upgrade --sql', default from the database's state to <module>@head"
 )
-CONNECT_TIMEOUT_S = 5
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -117,7 +116,7 @@ def _start_from_database(
     back on the next upgrade); () when there is no database to read."""
     from alembic.util import CommandError
 
-    from tecnorev.core.errors import MigrationError
+    from tecnorev.core.errors import DatabaseUnavailable, MigrationError
     from tecnorev.core.migration.environment import database_url
     from tecnorev.core.migration.state import _heads_only
 
@@ -130,8 +129,8 @@ def _start_from_database(
         recorded, restored = _recorded(engine, scripts)
     except MigrationError as exc:  # a revision of an uninstalled module is recorded
         raise CommandError(str(exc)) from exc
-    except _Unreachable as exc:
-        note(f"cannot read the database ({exc}): starting from base")
+    except (DatabaseUnavailable, _Unreachable) as exc:
+        note(f"cannot read the database, so starting from base: {exc}")
         return ()
     finally:
         engine.dispose()
@@ -162,6 +161,8 @@ def _read_only_engine(url: str) -> tuple[sa.Engine | None, str]:
     import sqlalchemy as sa
     from sqlalchemy import pool
 
+    from tecnorev.core.db import bounded_engine
+
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database
@@ -177,20 +178,19 @@ def _read_only_engine(url: str) -> tuple[sa.Engine | None, str]:
         return sa.create_engine("sqlite://", creator=connect, poolclass=pool.NullPool), ""
     connect_args = {}
     if parsed.get_backend_name() == "postgresql":
-        connect_args = {
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": "-c default_transaction_read_only=on",
-        }
-    return sa.create_engine(url, connect_args=connect_args, poolclass=pool.NullPool), ""
+        connect_args = {"options": "-c default_transaction_read_only=on"}
+    return bounded_engine(url, connect_args=connect_args, poolclass=pool.NullPool), ""
 
 
 def _recorded(engine: sa.Engine, scripts: ScriptDirectory) -> tuple[tuple[str, ...], list[str]]:
     """(alembic_version's rows, forgotten revisions whose module is installed again)."""
     import sqlalchemy as sa
 
+    from tecnorev.core.db import check_connection
     from tecnorev.core.migration.ledger import forgotten_revision
     from tecnorev.core.migration.state import check_recorded_versions, recorded_versions
 
+    check_connection(engine)
     try:
         with engine.connect() as connection:
             check_recorded_versions(connection, scripts)
