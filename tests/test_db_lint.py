@@ -610,7 +610,12 @@ def test_nothing_pending_is_clean_and_all_lints_every_shipped_revision(sqlite_at
     report = json.loads(result.stdout)
     assert report == {
         "scope": "all",
-        "revisions": ["auth_9745703af63a", "auth_262deabaa823", "auth_8c5580aaf960"],
+        "revisions": [
+            "auth_9745703af63a",
+            "auth_262deabaa823",
+            "auth_8c5580aaf960",
+            "auth_346926648806",
+        ],
         "ok": True,
         "findings": [],
     }
@@ -767,7 +772,7 @@ def test_two_migrators_at_once_with_a_concurrent_index(scratch, postgres_url):
         return run_tecnorev("db", "upgrade", "heads", url=postgres_url, env=scratch.env, timeout=20)
 
     with ThreadPoolExecutor(2) as pool:
-        results = [f.result() for f in [pool.submit(migrate, 0), pool.submit(migrate, 1)]]
+        results = [f.result(60) for f in [pool.submit(migrate, 0), pool.submit(migrate, 1)]]
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
     assert index_state(postgres_url) == "valid"
 

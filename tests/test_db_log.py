@@ -93,6 +93,7 @@ def test_filtered_by_module_and_limited_to_the_newest(database_url):
         "auth_9745703af63a",
         "auth_262deabaa823",
         "auth_8c5580aaf960",
+        "auth_346926648806",
     ]
     assert log(database_url, "--limit", "2") == everything[-2:]
     assert [e["revision"] for e in log(database_url, "auth", "--limit", "1")] == [

@@ -32,13 +32,19 @@ def test_seeded_roles_grant_only_known_permission_codes(session):
     assert {code for _, code in granted} <= ALL
     assert {code for rid, code in granted if rid == roles["admin"]} == ALL
     assert {code for rid, code in granted if rid == roles["customer"]} == {"orders:place"}
-    # staff read their branches' orders; only admin and manager read every order
-    read_all = {rid for rid, code in granted if code == "orders:read_all"}
-    assert read_all == {roles["admin"], roles["manager"]}
+    # staff act on their branches' orders, shipments, payments and stock; only admin and
+    # manager reach every branch's
+    for code in READ_ALL:
+        holders = {rid for rid, granted_code in granted if granted_code == code}
+        assert holders == {roles["admin"], roles["manager"]}, code
+
+
+READ_ALL = ("orders:read_all", "shipments:read_all", "payments:read_all", "inventory:read_all")
 
 
 SEED = "auth_262deabaa823"  # the standard roles as first seeded: the clerk read every order
 CLERK_SEES_ITS_BRANCHES = "auth_8c5580aaf960"
+EVERY_BRANCH_IS_A_GRANT = "auth_346926648806"
 
 
 def _grants(url: str, role: str) -> list[str]:
@@ -119,3 +125,37 @@ def test_deleting_a_user_keeps_rows_they_created_and_drops_their_roles(session):
     session.expire_all()
     assert session.get(Role, role_id).created_by_id is None
     assert session.exec(select(UserRole)).all() == []
+
+
+def test_every_branch_reach_is_granted_to_admin_and_manager_and_taken_back_idempotently(
+    database_url,
+):
+    from alembic import command
+
+    reach = ["inventory:read_all", "payments:read_all", "shipments:read_all"]
+    migrate(database_url, CLERK_SEES_ITS_BRANCHES)
+    before = {role: _grants(database_url, role) for role in ("admin", "manager", "clerk")}
+    assert not set(reach) & {code for codes in before.values() for code in codes}
+
+    def granted() -> dict[str, list[str]]:
+        return {role: _grants(database_url, role) for role in before}
+
+    after = {
+        "admin": sorted(before["admin"] + reach),
+        "manager": sorted(before["manager"] + reach),
+        "clerk": before["clerk"],
+    }
+    migrate(database_url, EVERY_BRANCH_IS_A_GRANT)
+    assert granted() == after
+    downgrade(database_url, CLERK_SEES_ITS_BRANCHES)
+    assert granted() == before
+
+    # Both directions again over a state they already produced: nothing fails, nothing doubles.
+    migrate(database_url, EVERY_BRANCH_IS_A_GRANT)
+    command.stamp(alembic_config(database_url), CLERK_SEES_ITS_BRANCHES)
+    migrate(database_url, EVERY_BRANCH_IS_A_GRANT)  # the grants are already there
+    assert granted() == after
+    downgrade(database_url, CLERK_SEES_ITS_BRANCHES)
+    command.stamp(alembic_config(database_url), EVERY_BRANCH_IS_A_GRANT)
+    downgrade(database_url, CLERK_SEES_ITS_BRANCHES)  # the grants are already gone
+    assert granted() == before

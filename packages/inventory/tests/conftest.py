@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
+from tecnorev.auth.models import User
 from tecnorev.auth.testing import user_header
 from tecnorev.core.testing import api_client, backend, database_url, postgres_url  # noqa: F401
+from tecnorev.inventory.service import assign_staff
 from tecnorev.inventory.testing import (
     add_branch,
     add_products,
@@ -45,6 +48,15 @@ class Shop:
             "/receipts", {"branch_id": branch_id, "lines": lines, "reference": reference}
         )
         assert response.status_code == 201, response.text
+
+    def staff(self, email: str, *branch_ids: int) -> int:
+        """Make the user ``email`` staff of ``branch_ids``; its id."""
+        with Session(self.engine) as session:
+            user_id = session.exec(select(User.id).where(User.email == email)).one()
+            for branch_id in branch_ids:
+                assign_staff(session, branch_id=branch_id, user_id=user_id)
+            session.commit()
+        return user_id
 
     def stock(self, branch_id: int, product_id: int) -> int | None:
         return stock_of(self.engine, branch_id, product_id)

@@ -35,6 +35,7 @@ def _assert_refused(response, status: int, code: str) -> dict:
 def test_a_receipt_raises_stock_and_records_who_and_why(shop):
     north, _ = shop.branches
     lamp, desk, _ = shop.products
+    shop.staff("clerk@example.com", north)
     response = shop.post(
         "/receipts",
         {
@@ -128,6 +129,7 @@ def test_adjustments_correct_counts_either_way(shop):
     north, _ = shop.branches
     lamp, desk, _ = shop.products
     shop.receive(north, {lamp: 5})
+    shop.staff("clerk@example.com", north)
 
     down = shop.post(
         "/adjustments",
@@ -336,7 +338,7 @@ def test_stock_pages_by_cursor_and_filters(shop):
     seen, cursor = [], None
     while True:
         params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        page = shop.get("/stock", who="clerk", **params)
+        page = shop.get("/stock", **params)
         assert page.status_code == 200, page.text
         seen += [(s["branch_id"], s["product_id"], s["quantity"]) for s in page.json()["items"]]
         cursor = page.json()["next_cursor"]
@@ -365,6 +367,7 @@ def test_movements_page_newest_first(shop):
         shop.receive(north, {lamp: 1}, reference=reference)
     shop.receive(south, {desk: 1}, reference="R-S")
 
+    shop.staff("clerk@example.com", north)
     first = shop.get("/movements", who="clerk", branch_id=north, product_id=lamp, limit=2).json()
     assert [m["reference"] for m in first["items"]] == ["R-3", "R-2"]
     rest = shop.get(

@@ -21,7 +21,7 @@ from tecnorev.core.testing import (  # noqa: F401
     migrate,
     postgres_url,
 )
-from tecnorev.inventory.models import Branch
+from tecnorev.inventory.models import Branch, BranchStaff
 from tecnorev.inventory.service import receive_stock
 from tecnorev.logistics.models import Shipment
 from tecnorev.sales import service as sales
@@ -34,29 +34,33 @@ LOGISTICS_ALONE = ("auth", "catalog", "inventory", "sales", "logistics")
 
 @dataclass
 class Shop:
-    """A migrated database behind the API, with a stocked branch, a customer and staff."""
+    """A migrated database behind the API, with two stocked branches, a customer and staff:
+    the clerk works at the first branch (``branch_id``), not at ``other_branch_id``."""
 
     client: TestClient
     engine: sa.Engine
     branch_id: int = 0
+    other_branch_id: int = 0
     product_id: int = 0
     customer_id: int = 0
 
     def __post_init__(self) -> None:
         with Session(self.engine) as session:
-            branch = Branch(code="CEN", name="Centre")
+            branches = [Branch(code="CEN", name="Centre"), Branch(code="NTH", name="North")]
             product = Product(sku="LAMP", name="Lamp", price=Decimal("19.90"))
-            session.add_all([branch, product])
+            session.add_all([*branches, product])
             session.flush()
-            receive_stock(
-                session,
-                branch_id=branch.id,
-                quantities={product.id: 1000},
-                reference="opening stock",
-                author_id=None,
-            )
+            for branch in branches:
+                receive_stock(
+                    session,
+                    branch_id=branch.id,
+                    quantities={product.id: 1000},
+                    reference="opening stock",
+                    author_id=None,
+                )
             session.commit()
-            self.branch_id, self.product_id = branch.id, product.id
+            self.branch_id, self.other_branch_id = (branch.id for branch in branches)
+            self.product_id = product.id
         self.headers = {
             "manager": user_header(self.engine, "manager@example.com", roles=["manager"]),
             "clerk": user_header(self.engine, "clerk@example.com", roles=["clerk"]),
@@ -64,15 +68,24 @@ class Shop:
             "other": user_header(self.engine, "other@example.com", roles=["customer"]),
             "anonymous": {},
         }
+        self.customer_id = self.user_id("customer@example.com")
         with Session(self.engine) as session:
-            self.customer_id = session.exec(
-                select(User.id).where(User.email == "customer@example.com")
-            ).one()
+            clerk_id = self.user_id("clerk@example.com")
+            session.add(BranchStaff(branch_id=self.branch_id, user_id=clerk_id))
+            session.commit()
 
     # --- setting up, through the sales services ------------------------------------------
 
-    def order(self, status: OrderStatus = OrderStatus.CONFIRMED, quantity: int = 1) -> int:
-        """A placed order of the customer, moved to ``status`` along the sales state machine."""
+    def order(
+        self,
+        status: OrderStatus = OrderStatus.CONFIRMED,
+        quantity: int = 1,
+        *,
+        branch_id: int | None = None,
+        customer_id: int | None = None,
+    ) -> int:
+        """A placed order of the customer (or of ``customer_id``) at the first branch (or at
+        ``branch_id``), moved to ``status`` along the sales state machine."""
         path = {
             OrderStatus.PENDING: [],
             OrderStatus.CONFIRMED: [sales.confirm_order],
@@ -83,8 +96,8 @@ class Shop:
         with Session(self.engine) as session:
             placed = sales.place_order(
                 session,
-                customer_id=self.customer_id,
-                branch_id=self.branch_id,
+                customer_id=customer_id or self.customer_id,
+                branch_id=branch_id or self.branch_id,
                 items=[(self.product_id, quantity)],
             )
             for change in path:
@@ -113,6 +126,10 @@ class Shop:
     def shipment(self, shipment_id: int) -> Shipment:
         with Session(self.engine) as session:
             return session.get(Shipment, shipment_id)
+
+    def user_id(self, email: str) -> int:
+        with Session(self.engine) as session:
+            return session.exec(select(User.id).where(User.email == email)).one()
 
     def shipments(self) -> list[tuple[int, str]]:
         with Session(self.engine) as session:

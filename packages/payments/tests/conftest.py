@@ -21,7 +21,7 @@ from tecnorev.core.testing import (  # noqa: F401
     migrate,
     postgres_url,
 )
-from tecnorev.inventory.models import Branch
+from tecnorev.inventory.models import Branch, BranchStaff
 from tecnorev.inventory.service import receive_stock
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales import service as sales
@@ -47,19 +47,11 @@ class Shop:
 
     def __post_init__(self) -> None:
         with Session(self.engine) as session:
-            branch = Branch(code="CEN", name="Centre")
             product = Product(sku="LAMP", name="Lamp", price=PRICE)
-            session.add_all([branch, product])
-            session.flush()
-            receive_stock(
-                session,
-                branch_id=branch.id,
-                quantities={product.id: 1000},
-                reference="opening stock",
-                author_id=None,
-            )
+            session.add(product)
             session.commit()
-            self.branch_id, self.product_id = branch.id, product.id
+            self.product_id = product.id
+        self.branch_id = self.branch("CEN")
         self.headers = {
             "manager": user_header(self.engine, "manager@example.com", roles=["manager"]),
             "clerk": user_header(self.engine, "clerk@example.com", roles=["clerk"]),
@@ -74,9 +66,41 @@ class Shop:
 
     # --- setting up, through the sales services ------------------------------------------
 
-    def order(self, status: OrderStatus = OrderStatus.PENDING, quantity: int = 2) -> int:
-        """A placed order of the customer (``quantity`` lamps), moved to ``status`` along
-        the sales state machine."""
+    def branch(self, code: str) -> int:
+        """A branch stocked with 1000 lamps."""
+        with Session(self.engine) as session:
+            branch = Branch(code=code, name=code.title())
+            session.add(branch)
+            session.flush()
+            receive_stock(
+                session,
+                branch_id=branch.id,
+                quantities={self.product_id: 1000},
+                reference="opening stock",
+                author_id=None,
+            )
+            session.commit()
+            return branch.id
+
+    def staff(self, email: str, branch_id: int) -> int:
+        """Make the user ``email`` staff of the branch; its id."""
+        with Session(self.engine) as session:
+            user_id = session.exec(select(User.id).where(User.email == email)).one()
+            session.add(BranchStaff(branch_id=branch_id, user_id=user_id))
+            session.commit()
+            return user_id
+
+    def order(
+        self,
+        status: OrderStatus = OrderStatus.PENDING,
+        quantity: int = 2,
+        *,
+        branch_id: int | None = None,
+        customer_id: int | None = None,
+    ) -> int:
+        """A placed order of the customer (or of ``customer_id``; ``quantity`` lamps) at the
+        first branch (or at ``branch_id``), moved to ``status`` along the sales state
+        machine."""
         path = {
             OrderStatus.PENDING: [],
             OrderStatus.CONFIRMED: [sales.confirm_order],
@@ -86,8 +110,8 @@ class Shop:
         with Session(self.engine) as session:
             placed = sales.place_order(
                 session,
-                customer_id=self.customer_id,
-                branch_id=self.branch_id,
+                customer_id=customer_id or self.customer_id,
+                branch_id=branch_id or self.branch_id,
                 items=[(self.product_id, quantity)],
             )
             for change in path:

@@ -305,6 +305,27 @@ def test_the_seeded_clerk_sees_only_its_branches_orders(world):
     assert world.status(there) is OrderStatus.CANCELLED
 
 
+def test_staff_act_on_their_own_order_elsewhere_as_customers_do(world):
+    """A clerk's own order at a branch it is not staff of: it reads it (its own), confirming
+    it is a 403 (it exists for the clerk), and it cancels it only while PENDING, as any
+    customer does."""
+    north = world.shop.branch("NTH")
+    world.shop.receive(north, world.lamp, 5)
+    clerk_id, clerk = world.shop.user("clerk@example.com", roles=["clerk"])
+    world.shop.assign(world.branch, clerk_id)
+    at_its_branch = world.place(headers=clerk)["id"]
+    assert world.post(at_its_branch, "confirm", clerk).status_code == 200
+    pending, confirmed = (world.place(headers=clerk, branch=north)["id"] for _ in range(2))
+    assert world.post(confirmed, "confirm", world.manager).status_code == 200
+
+    assert world.shop.client.get(f"{ORDERS}/{pending}", headers=clerk).status_code == 200
+    assert_refused(world.post(pending, "confirm", clerk), 403, "permission_denied")
+    assert_refused(world.post(confirmed, "cancel", clerk), 403, "permission_denied")
+    assert (world.status(pending), world.status(confirmed)) == (S.PENDING, S.CONFIRMED)
+    assert world.post(pending, "cancel", clerk).status_code == 200
+    assert world.status(pending) is S.CANCELLED
+
+
 def test_orders_are_listed_newest_first_a_page_at_a_time(world):
     ids = [world.place()["id"] for _ in range(5)]
     world.post(ids[1], "confirm", world.manager)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tecnorev.core.errors import Conflict, NotFound, RuleViolation
+from tecnorev.core.errors import Conflict, NotFound, PermissionDenied, RuleViolation
 
 
 class InsufficientStock(Conflict):
@@ -35,6 +35,14 @@ class UnknownUser(NotFound):
 
 class NotStaff(NotFound):
     code = "staff_not_found"
+
+
+class NotBranchStaff(PermissionDenied):
+    """Stock is changed only at the caller's branches (every one with ``inventory:read_all``).
+    A 403, not a 404: branches are public, so pretending this one is missing would hide
+    nothing.  Details: ``{"branch_id"}``."""
+
+    code = "not_branch_staff"
 
 
 class InvalidQuantity(RuleViolation):

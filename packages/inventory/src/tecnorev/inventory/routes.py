@@ -2,9 +2,10 @@
 
 Branches are public: anyone, signed in or not, lists and reads the active ones (a customer
 needs a ``branch_id`` to order); holders of ``branches:manage`` or ``inventory:read`` see the
-inactive ones too.  Everything else is by permission only: a clerk holding ``inventory:read``
-sees every branch's stock, and ``inventory:adjust`` lets them receive or adjust at any branch.
-Branch staff assignments are what other modules (sales) use to scope what staff see.
+inactive ones too.  Stock and movements are scoped by branch: ``inventory:read``,
+``inventory:adjust`` and ``inventory:transfer`` act at the branches the caller is staff of
+(a transfer: at its source), at every branch with ``inventory:read_all``.  Another branch's
+stock is left out of lists; changing it is a 403 ``not_branch_staff``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ BranchReader = Annotated[
 StockReader = Annotated[Principal, require_permission(permissions.INVENTORY_READ)]
 Adjuster = Annotated[Principal, require_permission(permissions.INVENTORY_ADJUST)]
 Transferrer = Annotated[Principal, require_permission(permissions.INVENTORY_TRANSFER)]
+
+
+def _reach(user: Principal) -> service.Reach:
+    return service.Reach(user.id, read_all=user.can(permissions.INVENTORY_READ_ALL))
 
 
 # --- branches ------------------------------------------------------------------------------
@@ -142,14 +147,19 @@ def remove_staff(
 @router.get("/stock", response_model=StockPage)
 def list_stock(
     session: SessionDep,
-    _user: StockReader,
+    user: StockReader,
     branch_id: IdQuery = None,
     product_id: IdQuery = None,
     cursor: IdQuery = None,
     limit: LimitQuery = 50,
 ) -> Any:
     items, next_cursor = service.list_stock(
-        session, branch_id=branch_id, product_id=product_id, cursor=cursor, limit=limit
+        session,
+        reach=_reach(user),
+        branch_id=branch_id,
+        product_id=product_id,
+        cursor=cursor,
+        limit=limit,
     )
     return StockPage(
         items=[StockPublic.model_validate(item) for item in items], next_cursor=next_cursor
@@ -159,7 +169,7 @@ def list_stock(
 @router.get("/movements", response_model=MovementPage)
 def list_movements(
     session: SessionDep,
-    _user: StockReader,
+    user: StockReader,
     branch_id: IdQuery = None,
     product_id: IdQuery = None,
     transfer_id: TransferIdQuery = None,
@@ -168,6 +178,7 @@ def list_movements(
 ) -> Any:
     items, next_cursor = service.list_movements(
         session,
+        reach=_reach(user),
         branch_id=branch_id,
         product_id=product_id,
         transfer_id=transfer_id,
@@ -192,6 +203,7 @@ def receive_stock(body: ReceiptCreate, session: SessionDep, user: Adjuster) -> A
         reference=body.reference,
         note=body.note,
         author_id=user.id,
+        reach=_reach(user),
     )
     return ReceiptPublic(
         branch_id=body.branch_id,
@@ -202,7 +214,7 @@ def receive_stock(body: ReceiptCreate, session: SessionDep, user: Adjuster) -> A
 
 @router.post("/adjustments", status_code=status.HTTP_201_CREATED, response_model=AdjustmentPublic)
 def adjust_stock(body: AdjustmentCreate, session: SessionDep, user: Adjuster) -> Any:
-    service.adjust_stock(session, **body.model_dump(), author_id=user.id)
+    service.adjust_stock(session, **body.model_dump(), author_id=user.id, reach=_reach(user))
     (stock,) = service.stock_levels(session, body.branch_id, [body.product_id])
     return AdjustmentPublic(stock=stock)
 
@@ -210,6 +222,7 @@ def adjust_stock(body: AdjustmentCreate, session: SessionDep, user: Adjuster) ->
 @router.post("/transfers", status_code=status.HTTP_201_CREATED, response_model=TransferPublic)
 def transfer_stock(body: TransferCreate, session: SessionDep, user: Transferrer) -> Any:
     quantities = body.quantities()
+    reach = _reach(user)
     transfer_id = service.transfer_stock(
         session,
         from_branch_id=body.from_branch_id,
@@ -218,10 +231,12 @@ def transfer_stock(body: TransferCreate, session: SessionDep, user: Transferrer)
         reference=body.reference,
         note=body.note,
         author_id=user.id,
+        reach=reach,
     )
     stock = [
         *service.stock_levels(session, body.from_branch_id, quantities),
-        *service.stock_levels(session, body.to_branch_id, quantities),
+        # the destination's stock only if the caller may read it too
+        *service.stock_levels(session, body.to_branch_id, quantities, reach=reach),
     ]
     return TransferPublic(
         transfer_id=transfer_id,

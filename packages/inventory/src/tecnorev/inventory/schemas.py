@@ -166,4 +166,7 @@ class TransferPublic(BaseModel):
     from_branch_id: int
     to_branch_id: int
     reference: str
-    stock: list[StockPublic] = Field(description="both branches' stock of the moved products")
+    stock: list[StockPublic] = Field(
+        description="the moved products' stock at the source, and at the destination when the "
+        "caller reaches it (staff of it, or inventory:read_all)"
+    )

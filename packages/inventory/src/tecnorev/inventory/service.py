@@ -5,12 +5,16 @@ so ``stock_entry.quantity`` always equals the sum of the movements for that bran
 product.  Stock is taken with one conditional ``UPDATE ... WHERE quantity >= :q`` per product,
 in ascending product order: the database decides who gets the last unit (never oversold), and
 concurrent callers lock rows in the same order (never deadlock each other).
+
+A caller from the API passes its ``Reach``: staff read and change the stock of their branches
+only, holders of ``inventory:read_all`` every branch's.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -26,6 +30,7 @@ from tecnorev.inventory.errors import (
     BranchInactive,
     InsufficientStock,
     InvalidQuantity,
+    NotBranchStaff,
     NotStaff,
     SameBranchTransfer,
     UnknownBranch,
@@ -137,10 +142,20 @@ def branch_state(session: Session, branch_id: int) -> bool | None:
     return _BRANCH_ACTIVE.run(session.connection(), {"b_id": branch_id}).scalar_one_or_none()
 
 
-def _require_branch(session: Session, branch_id: int, *, active: bool) -> None:
+def _require_branch(
+    session: Session, branch_id: int, *, active: bool, reach: Reach | None = None
+) -> None:
+    """The branch exists (404), is in ``reach`` (403: branches are public, so one out of
+    reach is not hidden) and, if asked, is active (422)."""
     is_active = branch_state(session, branch_id)
     if is_active is None:
         raise UnknownBranch(f"there is no branch {branch_id}")
+    branches = branches_in_reach(session, reach)
+    if branches is not None and branch_id not in branches:
+        raise NotBranchStaff(
+            f"you are not staff of branch {branch_id}: stock is changed only at your branches",
+            details={"branch_id": branch_id},
+        )
     if active and not is_active:
         raise BranchInactive(f"branch {branch_id} is inactive")
 
@@ -398,19 +413,41 @@ def branch_ids_of(session: Session, user_id: int) -> set[int]:
     return set(rows)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Where a caller reads and changes stock: at the branches they are staff of, or at every
+    branch with ``read_all`` (``inventory:read_all``)."""
+
+    user_id: int
+    read_all: bool = False
+
+
+def branches_in_reach(session: Session, reach: Reach | None) -> set[int] | None:
+    """The branches ``reach`` covers; ``None`` for every branch (``read_all``, or no reach
+    given: a caller inside the application, such as sales placing an order)."""
+    if reach is None or reach.read_all:
+        return None
+    return branch_ids_of(session, reach.user_id)
+
+
 # --- stock and ledger reads ----------------------------------------------------------------
 
 
 def list_stock(
     session: Session,
     *,
+    reach: Reach | None = None,
     branch_id: int | None = None,
     product_id: int | None = None,
     cursor: int | None = None,
     limit: int = 50,
 ) -> tuple[list[StockEntry], int | None]:
-    """A page of stock rows in id order and the cursor of the next page (``None``: last)."""
+    """A page of the stock rows in ``reach``, in id order, and the cursor of the next page
+    (``None``: last)."""
     statement = select(StockEntry).order_by(StockEntry.id).limit(limit + 1)
+    branches = branches_in_reach(session, reach)
+    if branches is not None:
+        statement = statement.where(StockEntry.branch_id.in_(sorted(branches)))
     if branch_id is not None:
         statement = statement.where(StockEntry.branch_id == branch_id)
     if product_id is not None:
@@ -423,14 +460,19 @@ def list_stock(
 def list_movements(
     session: Session,
     *,
+    reach: Reach | None = None,
     branch_id: int | None = None,
     product_id: int | None = None,
     transfer_id: str | None = None,
     cursor: int | None = None,
     limit: int = 50,
 ) -> tuple[list[InventoryMovement], int | None]:
-    """A page of ledger movements, newest first, and the cursor of the next page."""
+    """A page of the ledger movements in ``reach``, newest first, and the cursor of the next
+    page (a transfer's staff of one side see that side's movement only)."""
     statement = select(InventoryMovement).order_by(InventoryMovement.id.desc()).limit(limit + 1)
+    branches = branches_in_reach(session, reach)
+    if branches is not None:
+        statement = statement.where(InventoryMovement.branch_id.in_(sorted(branches)))
     if branch_id is not None:
         statement = statement.where(InventoryMovement.branch_id == branch_id)
     if product_id is not None:
@@ -449,7 +491,13 @@ def _page(rows: list[_Row], limit: int) -> tuple[list[_Row], int | None]:
     return rows, None
 
 
-def stock_levels(session: Session, branch_id: int, product_ids: Iterable[int]) -> list[StockEntry]:
+def stock_levels(
+    session: Session, branch_id: int, product_ids: Iterable[int], *, reach: Reach | None = None
+) -> list[StockEntry]:
+    """The branch's stock rows of ``product_ids``; none when the branch is out of ``reach``."""
+    branches = branches_in_reach(session, reach)
+    if branches is not None and branch_id not in branches:
+        return []
     return list(
         session.exec(
             select(StockEntry)
@@ -470,9 +518,11 @@ def receive_stock(
     reference: str,
     note: str = "",
     author_id: int | None,
+    reach: Reach | None = None,
 ) -> None:
-    """Goods arriving at an active branch: stock up, one RECEIPT movement per product."""
-    _require_branch(session, branch_id, active=True)
+    """Goods arriving at an active branch in ``reach``: stock up, one RECEIPT movement per
+    product."""
+    _require_branch(session, branch_id, active=True, reach=reach)
     _require_products(session, quantities.keys())
     return_stock(
         session,
@@ -494,12 +544,14 @@ def adjust_stock(
     reason: str,
     reference: str = "",
     author_id: int | None,
+    reach: Reach | None = None,
 ) -> None:
-    """Correct a count (breakage, theft, a recount): one ADJUSTMENT movement whose note is the
-    reason.  Allowed at inactive branches too, whose stock still has to be right."""
+    """Correct a count (breakage, theft, a recount) at a branch in ``reach``: one ADJUSTMENT
+    movement whose note is the reason.  Allowed at inactive branches too, whose stock still
+    has to be right."""
     if quantity_delta == 0:
         raise InvalidQuantity("an adjustment must change the stock", details={"quantity_delta": 0})
-    _require_branch(session, branch_id, active=False)
+    _require_branch(session, branch_id, active=False, reach=reach)
     _require_products(session, [product_id])
     if quantity_delta > 0:
         _put(session, branch_id, [(product_id, quantity_delta)], author_id=author_id)
@@ -525,16 +577,19 @@ def transfer_stock(
     reference: str,
     note: str = "",
     author_id: int | None,
+    reach: Reach | None = None,
 ) -> str:
     """Move stock between branches, both sides or neither; returns the transfer id the
     TRANSFER_OUT and TRANSFER_IN movements share.
 
     The source may be inactive (emptying a closed branch); the destination must be active.
+    A transfer is the source's act: the source must be in ``reach`` (stock leaves only a
+    branch the caller answers for), the destination may be any branch, which only gains.
     """
     if from_branch_id == to_branch_id:
         raise SameBranchTransfer("a transfer needs two different branches")
     lines = _lines(quantities)
-    _require_branch(session, from_branch_id, active=False)
+    _require_branch(session, from_branch_id, active=False, reach=reach)
     _require_branch(session, to_branch_id, active=True)
     _require_products(session, quantities.keys())
     transfer_id = uuid.uuid4().hex

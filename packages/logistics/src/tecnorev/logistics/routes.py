@@ -1,6 +1,7 @@
-"""Logistics endpoints: every change needs ``shipments:manage``; staff holding it or
-``orders:read_all`` read every shipment; anyone else reads the shipments of the orders they
-may read (a customer their own, branch staff their branches'); others are not found."""
+"""Logistics endpoints: every change needs ``shipments:manage`` and acts on the shipments of
+the caller's branches' orders (every branch's with ``shipments:read_all``).  A shipment is
+read by whoever may read its order (a customer their own, branch staff their branches') and by
+holders of ``shipments:read_all``; any other is not found."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ CursorQuery = Annotated[text(64, min_length=1) | None, Query(description="next_c
 
 
 def _viewer(user: Principal) -> service.Viewer:
-    read_all = user.can(permissions.SHIPMENTS_MANAGE) or user.can(permissions.ORDERS_READ_ALL)
-    return service.Viewer(user.id, read_all=read_all)
+    return service.Viewer(user.id, read_all=user.can(permissions.SHIPMENTS_READ_ALL))
 
 
 @router.post("/shipments", status_code=201)
@@ -38,6 +38,7 @@ def create_shipment(
         carrier=body.carrier,
         tracking_number=body.tracking_number,
         actor_id=user.id,
+        viewer=_viewer(user),
     )
     return ShipmentPublic.model_validate(shipment)
 
@@ -74,7 +75,9 @@ def get_shipment(shipment_id: IdPath, session: SessionDep, user: CurrentUser) ->
 def ship_shipment(
     shipment_id: IdPath, session: SessionDep, user: ManagesShipments
 ) -> ShipmentPublic:
-    shipment = service.ship_shipment(session, shipment_id=shipment_id, actor_id=user.id)
+    shipment = service.ship_shipment(
+        session, shipment_id=shipment_id, actor_id=user.id, viewer=_viewer(user)
+    )
     return ShipmentPublic.model_validate(shipment)
 
 
@@ -82,7 +85,9 @@ def ship_shipment(
 def deliver_shipment(
     shipment_id: IdPath, session: SessionDep, user: ManagesShipments
 ) -> ShipmentPublic:
-    shipment = service.deliver_shipment(session, shipment_id=shipment_id, actor_id=user.id)
+    shipment = service.deliver_shipment(
+        session, shipment_id=shipment_id, actor_id=user.id, viewer=_viewer(user)
+    )
     return ShipmentPublic.model_validate(shipment)
 
 
@@ -90,5 +95,7 @@ def deliver_shipment(
 def cancel_shipment(
     shipment_id: IdPath, session: SessionDep, user: ManagesShipments
 ) -> ShipmentPublic:
-    shipment = service.cancel_shipment(session, shipment_id=shipment_id, actor_id=user.id)
+    shipment = service.cancel_shipment(
+        session, shipment_id=shipment_id, actor_id=user.id, viewer=_viewer(user)
+    )
     return ShipmentPublic.model_validate(shipment)

@@ -4,6 +4,10 @@ The order's own life belongs to sales: shipping and delivering call its ``mark_s
 ``mark_delivered`` in the same unit of work, so a shipment and its order never disagree.
 Locks are taken shipment row first, then (inside sales) the order row; opening a shipment
 locks only the order row, so the two paths never wait for each other in opposite orders.
+
+Branch reach is sales' (``Viewer`` built with ``shipments:read_all``): a shipment is read by
+whoever may read its order, and changed by staff of the order's branch (or every branch's with
+``shipments:read_all``); out of reach it is not found.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from tecnorev.logistics.errors import (
 )
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.sales import service as sales
-from tecnorev.sales.models import OrderStatus
+from tecnorev.sales.errors import OrderNotFound
+from tecnorev.sales.models import Order, OrderStatus
 from tecnorev.sales.service import Viewer, visible_orders
 
 TRANSITIONS: Mapping[ShipmentStatus, frozenset[ShipmentStatus]] = {
@@ -46,13 +51,18 @@ def create_shipment(
     carrier: str,
     tracking_number: str,
     actor_id: int | None = None,
+    viewer: Viewer | None = None,
 ) -> Shipment:
-    """A PENDING shipment for a CONFIRMED order that has no other shipment under way.
+    """A PENDING shipment for a CONFIRMED order in ``viewer``'s reach that has no other
+    shipment under way.
 
     The order row is locked first, so two requests shipping one order cannot both see it
     without a shipment.
     """
     order = sales.lock_order(session, order_id)
+    sales.require_reach(
+        session, order, viewer, missing=OrderNotFound(f"there is no order {order_id}")
+    )
     if order.status is not OrderStatus.CONFIRMED:
         raise OrderNotConfirmed(
             f"order {order_id} is {order.status.value}; only a CONFIRMED order can be shipped",
@@ -88,9 +98,15 @@ def create_shipment(
     return shipment
 
 
-def ship_shipment(session: Session, *, shipment_id: int, actor_id: int | None = None) -> Shipment:
+def ship_shipment(
+    session: Session,
+    *,
+    shipment_id: int,
+    actor_id: int | None = None,
+    viewer: Viewer | None = None,
+) -> Shipment:
     """PENDING → SHIPPED, and its order CONFIRMED → SHIPPED."""
-    shipment = _locked_shipment(session, shipment_id)
+    shipment = _locked_shipment(session, shipment_id, viewer)
     _transition(shipment, ShipmentStatus.SHIPPED, actor_id)
     shipment.shipped_at = shipment.updated_at
     sales.mark_shipped(session, order_id=shipment.order_id, actor_id=actor_id)
@@ -99,10 +115,14 @@ def ship_shipment(session: Session, *, shipment_id: int, actor_id: int | None = 
 
 
 def deliver_shipment(
-    session: Session, *, shipment_id: int, actor_id: int | None = None
+    session: Session,
+    *,
+    shipment_id: int,
+    actor_id: int | None = None,
+    viewer: Viewer | None = None,
 ) -> Shipment:
     """SHIPPED → DELIVERED, and its order SHIPPED → DELIVERED."""
-    shipment = _locked_shipment(session, shipment_id)
+    shipment = _locked_shipment(session, shipment_id, viewer)
     _transition(shipment, ShipmentStatus.DELIVERED, actor_id)
     # Never before shipped_at (a CHECK), even if the clock stepped back in between.
     shipment.delivered_at = max(shipment.updated_at, shipment.shipped_at or shipment.updated_at)
@@ -111,9 +131,15 @@ def deliver_shipment(
     return shipment
 
 
-def cancel_shipment(session: Session, *, shipment_id: int, actor_id: int | None = None) -> Shipment:
+def cancel_shipment(
+    session: Session,
+    *,
+    shipment_id: int,
+    actor_id: int | None = None,
+    viewer: Viewer | None = None,
+) -> Shipment:
     """PENDING → CANCELLED; the order stays CONFIRMED and may get a new shipment."""
-    shipment = _locked_shipment(session, shipment_id)
+    shipment = _locked_shipment(session, shipment_id, viewer)
     _transition(shipment, ShipmentStatus.CANCELLED, actor_id)
     session.flush()
     return shipment
@@ -137,15 +163,21 @@ def cancel_order_shipments(
     return [shipment.id for shipment in pending]
 
 
-def _locked_shipment(session: Session, shipment_id: int) -> Shipment:
+def _locked_shipment(session: Session, shipment_id: int, viewer: Viewer | None) -> Shipment:
+    """The shipment, its row locked, if its order is in ``viewer``'s reach."""
     shipment = session.exec(
         select(Shipment)
         .where(Shipment.id == shipment_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
+    missing = ShipmentNotFound(f"there is no shipment {shipment_id}")
     if shipment is None:
-        raise ShipmentNotFound(f"there is no shipment {shipment_id}")
+        raise missing
+    if viewer is not None:
+        # read without a lock: an order's branch and customer never change
+        order = session.get_one(Order, shipment.order_id)
+        sales.require_reach(session, order, viewer, missing=missing)
     return shipment
 
 

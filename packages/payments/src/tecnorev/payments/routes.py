@@ -1,7 +1,8 @@
-"""Payments endpoints: recording a payment needs ``payments:manage``; staff holding it or
-``orders:read_all`` read every payment; anyone else reads the payments of the orders they
-may read (a customer their own, branch staff their branches'); others are not found.
-Refunds follow order cancellations (see ``tecnorev.payments.reactions``)."""
+"""Payments endpoints: recording a payment needs ``payments:manage`` and an order of the
+caller's branches (any branch's with ``payments:read_all``).  A payment is read by whoever may
+read its order (a customer their own, branch staff their branches') and by holders of
+``payments:read_all``; any other is not found.  Refunds follow order cancellations (see
+``tecnorev.payments.reactions``)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ CursorQuery = Annotated[text(64, min_length=1) | None, Query(description="next_c
 
 
 def _viewer(user: Principal) -> service.Viewer:
-    read_all = user.can(permissions.PAYMENTS_MANAGE) or user.can(permissions.ORDERS_READ_ALL)
-    return service.Viewer(user.id, read_all=read_all)
+    return service.Viewer(user.id, read_all=user.can(permissions.PAYMENTS_READ_ALL))
 
 
 @router.post(
@@ -45,6 +45,7 @@ def record_payment(
         provider=body.provider,
         provider_reference=body.provider_reference,
         actor_id=user.id,
+        viewer=_viewer(user),
     )
     return PaymentPublic.model_validate(payment)
 

@@ -4,6 +4,8 @@ A payment is recorded with its order row locked, so two payments of one order ar
 one after the other (never both under the total while together over it), and a cancellation
 either sees the payment (and refunds it afterwards) or the payment sees the cancellation.
 Full payment of a PENDING order confirms it through sales, in the same unit of work.
+Branch reach is sales' (``Viewer`` built with ``payments:read_all``): staff record payments
+for their branches' orders only, and read the payments of the orders they may read.
 
 Refunds mark the order's succeeded payments REFUNDED rather than adding refund rows: a
 refund here gives back a whole payment, the payment row already says which money it was, and
@@ -29,6 +31,7 @@ from tecnorev.payments.errors import (
 )
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales import service as sales
+from tecnorev.sales.errors import OrderNotFound
 from tecnorev.sales.models import Order, OrderStatus
 from tecnorev.sales.service import Viewer, visible_orders
 
@@ -47,12 +50,16 @@ def record_payment(
     provider: str,
     provider_reference: str,
     actor_id: int | None = None,
+    viewer: Viewer | None = None,
 ) -> Payment:
-    """Store a SUCCEEDED payment of ``amount`` for an order that is not cancelled, as long as
-    the order's succeeded payments stay within its total; reaching the total confirms a
-    PENDING order."""
+    """Store a SUCCEEDED payment of ``amount`` for an order in ``viewer``'s reach that is not
+    cancelled, as long as the order's succeeded payments stay within its total; reaching the
+    total confirms a PENDING order."""
     amount = amount.quantize(CENT)
     order = sales.lock_order(session, order_id)
+    sales.require_reach(
+        session, order, viewer, missing=OrderNotFound(f"there is no order {order_id}")
+    )
     if _reference_used(session, provider, provider_reference):
         raise _reference_taken(provider, provider_reference)
     if order.status is OrderStatus.CANCELLED:

@@ -138,15 +138,15 @@ def confirm_order(order_id: IdPath, session: SessionDep, user: ManagesOrders) ->
 
 @router.post("/orders/{order_id}/cancel")
 def cancel_order(order_id: IdPath, session: SessionDep, user: PlacesOrders) -> OrderPublic:
-    """Staff (``orders:manage``) cancel a PENDING or CONFIRMED order they may read (their
-    branches', or any with ``orders:read_all``); a customer cancels their own order while it
-    is PENDING.  Both need ``orders:place``."""
+    """Staff (``orders:manage``) cancel a PENDING or CONFIRMED order of their branches (any
+    with ``orders:read_all``); a customer, staff included, cancels their own order while it is
+    PENDING.  Both need ``orders:place``."""
     staff = user.can(permissions.ORDERS_MANAGE)
     order = service.cancel_order(
         session,
         order_id=order_id,
         actor_id=user.id,
-        as_customer=None if staff else user.id,
+        as_customer=user.id,
         viewer=_viewer(user) if staff else None,
     )
     return order_public(order, service.order_items(session, order_id=order.id))

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from tecnorev.catalog.service import get_active_products
 from tecnorev.core.db import is_unique_violation
 from tecnorev.core.direct import Direct
-from tecnorev.core.errors import Conflict, PermissionDenied
+from tecnorev.core.errors import Conflict, DomainError, PermissionDenied
 from tecnorev.core.events import publish
 from tecnorev.core.paging import InvalidCursor, cursor_id, decode_cursor, encode_cursor
 from tecnorev.core.types import utcnow
@@ -75,7 +75,10 @@ TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who reads orders: their own always, their branches' as staff, all with ``read_all``."""
+    """Who reads orders: their own always, their branches' as staff, all with ``read_all``.
+    Staff act (confirm, cancel; ship and take payments downstream) only on the orders in their
+    reach: their branches', all with ``read_all``; their own orders elsewhere they act on as
+    customers do.  Downstream modules build one with their own ``<resource>:read_all``."""
 
     user_id: int
     read_all: bool = False
@@ -525,10 +528,10 @@ def _discount(kind: CouponKind, value: Decimal, subtotal: Decimal) -> Decimal:
 def confirm_order(
     session: Session, *, order_id: int, actor_id: int | None = None, viewer: Viewer | None = None
 ) -> Order:
-    """PENDING → CONFIRMED; publishes ``sales.order_confirmed``.  An order ``viewer`` may not
-    read is not found (staff act on their branches' orders, as they read them)."""
+    """PENDING → CONFIRMED; publishes ``sales.order_confirmed``.  ``viewer`` (staff) confirms
+    only the orders in its reach (see ``require_reach``)."""
     order = lock_order(session, order_id)
-    _require_visible(session, order, viewer)
+    require_reach(session, order, viewer, missing=OrderNotFound(f"there is no order {order_id}"))
     _transition(order, OrderStatus.CONFIRMED, actor_id)
     session.flush()
     order.confirmed_at = order.updated_at
@@ -564,17 +567,18 @@ def cancel_order(
     """PENDING or CONFIRMED → CANCELLED: the stock and the coupon use are given back, and
     ``sales.order_cancelled`` is published.
 
-    ``as_customer``: the caller is that customer, not staff; they may cancel only their own
-    order, and only while it is PENDING (someone else's order is not found, as when reading).
-    ``viewer``: staff, who cancel only the orders they may read.
+    ``viewer``: staff, who cancel the orders in their reach (their branches', any with
+    ``read_all``).  ``as_customer``: the caller as a customer, who cancels only their own
+    order, and only while it is PENDING.  Given both, staff rules apply in the staff's reach
+    and customer rules elsewhere; an order neither may touch is not found, as when reading.
     """
     order = lock_order(session, order_id)
-    _require_visible(session, order, viewer)
-    if as_customer is not None:
-        if order.customer_id != as_customer:
+    as_staff = viewer is not None and in_reach(session, order, viewer)
+    if not as_staff and (viewer is not None or as_customer is not None):
+        if as_customer is None or order.customer_id != as_customer:
             raise OrderNotFound(f"there is no order {order_id}")
         if order.status is OrderStatus.CONFIRMED:
-            raise PermissionDenied("a confirmed order can only be cancelled by staff")
+            raise PermissionDenied("a confirmed order can only be cancelled by staff of its branch")
     _transition(order, OrderStatus.CANCELLED, actor_id)
     order.cancelled_at = order.updated_at
     items = _items_of(session, [order.id])[order.id]
@@ -698,12 +702,29 @@ def visible_orders(session: Session, viewer: Viewer | None) -> sa.Select[tuple[i
     return None if visible is None else sa.select(Order.id).where(visible)
 
 
-def _require_visible(session: Session, order: Order, viewer: Viewer | None) -> None:
-    """``OrderNotFound`` unless ``viewer`` may read the order (see ``_visible_to``)."""
-    if viewer is None or viewer.read_all or order.customer_id == viewer.user_id:
+def in_reach(session: Session, order: Order, viewer: Viewer | None) -> bool:
+    """Whether ``viewer`` acts on the order as staff: it is of one of their branches, or they
+    hold ``read_all`` (no viewer: a caller inside the application)."""
+    if viewer is None or viewer.read_all:
+        return True
+    return order.branch_id in branch_ids_of(session, viewer.user_id)
+
+
+def require_reach(
+    session: Session, order: Order, viewer: Viewer | None, *, missing: DomainError
+) -> None:
+    """Let staff act only on the orders in their reach (``in_reach``), and on what hangs off
+    them in other modules.  Out of reach, the order (or its shipment, its payment) is
+    ``missing``, indistinguishable from one that does not exist, unless ``viewer`` may read it
+    anyway (it is their own order, placed at another branch): then a 403."""
+    if in_reach(session, order, viewer):
         return
-    if order.branch_id not in branch_ids_of(session, viewer.user_id):
-        raise OrderNotFound(f"there is no order {order.id}")
+    if viewer is not None and order.customer_id == viewer.user_id:
+        raise PermissionDenied(
+            f"order {order.id} is yours, at a branch you are not staff of: "
+            "staff act only on their branches' orders"
+        )
+    raise missing
 
 
 def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
