@@ -259,6 +259,7 @@ def tests(session: nox.Session) -> None:
     # developer's environment; the tests check the written files are formatted.
     session.install(
         _dev_requirement("pytest"),
+        _dev_requirement("pytest-timeout"),
         _dev_requirement("ruff"),
         _dev_requirement("schemathesis"),
         *sorted(build_backends),

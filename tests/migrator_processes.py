@@ -110,7 +110,7 @@ class Migrator:
     def finish(self, timeout: float = 60) -> int:
         code = self.process.wait(timeout)
         for reader in self._readers:
-            reader.join()
+            reader.join(timeout)  # the pipes close when the process ends
         return code
 
     def kill(self) -> None:

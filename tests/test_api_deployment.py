@@ -36,7 +36,7 @@ def api_wheel(tmp_path_factory) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          "-w", str(out), str(REPO / "services" / "api")],
-        check=True,
+        check=True, timeout=300,
     )  # fmt: skip
     (wheel,) = out.glob("tecnorev_api-*.whl")
     return wheel
@@ -116,7 +116,7 @@ class Server:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                self.process.wait(timeout=10)
 
 
 @contextmanager
@@ -220,7 +220,7 @@ def test_two_workers_serve(venv, tmp_path):
         assert [len(sockets) for sockets in listening] == [1, 1]
         assert listening[0] != listening[1]
         # ... so a burst of connections, as a client pool opens them, reaches both
-        burst = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(32)]
+        burst = [socket.create_connection(("127.0.0.1", server.port), 10) for _ in range(32)]
         try:
             deadline = time.monotonic() + 10
             while True:

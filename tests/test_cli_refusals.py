@@ -93,7 +93,11 @@ def test_autogenerate_without_a_module_is_refused(at_heads):
 def test_plain_alembic_heads_points_to_tecnorev_db():
     for args in (["heads"], ["branches"], ["show", "auth@head"]):
         result = subprocess.run(
-            [sys.executable, "-m", "alembic", *args], cwd=REPO, capture_output=True, text=True
+            [sys.executable, "-m", "alembic", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert_refused(result, "tecnorev db heads", "cannot see the installed")
 
@@ -109,6 +113,7 @@ def test_plain_alembic_runs_env_commands_with_discovered_modules(tmp_path):
         capture_output=True,
         text=True,
         env={**os.environ, **env},
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> payments_" in result.stderr
@@ -118,6 +123,7 @@ def test_plain_alembic_runs_env_commands_with_discovered_modules(tmp_path):
         capture_output=True,
         text=True,
         env={**os.environ, **env},
+        timeout=120,
     )
     assert_refused(result, "tecnorev db upgrade heads")
 

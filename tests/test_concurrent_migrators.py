@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from tecnorev.core.testing import require_postgres, temporary_postgres_database
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# twenty trials of three migrators each: about 100 s on a loaded machine
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 MIGRATOR = """
 import os, sys, time

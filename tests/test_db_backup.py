@@ -236,7 +236,9 @@ def test_a_damaged_dump_restores_nothing(tmp_path, postgres_url):
     whole = backup_file(result.stdout).read_bytes()
     truncated = tmp_path / "truncated.dump"
     truncated.write_bytes(whole[:-200])
-    listing = subprocess.run(["pg_restore", "--list", str(truncated)], capture_output=True)
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(truncated)], capture_output=True, timeout=60
+    )
     assert listing.returncode == 0  # so the restore gets as far as streaming into psql
     result = run_tecnorev("db", "restore", str(truncated), "--force", url=postgres_url)
     assert result.returncode == 2

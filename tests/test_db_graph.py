@@ -325,7 +325,9 @@ def test_revision_graph_mermaid_uses_subgraphs_and_dashed_depends_on(capsys):
 @pytest.mark.parametrize("extra", [[], ["--revisions"]])
 def test_graphviz_accepts_the_dot_output(capsys, extra):
     text = graph_output(capsys, "--format", "dot", *extra)
-    result = subprocess.run(["dot", "-Tsvg"], input=text, capture_output=True, text=True)
+    result = subprocess.run(
+        ["dot", "-Tsvg"], input=text, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "<svg" in result.stdout
 

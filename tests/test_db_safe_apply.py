@@ -174,7 +174,7 @@ def test_without_a_lock_timeout_a_select_waits_as_long_as_the_long_transaction(s
         wait_until(lambda: waiting_backend(at_heads, "SELECT count(*) FROM product"), 10)
         time.sleep(hold)
         blocker.commit()
-        select.join()
+        select.join(30)
         assert migrator.finish() == 0, migrator.stderr
     assert waited[0] >= hold, f"the SELECT waited only {waited[0]:.2f}s"
 

@@ -194,7 +194,7 @@ def test_the_reader_may_stop_early(tmp_path):
     )
     assert child.stdout.readline()
     child.stdout.close()
-    stderr = child.stderr.read()
+    stderr = child.communicate(timeout=60)[1]
     assert child.wait(timeout=60) == 0, stderr
     assert "FAILED" not in stderr
 

@@ -33,7 +33,7 @@ class Replica:
         self._service("start")
 
     def _service(self, action: str) -> None:
-        subprocess.run(self.command(action), shell=True, check=True)
+        subprocess.run(self.command(action), shell=True, check=True, timeout=60)
 
     def command(self, action: str = "restart") -> str:
         return f"{sys.executable} {SERVICE} {action} --pidfile {self.pidfile} --port {self.port}"

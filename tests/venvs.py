@@ -17,13 +17,13 @@ def build_wheels(out: Path) -> dict[str, Path]:
             subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                  "-w", str(out), str(folder)],
-                check=True,
+                check=True, timeout=300,
             )  # fmt: skip
     return {p.name.split("-")[0].removeprefix("tecnorev_"): p for p in out.glob("*.whl")}
 
 
 def make_venv(root: Path, *requirements: str | Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
     # Our distributions are given as files, so no tecnorev-* name is looked up on an index.
     pip(root, "install", "-q", *map(str, requirements))
     return root
@@ -31,7 +31,10 @@ def make_venv(root: Path, *requirements: str | Path) -> Path:
 
 def pip(venv: Path, *args: str) -> None:
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", *args], capture_output=True, text=True
+        [str(venv / "bin" / "python"), "-m", "pip", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

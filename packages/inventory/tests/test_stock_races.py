@@ -3,9 +3,7 @@ its own connection, race for the same rows."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import migrate
+from tecnorev.core.testing import migrate, run_together
 from tecnorev.inventory import service
 from tecnorev.inventory.errors import InsufficientStock
 from tecnorev.inventory.models import MovementReason
@@ -63,12 +61,11 @@ def receive(pg: SimpleNamespace, branch_id: int, quantities: dict[int, int]) -> 
 def race(engine: sa.Engine, work: Callable[[Session, int], bool], threads: int) -> list[bool]:
     """Run ``work(session, i)`` in ``threads`` threads, each on its own connected session,
     all released at once; commit when it returns True, roll back when it returns False."""
-    barrier = threading.Barrier(threads)
 
-    def run(i: int) -> bool:
+    def run(i: int, start: Callable[[], object]) -> bool:
         with Session(engine) as session:
             session.connection()  # connect before the start line, so only the work races
-            barrier.wait()
+            start()
             ok = work(session, i)
             if ok:
                 session.commit()
@@ -76,8 +73,7 @@ def race(engine: sa.Engine, work: Callable[[Session, int], bool], threads: int) 
                 session.rollback()
             return ok
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(run, range(threads)))
+    return run_together(threads, run)
 
 
 def test_concurrent_withdrawals_never_oversell(pg):

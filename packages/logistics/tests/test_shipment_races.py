@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from functools import partial
 
 from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
+from tecnorev.core.testing import run_together
 from tecnorev.logistics import service
 from tecnorev.sales.models import OrderStatus
 
@@ -16,26 +16,19 @@ from tecnorev.sales.models import OrderStatus
 def race(engine, calls: list[Callable[[Session], object]]) -> list[str]:
     """Run each call at once, each in its own thread and unit of work; the outcome of each
     ("ok", or the refusal's code) in the order of ``calls``."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [""] * len(calls)
 
-    def run(i: int) -> None:
+    def run(i: int, start: Callable[[], object]) -> str:
         with Session(engine) as session:
-            barrier.wait()
+            start()
             try:
                 calls[i](session)
                 session.commit()
-                outcomes[i] = "ok"
+                return "ok"
             except DomainError as exc:
                 session.rollback()
-                outcomes[i] = exc.code
+                return exc.code
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes
+    return run_together(len(calls), run)
 
 
 def test_concurrent_shipments_of_one_order_open_only_one(pg_shop):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -10,6 +9,7 @@ from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
 from tecnorev.core.events import deliver, take_committed
+from tecnorev.core.testing import run_together
 from tecnorev.payments import service
 from tecnorev.payments.models import PaymentStatus
 from tecnorev.sales import service as sales
@@ -20,27 +20,21 @@ def race(engine, calls: list[Callable[[Session], object]]) -> list[str]:
     """Run each call at once, each in its own thread and unit of work (its events delivered
     after it commits, as a request's are); the outcome of each ("ok", or the refusal's code)
     in the order of ``calls``."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [""] * len(calls)
 
-    def run(i: int) -> None:
+    def run(i: int, start: Callable[[], object]) -> str:
         with Session(engine) as session:
-            barrier.wait()
+            start()
             try:
                 calls[i](session)
                 session.commit()
-                outcomes[i] = "ok"
+                outcome = "ok"
             except DomainError as exc:
                 session.rollback()
-                outcomes[i] = exc.code
+                outcome = exc.code
         deliver(take_committed(session), engine=engine)
+        return outcome
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes
+    return run_together(len(calls), run)
 
 
 def pay(order_id: int, amount: str, reference: str) -> Callable[[Session], object]:

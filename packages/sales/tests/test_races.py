@@ -8,7 +8,6 @@ must go wrong, which proves the race is real and that the test would see it.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlmodel import Session, func, select
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import migrate
+from tecnorev.core.testing import migrate, run_together
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import InsufficientStock
 from tecnorev.inventory.models import Branch, InventoryMovement, MovementReason, StockEntry
@@ -44,28 +43,20 @@ class Outcome:
 
 def race(engine: sa.Engine, clients: int, work: Callable[[Session, int], Any]) -> list[Outcome]:
     """Run ``work(session, n)`` in ``clients`` threads at once; each commits its own session."""
-    start = threading.Barrier(clients)
-    outcomes = [Outcome() for _ in range(clients)]
 
-    def client(n: int) -> None:
+    def client(n: int, start: Callable[[], object]) -> Outcome:
         with Session(engine) as session:
             session.connection()  # connected before the start, so all begin together
-            start.wait()
+            start()
             try:
                 value = work(session, n)
                 session.commit()
-                outcomes[n].value = value
+                return Outcome(value=value)
             except Exception as exc:
                 session.rollback()
-                outcomes[n].error = exc
+                return Outcome(error=exc)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a client never finished"
-    return outcomes
+    return run_together(clients, client, timeout=120)
 
 
 def errors(outcomes: list[Outcome]) -> Counter:

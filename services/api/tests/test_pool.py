@@ -4,8 +4,7 @@ server's ``max_connections``."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -14,22 +13,20 @@ import sqlalchemy as sa
 from tecnorev.api import create_app
 from tecnorev.api.pools import MAX_POOL, PoolPlan, plan_pools
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
-from tecnorev.core.testing import migrate
+from tecnorev.core.testing import migrate, run_together
 
 
 def busy_together(engine: sa.Engine, clients: int) -> set[int]:
     """``clients`` threads each hold a connection at the same moment, then return it; the
     PostgreSQL backends that served them."""
-    barrier = Barrier(clients)
 
-    def client() -> int:
+    def client(_i: int, start: Callable[[], object]) -> int:
         with engine.connect() as connection:
             backend = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-            barrier.wait(timeout=30)
+            start()  # every connection is held at this point
             return backend
 
-    with ThreadPoolExecutor(clients) as threads:
-        return {future.result() for future in [threads.submit(client) for _ in range(clients)]}
+    return set(run_together(clients, client))
 
 
 async def route_threads() -> int:

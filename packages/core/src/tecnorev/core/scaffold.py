@@ -80,7 +80,7 @@ dependencies = [
 ]
 
 [project.optional-dependencies]
-test = ["pytest>=8.3", "httpx>=0.28"]
+test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx>=0.28"]
 
 [project.entry-points."tecnorev.modules"]
 {name} = "tecnorev.{name}:module"

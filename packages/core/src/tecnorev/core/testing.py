@@ -8,6 +8,8 @@ PostgreSQL tests create a throwaway database on the server named by ``TEST_DATAB
 (an admin URL; default: the local server) and drop it afterwards.  When the server cannot be
 reached they are skipped, unless ``TECNOREV_REQUIRE_POSTGRES=1`` (set on CI) makes that a
 failure.
+
+:func:`run_together` races threads for the concurrency tests, with every wait bounded.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +32,7 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel import Session
 
+from tecnorev.core.db import bounded_engine
 from tecnorev.core.settings import normalize_database_url
 
 if TYPE_CHECKING:
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgresql")
+T = TypeVar("T")
 
 
 def admin_url() -> str:
@@ -48,7 +55,7 @@ def postgres_required() -> bool:
 
 
 def postgres_reachable() -> bool:
-    engine = sa.create_engine(admin_url(), poolclass=sa.pool.NullPool)
+    engine = bounded_engine(admin_url(), poolclass=sa.pool.NullPool)
     try:
         with engine.connect():
             return True
@@ -62,7 +69,7 @@ def postgres_reachable() -> bool:
 def temporary_postgres_database() -> Iterator[str]:
     """Create an empty database, yield its URL, drop it (even with connections left open)."""
     name = f"tecnorev_test_{secrets.token_hex(6)}"
-    admin = sa.create_engine(admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    admin = bounded_engine(admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
@@ -167,7 +174,7 @@ def schema_objects(url: str) -> dict[str, set[str]]:
     """Tables, indexes, sequences and (PostgreSQL) types present, excluding the migration
     bookkeeping tables."""
     bookkeeping = {"alembic_version", "tecnorev_migration_log", "tecnorev_forgotten_revision"}
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = bounded_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
@@ -195,7 +202,7 @@ def schema_objects(url: str) -> dict[str, set[str]]:
 
 
 def recorded_revisions(url: str) -> set[str]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = bounded_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):
@@ -292,3 +299,73 @@ def module_heads() -> dict[str, str]:
 
     scripts = ScriptDirectory.from_config(make_config())
     return {name: scripts.get_revision(f"{name}@head").revision for name in get_registry().names}
+
+
+def run_together(
+    threads: int, work: Callable[[int, Callable[[], object]], T], *, timeout: float = 60
+) -> list[T]:
+    """Run ``work(i, start)`` for each ``i`` in ``range(threads)``, each in a thread of its own,
+    and return what each returned, in order.
+
+    ``work`` calls ``start()`` once it is ready to race (connected, say): the call returns when
+    every thread has made it, so the threads leave the start line together.  The threads get
+    ``timeout`` seconds in all.  A thread that fails, before the start line or after, releases
+    the others waiting there; once every thread has ended, the first failure is raised here as
+    it was raised in its thread (not the BrokenBarrierError of those it released).  A thread
+    still running at the deadline is a TimeoutError showing where it is stuck.
+    """
+    start_line = threading.Barrier(threads, timeout=timeout)
+    results: list[Any] = [None] * threads
+    failures: list[tuple[int, BaseException]] = []  # in the order they happened
+
+    def run(i: int) -> None:
+        started = False
+
+        def start() -> None:
+            nonlocal started
+            start_line.wait()
+            started = True
+
+        try:
+            results[i] = work(i, start)
+        except BaseException as exc:
+            failures.append((i, exc))
+            if not started:  # it will never arrive: nobody waits for it
+                start_line.abort()
+
+    racers = [
+        threading.Thread(target=run, args=(i,), name=f"run_together-{i}", daemon=True)
+        for i in range(threads)
+    ]
+    for racer in racers:
+        racer.start()
+    _join(racers, timeout)
+    if any(racer.is_alive() for racer in racers):
+        start_line.abort()  # release those at the start line, so only the stuck ones remain
+        _join(racers, 1.0)
+
+    caused = [f for f in failures if not isinstance(f[1], threading.BrokenBarrierError)]
+    if caused:
+        i, error = caused[0]
+        error.add_note(f"(raised in thread {i} of the {threads} run together)")
+        raise error
+    stuck = [racer for racer in racers if racer.is_alive()]
+    if stuck:
+        frames = sys._current_frames()
+        stacks = "".join(
+            f"\n{racer.name}:\n" + "".join(traceback.format_stack(frames[racer.ident]))
+            for racer in stuck
+            if racer.ident in frames
+        )
+        raise TimeoutError(
+            f"{len(stuck)} of {threads} threads still running after {timeout} s:{stacks}"
+        )
+    if failures:  # the start line timed out on a thread that arrived too late
+        raise failures[0][1]
+    return results
+
+
+def _join(threads: list[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))

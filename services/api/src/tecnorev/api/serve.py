@@ -57,12 +57,6 @@ def serve(
     except DatabaseUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    admitted = AdmissionLimits.from_env(pools.write).limit
-    typer.echo(
-        f"tecnorev serve: {workers} worker(s), each with {pools.write} writing + {pools.read} "
-        f"reading connections ({pools.reason}) and up to {admitted} requests at once",
-        err=True,
-    )
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.
     fast = find_spec("uvloop") is not None and find_spec("httptools") is not None
@@ -82,6 +76,12 @@ def serve(
         "timeout_graceful_shutdown": grace,
     }
     _check_free(host, port)
+    admitted = AdmissionLimits.from_env(pools.write).limit
+    typer.echo(
+        f"tecnorev serve: {workers} worker(s), each with {pools.write} writing + {pools.read} "
+        f"reading connections ({pools.reason}) and up to {admitted} requests at once",
+        err=True,
+    )
     # Linux spreads connections over a SO_REUSEPORT group; other systems do not
     if reload or workers == 1 or not sys.platform.startswith("linux"):
         uvicorn.run(SERVED_APP, workers=None if reload else workers, reload=reload, **options)
