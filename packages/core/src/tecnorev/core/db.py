@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -114,8 +115,16 @@ def create_db_engine(
     if "application_name" not in make_url(url).query:
         connect_args.setdefault("application_name", APPLICATION_NAME)
     if timeouts is not None:
-        options = f"{connect_args.get('options', '')} {timeouts.postgres_options()}"
-        connect_args["options"] = options.strip()
+        # connect_args replace the URL's own options (and libpq's PGOPTIONS): keep them first
+        given = make_url(url).query.get("options", ())
+        given = [given] if isinstance(given, str) else list(given)
+        options = [
+            os.environ.get("PGOPTIONS", ""),
+            *given,
+            connect_args.get("options", ""),
+            timeouts.postgres_options(),
+        ]
+        connect_args["options"] = " ".join(o.strip() for o in options if o.strip())
     return bounded_engine(url, **kwargs)
 
 
@@ -215,33 +224,40 @@ class Checkouts:
     and the process cannot end before that thread does."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        # keyed by pool record: a connection invalidated meanwhile comes back as None
         self._out: dict[int, Any] = {}
         self._lock = threading.Lock()
         event.listen(engine, "checkout", self._checked_out)
         event.listen(engine, "checkin", self._checked_in)
 
-    def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def _checked_out(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         with self._lock:
-            self._out[id(dbapi_connection)] = dbapi_connection
+            self._out[id(record)] = dbapi_connection
 
-    def _checked_in(self, dbapi_connection: Any, _record: Any) -> None:
+    def _checked_in(self, _dbapi_connection: Any, record: Any) -> None:
         with self._lock:
-            self._out.pop(id(dbapi_connection), None)
+            self._out.pop(id(record), None)
 
     def __len__(self) -> int:
         return len(self._out)
 
-    def cancel(self) -> int:
+    def cancel(self, timeout: float = 5.0) -> int:
         """Cancel the statement each checked-out connection runs (its transaction then
-        rolls back, and the request answers with an error); the number cancelled."""
+        rolls back, and the request answers with an error); the number cancelled.  Each
+        cancel opens a connection of its own to the server, so they run on daemon threads
+        waited for at most ``timeout`` seconds: a server that stopped answering cannot
+        hold up a stopping process."""
         with self._lock:
             connections = list(self._out.values())
-        for connection in connections:
-            with contextlib.suppress(Exception):  # already closed, or nothing running
-                if hasattr(connection, "cancel"):
-                    connection.cancel()  # psycopg2: a cancel request on a new socket
-                else:
-                    connection.interrupt()  # sqlite3
+        senders = [
+            threading.Thread(target=_cancel, args=(c,), daemon=True, name="tecnorev-cancel")
+            for c in connections
+        ]
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + timeout
+        for sender in senders:
+            sender.join(max(0.0, deadline - time.monotonic()))
         return len(connections)
 
     def wait_returned(self, timeout: float) -> bool:
@@ -250,3 +266,11 @@ class Checkouts:
         while self._out and time.monotonic() < deadline:
             time.sleep(0.05)
         return not self._out
+
+
+def _cancel(dbapi_connection: Any) -> None:
+    with contextlib.suppress(Exception):  # already closed, or nothing running
+        if hasattr(dbapi_connection, "cancel"):
+            dbapi_connection.cancel()  # psycopg2: a cancel request on a new socket
+        else:
+            dbapi_connection.interrupt()  # sqlite3
