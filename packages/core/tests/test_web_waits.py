@@ -5,6 +5,7 @@ SQLite file locked past its busy timeout.  A stopping server cancels what still 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,14 @@ def bump(counter_id: int, session: SessionDep) -> dict[str, Any]:
 def slow(session: SessionDep) -> dict[str, str]:
     session.execute(sa.text("SELECT pg_sleep(5)"))
     return {"status": "slept"}
+
+
+@router.post("/idle")
+def idle(session: SessionDep) -> dict[str, str]:
+    session.execute(sa.text("SELECT 1"))
+    time.sleep(1.5)  # a stuck request, holding its transaction open
+    session.execute(sa.text("SELECT 1"))
+    return {"status": "woke"}
 
 
 def short(**overrides: float) -> RequestTimeouts:
@@ -123,6 +132,17 @@ def test_a_statement_past_its_timeout_is_a_503(postgres_url):
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_timeout"
     assert response.headers["retry-after"] == "5"
+
+
+def test_a_transaction_the_server_ended_for_idling_is_a_503(postgres_url):
+    engine = create_db_engine(postgres_url, timeouts=short(idle_in_transaction=0.3))
+    try:
+        with client_for(engine) as client:
+            response = client.post("/api/v1/idle")
+    finally:
+        engine.dispose()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
 
 
 def test_no_free_connection_within_the_pool_timeout_is_a_503_overloaded(database_url):

@@ -55,8 +55,13 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     read_engine = reading_engine(engine, pool_size=pools.read, **options)
     # /ready has a connection and a thread of its own: a busy or stuck application cannot
     # delay it, nor can a flood of probes take anything from the application
+    probe_timeouts = RequestTimeouts(ready_timeout, ready_timeout, ready_timeout)
     probe_engine = create_db_engine(
-        database_url, timeouts=timeouts, pool_size=1, max_overflow=0, pool_timeout=ready_timeout
+        database_url,
+        timeouts=probe_timeouts,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=ready_timeout,
     )
     checkouts = [Checkouts(e) for e in {engine, read_engine}]
     readiness = ReadinessCheck(registry)
@@ -143,7 +148,7 @@ class _ProbeThread:
 def _readiness(readiness: ReadinessCheck, engine: sa.Engine) -> JSONResponse:
     try:
         report = readiness.report(engine)
-    except (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+    except (DatabaseUnavailable, sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
         log.warning("not ready: %s", exc)
         body = {"status": "not_ready", "database": "unreachable", "behind": {}}
         return JSONResponse(body, status_code=503)

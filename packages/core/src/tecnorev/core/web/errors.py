@@ -45,6 +45,8 @@ _SQLITE_CONSTRAINT = {
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 QUERY_CANCELED = "57014"  # statement_timeout expired (or the statement was cancelled)
+# idle_in_transaction_session_timeout, admin shutdown, crash shutdown, cannot connect now
+_SERVER_ENDED = {"25P03", "57P01", "57P02", "57P03"}
 # SQLite primary result codes: busy/locked is contention; these mean the file cannot be used.
 # Its other OperationalErrors (no such table, syntax) are faults in the code or its schema.
 _SQLITE_BUSY = {5, 6}
@@ -182,6 +184,21 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any other driver error: a connection the server ended (idle in a transaction past its
+    timeout, an administrator, a restart) is the database being unavailable, not a bug."""
+    assert isinstance(exc, sa.exc.DBAPIError)
+    if exc.connection_invalidated or getattr(exc.orig, "pgcode", None) in _SERVER_ENDED:
+        log.error("connection lost on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database cannot be reached",
+            headers={"Retry-After": "5"},
+        )
+    return await _unexpected(request, exc)
+
+
 async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
     # Every connection of the process is in use for longer than the checkout may wait.
     log.warning("no free connection for %s %s: %s", request.method, request.url.path, exc)
@@ -212,5 +229,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sa.exc.IntegrityError, _integrity_error)
     app.add_exception_handler(sa.exc.DataError, _data_error)
     app.add_exception_handler(sa.exc.OperationalError, _operational_error)
+    app.add_exception_handler(sa.exc.DBAPIError, _driver_error)
     app.add_exception_handler(sa.exc.TimeoutError, _pool_timeout)
     app.add_exception_handler(Exception, _unexpected)
