@@ -23,7 +23,7 @@ from tecnorev.auth.schemas import (
     UserRolesUpdate,
     UserUpdate,
 )
-from tecnorev.auth.throttle import LoginThrottle
+from tecnorev.auth.throttle import throttle_of
 from tecnorev.core.web import SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery
 
@@ -57,14 +57,6 @@ def _user_public(account: service.UserAccount) -> UserPublic:
     )
 
 
-def _throttle(request: Request) -> LoginThrottle:
-    """The app's count of failed logins, made on its first login."""
-    throttle = getattr(request.app.state, "login_throttle", None)
-    if throttle is None:
-        throttle = request.app.state.login_throttle = LoginThrottle()
-    return throttle
-
-
 @router.post(
     "/token",
     summary="log in with email (as username) and password",
@@ -83,13 +75,13 @@ def log_in(
     """Opens a new login.  A wrong password, an unknown email and a deactivated user all get
     the same 401 ``invalid_credentials``.  After too many failures for one account or from
     one address, logins are refused with 429 ``too_many_attempts`` and ``Retry-After``."""
-    throttle = _throttle(request)
+    throttle = throttle_of(request.app.state)
     address = request.client.host if request.client else "unknown"
-    throttle.check(email=form.username, address=address)
+    throttle.attempt(email=form.username, address=address)
     try:
         tokens = service.log_in(session, email=form.username, password=form.password)
     except InvalidCredentials:
-        throttle.failed(email=form.username, address=address)
+        throttle.failed(address=address)
         raise
     throttle.succeeded(email=form.username)
     return _tokens(tokens, response)

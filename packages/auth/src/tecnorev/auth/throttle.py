@@ -10,9 +10,13 @@ the answer never tells which emails have accounts.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.errors import ConfigurationError
@@ -64,27 +68,51 @@ class LoginThrottle:
             ) from exc
         self._window = MovingWindowRateLimiter(storage)
 
-    def _keys(self, email: str, address: str) -> list[tuple[RateLimitItem, str, str]]:
-        return [
-            (self.config.per_account, "login-account", email.strip().lower()),
-            (self.config.per_address, "login-address", address),
-        ]
+    def _account(self, email: str) -> tuple[RateLimitItem, str, str]:
+        # a digest: the key stays small whatever was typed, and no email sits in the store
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+        return self.config.per_account, "login-account", digest
 
-    def check(self, *, email: str, address: str) -> None:
-        """Refuse a login from ``address`` for ``email`` once either has failed too often."""
-        for limit, kind, key in self._keys(email, address):
-            if not self._window.test(limit, kind, key):
-                reset = self._window.get_window_stats(limit, kind, key).reset_time
-                raise TooManyAttempts(
-                    "too many failed logins; wait before trying again",
-                    retry_after=reset - time.time(),
-                )
+    def _address(self, address: str) -> tuple[RateLimitItem, str, str]:
+        return self.config.per_address, "login-address", address
 
-    def failed(self, *, email: str, address: str) -> None:
-        for limit, kind, key in self._keys(email, address):
-            self._window.hit(limit, kind, key)
+    def attempt(self, *, email: str, address: str) -> None:
+        """Refuse a login once the account or the address failed too often; otherwise count
+        the attempt against the account now, so guesses sent in parallel cannot all pass
+        the check before the first one fails."""
+        limit, kind, key = self._address(address)
+        if not self._window.test(limit, kind, key):
+            self._refuse(limit, kind, key)
+        limit, kind, key = self._account(email)
+        if not self._window.hit(limit, kind, key):
+            self._refuse(limit, kind, key)
+
+    def _refuse(self, limit: RateLimitItem, kind: str, key: str) -> None:
+        reset = self._window.get_window_stats(limit, kind, key).reset_time
+        raise TooManyAttempts(
+            "too many failed logins; wait before trying again", retry_after=reset - time.time()
+        )
+
+    def failed(self, *, address: str) -> None:
+        """The attempt failed: it counts against the address too (successes do not, so many
+        people behind one address can still log in)."""
+        self._window.hit(*self._address(address))
 
     def succeeded(self, *, email: str) -> None:
         """A right password clears the account's failures (not the address's)."""
-        limit, kind, key = self._keys(email, "")[0]
-        self._window.clear(limit, kind, key)
+        with contextlib.suppress(KeyError):  # cleared meanwhile by another success
+            self._window.clear(*self._account(email))
+
+
+_lock = threading.Lock()
+
+
+def throttle_of(state: Any) -> LoginThrottle:
+    """The throttle kept on an app's ``state``, made at its first login."""
+    throttle = getattr(state, "login_throttle", None)
+    if throttle is None:
+        with _lock:
+            throttle = getattr(state, "login_throttle", None)
+            if throttle is None:
+                throttle = state.login_throttle = LoginThrottle()
+    return throttle
