@@ -12,7 +12,7 @@ from fastapi import APIRouter
 
 from tecnorev.core.errors import ConfigError
 from tecnorev.core.web import make_app
-from tecnorev.core.web.admission import AdmissionLimits
+from tecnorev.core.web.admission import Admission, AdmissionLimits
 
 router = APIRouter()
 gate: dict[str, anyio.Event] = {}
@@ -112,3 +112,54 @@ def test_admission_settings_default_to_the_pool(monkeypatch):
     assert AdmissionLimits.from_env(32) == AdmissionLimits(limit=32, backlog=32, wait=1.0)
     monkeypatch.setenv("TECNOREV_ADMISSION_WAIT", "250ms")
     assert AdmissionLimits.from_env(32).wait == pytest.approx(0.25)
+
+
+def test_a_body_sent_too_slowly_is_a_408_and_holds_no_place():
+    reached: list[bytes] = []
+
+    async def inner(scope, receive, send) -> None:
+        message = await receive()
+        reached.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    gatekeeper = Admission(inner, limits=AdmissionLimits(limit=1, backlog=0, body_timeout=0.2))
+
+    def scope() -> dict:
+        return {
+            "type": "http",
+            "method": "POST",
+            "path": "/x",
+            "headers": [(b"content-length", b"5")],
+        }
+
+    async def main() -> tuple[list[int], list[int]]:
+        slow_statuses: list[int] = []
+        fast_statuses: list[int] = []
+
+        async def slow_receive() -> dict:
+            await anyio.sleep(30)
+            return {"type": "http.request", "body": b"hello"}
+
+        async def fast_receive() -> dict:
+            return {"type": "http.request", "body": b"hello"}
+
+        def recorder(into: list[int]):
+            async def send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    into.append(message["status"])
+
+            return send
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(gatekeeper, scope(), slow_receive, recorder(slow_statuses))
+                await anyio.sleep(0.05)
+                # the slow sender holds no place: a quick request is served meanwhile
+                await gatekeeper(scope(), fast_receive, recorder(fast_statuses))
+        return slow_statuses, fast_statuses
+
+    slow, fast = anyio.run(main)
+    assert slow == [408]
+    assert fast == [200]
+    assert reached == [b"hello"]  # the body reached the application whole, once

@@ -12,7 +12,9 @@ connections a process checks out (one per pool and request), so the pools are si
 
 The excess waits in a short line (``backlog`` requests, ``wait`` seconds each, on the event
 loop: no thread, no connection), then is answered ``503 overloaded`` with ``Retry-After``.
-Paths in ``exempt`` (health, readiness) are never queued behind the application.
+Paths in ``exempt`` (health, readiness) are never queued behind the application.  A body is
+read whole before its request takes a place, within ``body_timeout`` (else ``408``), so
+clients that send slowly cannot hold the places.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.settings import duration, whole_number
 from tecnorev.core.web.errors import error_body
@@ -40,16 +42,19 @@ class AdmissionLimits:
     limit: int = 40
     backlog: int = 40
     wait: float = 1.0
+    body_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, limit: int) -> AdmissionLimits:
         """``TECNOREV_MAX_IN_FLIGHT`` (default ``limit``), ``TECNOREV_ADMISSION_BACKLOG``
-        (default the same) and ``TECNOREV_ADMISSION_WAIT`` (default 1 s)."""
+        (default the same), ``TECNOREV_ADMISSION_WAIT`` (default 1 s) and
+        ``TECNOREV_REQUEST_BODY_TIMEOUT`` (default 10 s)."""
         limit = whole_number("TECNOREV_MAX_IN_FLIGHT", limit)
         return cls(
             limit=limit,
             backlog=whole_number("TECNOREV_ADMISSION_BACKLOG", limit),
             wait=duration("TECNOREV_ADMISSION_WAIT", cls.wait),
+            body_timeout=duration("TECNOREV_REQUEST_BODY_TIMEOUT", cls.body_timeout),
         )
 
 
@@ -89,6 +94,18 @@ class Admission:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
+        if _has_body(scope):
+            # read before taking a place: clients sending their bodies slowly would
+            # otherwise hold every place while the rest is refused
+            try:
+                with anyio.fail_after(self.limits.body_timeout):
+                    received = await _whole_body(receive)
+            except TimeoutError:
+                await _answer(send, 408, "request_timeout", "the request body arrived too slowly")
+                return
+            if received is None:
+                return  # the client went away
+            receive = _replaying(received, receive)
         slots = self._ready_slots()
         try:
             slots.acquire_nowait()
@@ -125,18 +142,55 @@ class Admission:
             )  # fmt: skip
             self._refused = 0
             self._quiet_until = now + REPORT_EVERY
-        body = json.dumps(
-            error_body("overloaded", "the server is busy; retry after the delay it gives")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", self._retry_after.encode()),
-                ],
-            }
+        await _answer(
+            send,
+            503,
+            "overloaded",
+            "the server is busy; retry after the delay it gives",
+            [(b"retry-after", self._retry_after.encode())],
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length", b"0")
+    return b"transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
+
+
+async def _whole_body(receive: Receive) -> list[Message] | None:
+    """The request's body messages, or ``None`` when the client disconnected first."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        messages.append(message)
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _answer(
+    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -117,11 +117,12 @@ def make_app(
     app.state.read_engine = read_engine  # for ReadSessionDep; default: made from ``engine``
     app.state.registry = registry
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
-    # outermost: a refused request costs nothing past this point
+    # Admission reads a body whole before the request takes a place; the body limit is
+    # outside it, so that read is bounded too (the last one added is the outermost)
     app.add_middleware(
         Admission, limits=admission or AdmissionLimits(), exempt=frozenset(unqueued_paths)
     )
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     claimed: dict[tuple[str, str], str] = {}
     for tag, router in routers:
         for route in router.routes:
