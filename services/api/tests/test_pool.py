@@ -101,12 +101,16 @@ def test_an_explicit_size_beyond_the_budget_is_kept_with_a_warning(
     assert "4 workers may open 240 connections" in caplog.text
 
 
-def test_sqlite_and_an_unreachable_server_get_the_widest_pools(tmp_path, caplog):
+def test_sqlite_gets_the_widest_pools_and_an_unreachable_server_a_default_servers(
+    tmp_path, caplog, monkeypatch
+):
     assert plan_pools(f"sqlite:///{tmp_path / 'shop.db'}") == PoolPlan(
         MAX_POOL, MAX_POOL, "default"
     )
     unreachable = "postgresql+psycopg2://postgres@127.0.0.1:1/shop"
-    assert plan_pools(unreachable).write == MAX_POOL
+    assert plan_pools(unreachable).write == MAX_POOL  # as for PostgreSQL's defaults
     assert "unreachable" in caplog.text
     with pytest.raises(DatabaseUnavailable):
         plan_pools(unreachable, strict=True)
+    monkeypatch.setenv("TECNOREV_WORKERS", "2")
+    assert 2 * plan_pools(unreachable).per_worker <= 100 - 3 - 10

@@ -134,7 +134,8 @@ def check_worker_settings() -> tuple[RequestTimeouts, float, float]:
 
 
 class _ProbeThread:
-    """One thread per event loop for readiness probes."""
+    """One thread at a time for an app's readiness probes (made inside its event loop).
+    A probe abandoned at its timeout may still run: the next waits for its connection."""
 
     def __init__(self) -> None:
         self._limiter: anyio.CapacityLimiter | None = None

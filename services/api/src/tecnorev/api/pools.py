@@ -75,6 +75,9 @@ class ServerLimits:
         return (self.max_connections - self.superuser_reserved - reserve) // workers
 
 
+ASSUMED = ServerLimits(max_connections=100, superuser_reserved=3)  # PostgreSQL's defaults
+
+
 def server_limits(url: str | None) -> ServerLimits | None:
     """The server's connection limits, read over one short-lived connection; ``None`` for
     SQLite, which has none."""
@@ -104,9 +107,13 @@ def plan_pools(url: str | None = None, *, strict: bool = False) -> PoolPlan:
     except DatabaseUnavailable:
         if strict:
             raise
-        limits = None
+        # sized as for PostgreSQL's defaults, so several workers still fit such a server
+        limits = ASSUMED
         if explicit is None:
-            log.warning("pool sizes not read from the server (unreachable): %d per pool", MAX_POOL)
+            log.warning(
+                "pool sizes not read from the server (unreachable): sized for max_connections=%d",
+                ASSUMED.max_connections,
+            )
     if explicit is not None:
         plan = PoolPlan(explicit, explicit, "TECNOREV_DB_POOL_SIZE")
         if limits is not None:
@@ -121,7 +128,7 @@ def plan_pools(url: str | None = None, *, strict: bool = False) -> PoolPlan:
                 )  # fmt: skip
         return plan
     if limits is None:
-        return PoolPlan(MAX_POOL, MAX_POOL, "default")
+        return PoolPlan(MAX_POOL, MAX_POOL, "default")  # SQLite
     budget = limits.budget(reserve=reserve, workers=count)
     if budget < MIN_WRITE_POOL + MIN_READ_POOL:
         raise ConfigError(
