@@ -258,16 +258,17 @@ def assert_stock_is_its_ledger(url: str) -> None:
     assert drift == 0
 
 
-def connections_of(url: str, name: str) -> int:
-    """Connections to ``url``'s database named ``name`` (a server's ``Server.name``)."""
-    database = sa.make_url(url).database
+def connections_of(url: str, name: str, *, waiting_on_a_lock: bool = False) -> int:
+    """Connections to ``url``'s database named ``name`` (a server's ``Server.name``); only
+    those waiting on a lock, if asked."""
+    waiting = " AND wait_event_type = 'Lock'" if waiting_on_a_lock else ""
     with _engine(url).connect() as connection:
         return connection.execute(
             sa.text(
                 "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = :db AND application_name = :name"
+                f" WHERE datname = :db AND application_name = :name{waiting}"
             ),
-            {"db": database, "name": name},
+            {"db": sa.make_url(url).database, "name": name},
         ).scalar_one()
 
 

@@ -152,10 +152,11 @@ def test_sigterm_stops_a_worker_whose_requests_wait_on_a_lock(demo_url, tmp_path
                 ]
                 deadline = time.monotonic() + 30
                 while (
-                    connections_waiting(demo_url, server.name) < 20 and time.monotonic() < deadline
+                    connections_of(demo_url, server.name, waiting_on_a_lock=True) < 20
+                    and time.monotonic() < deadline
                 ):
                     await asyncio.sleep(0.1)
-                assert connections_waiting(demo_url, server.name) == 20
+                assert connections_of(demo_url, server.name, waiting_on_a_lock=True) == 20
                 took = await asyncio.to_thread(server.stop, 30)
                 assert took < grace + 8, server.output
                 await asyncio.gather(*sent, return_exceptions=True)
@@ -169,18 +170,6 @@ def test_sigterm_stops_a_worker_whose_requests_wait_on_a_lock(demo_url, tmp_path
         holder.close()
         server.stop()
     assert order_status(demo_url, order_id) == "PENDING"  # nothing of theirs was committed
-
-
-def connections_waiting(url: str, name: str) -> int:
-    database = sa.make_url(url).database
-    with _engine(url).connect() as connection:
-        return connection.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = :db"
-                " AND application_name = :name AND wait_event_type = 'Lock'"
-            ),
-            {"db": database, "name": name},
-        ).scalar_one()
 
 
 # --------------------------------------------------------------------------- the budget

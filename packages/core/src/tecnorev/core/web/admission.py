@@ -19,7 +19,6 @@ clients that send slowly cannot hold the places.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,7 +30,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.settings import duration, whole_number
-from tecnorev.core.web.errors import error_body
+from tecnorev.core.web.errors import send_error
 
 log = logging.getLogger("tecnorev.api")
 REPORT_EVERY = 5.0  # seconds between two log lines about refused requests
@@ -101,7 +100,9 @@ class Admission:
                 with anyio.fail_after(self.limits.body_timeout):
                     received = await _whole_body(receive)
             except TimeoutError:
-                await _answer(send, 408, "request_timeout", "the request body arrived too slowly")
+                await send_error(
+                    send, 408, "request_timeout", "the request body arrived too slowly"
+                )
                 return
             if received is None:
                 return  # the client went away
@@ -142,7 +143,7 @@ class Admission:
             )  # fmt: skip
             self._refused = 0
             self._quiet_until = now + REPORT_EVERY
-        await _answer(
+        await send_error(
             send,
             503,
             "overloaded",
@@ -176,21 +177,3 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replay
-
-
-async def _answer(
-    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
-) -> None:
-    body = json.dumps(error_body(code, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,6 @@ from just its router, so routes are tested through the same stack without the se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.errors import DiscoveryError
 from tecnorev.core.web.admission import Admission, AdmissionLimits
-from tecnorev.core.web.errors import ERROR_RESPONSES, error_body, install_error_handlers
+from tecnorev.core.web.errors import ERROR_RESPONSES, install_error_handlers, send_error
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -40,7 +39,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and not declared.isdigit():
-            await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+            await send_error(send, 400, "bad_request", "Content-Length is not a number")
             return
         if declared is not None and int(declared) > self.limit:
             await _too_large(send, self.limit)
@@ -71,22 +70,7 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await _send_error(send, 413, "payload_too_large", f"the request body exceeds {limit} bytes")
-
-
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps(error_body(code, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, "payload_too_large", f"the request body exceeds {limit} bytes")
 
 
 def make_app(
