@@ -286,6 +286,10 @@ def package(session: nox.Session, name: str) -> None:
             f"differ from the declared {sorted(expected)}"
         )
     session.log(f"Installed tecnorev distributions: {', '.join(sorted(installed))}")
+    if name == "migrate":
+        # The engine stands alone: no Tecno Rev core, no web stack, no ORM layer above SQLAlchemy.
+        absent = ["tecnorev.core", "tecnorev.auth", "fastapi", "starlette", "sqlmodel", "typer"]
+        session.run("python", "-c", _ASSERT_ABSENT, *absent, log=False)
 
     # The tests run from a copy in an empty directory: nothing of the repository (sources, the root
     # conftest or pyproject) is importable, only what the wheels installed.
@@ -368,6 +372,18 @@ for short in sys.argv[1:]:
     module = importlib.import_module(f"tecnorev.{short}")
     location = next(iter(module.__path__))
     assert location.startswith(sys.prefix), f"tecnorev.{short} imported from {location}"
+"""
+
+_ASSERT_ABSENT = """\
+import importlib.util, sys
+present = []
+for name in sys.argv[1:]:
+    try:
+        if importlib.util.find_spec(name) is not None:
+            present.append(name)
+    except ModuleNotFoundError:  # its parent package is absent too
+        pass
+assert not present, f"installed, and should not be: {', '.join(present)}"
 """
 
 # Run with the venv's Python: SQLAlchemy and psycopg2 are there (they are the product's own).

@@ -1,5 +1,5 @@
 """Alembic environment: the installed modules' branches, found through their entry points."""
 
-from tecnorev.core.migration.environment import run
+from tecnorev.migrate.environment import run
 
 run()

@@ -1,1 +1,1 @@
-../packages/core/src/tecnorev/core/alembic_env/script.py.mako
+../packages/migrate/src/tecnorev/migrate/alembic_env/script.py.mako

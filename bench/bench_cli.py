@@ -313,7 +313,7 @@ def discovered_locations(env: dict[str, str], cwd: Path) -> tuple[list[str], int
     """The migration folders in registry order, as our CLI finds them, and the revision count."""
     code = (
         "import json, os\n"
-        "from tecnorev.core.registry import get_registry\n"
+        "from tecnorev.migrate.modules import get_registry\n"
         "paths = [str(p) for p in get_registry().version_locations()]\n"
         "count = sum(1 for p in paths for f in os.listdir(p) if f.endswith('.py'))\n"
         "print(json.dumps([paths, count]))\n"

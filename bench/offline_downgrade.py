@@ -29,7 +29,7 @@ from alembic.script import ScriptDirectory
 def config_for(tool: str, ini: str | None) -> Config:
     if tool == "plain":
         return Config(ini)
-    from tecnorev.core.migration.cli import make_config
+    from tecnorev.migrate.cli import make_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
     return make_config()

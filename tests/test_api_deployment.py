@@ -46,7 +46,9 @@ def api_wheel(tmp_path_factory) -> Path:
 def venv(tmp_path_factory, wheels, api_wheel) -> Path:
     """core, auth, catalog and the api service, with their dependencies from the index."""
     root = tmp_path_factory.mktemp("api-deploy") / "venv"
-    return make_venv(root, wheels["core"], wheels["auth"], wheels["catalog"], api_wheel)
+    return make_venv(
+        root, wheels["core"], wheels["migrate"], wheels["auth"], wheels["catalog"], api_wheel
+    )
 
 
 def free_port() -> int:

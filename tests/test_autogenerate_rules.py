@@ -12,10 +12,10 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlmodel.sql.sqltypes import AutoString
 
-from tecnorev.core.migration import autogen
-from tecnorev.core.migration.environment import migration_engine
 from tecnorev.core.registry import get_registry
 from tecnorev.core.types import UTCDateTime
+from tecnorev.migrate import autogen
+from tecnorev.migrate.environment import migration_engine
 
 
 def cycle_metadata() -> sa.MetaData:
@@ -122,7 +122,7 @@ def test_dropping_a_table_drops_the_native_enum_it_alone_used(postgres_url):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"target_metadata": md})
         script = produce_migrations(context, md)
-        autogen._drop_enum_types(script, md)
+        autogen._drop_enum_types(script, [md])
         conn.commit()
         up = render_python_code(script.upgrade_ops, migration_context=context)
         down = render_python_code(script.downgrade_ops, migration_context=context)

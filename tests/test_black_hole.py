@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.core.db import bounded_engine
-from tecnorev.core.errors import DatabaseUnavailable
 from tecnorev.core.testing import run_tecnorev
+from tecnorev.migrate.errors import DatabaseUnavailable
 
 TIMEOUT = 2  # TECNOREV_DB_CONNECT_TIMEOUT, at its minimum
 SLACK = 2.0  # what a command may take beyond the timeout and its start-up (acceptance criterion)
@@ -161,7 +161,7 @@ def cli_commands() -> set[str]:
     from typer.main import get_command
 
     from tecnorev.core.cli import _build_app
-    from tecnorev.core.migration.cli import DbCommandLine
+    from tecnorev.migrate.cli import DbCommandLine
 
     paths: set[str] = set()
     for name, command in get_command(_build_app()).commands.items():
@@ -292,7 +292,7 @@ def assert_gave_up(raised: BaseException | None, elapsed: float, tool: str, url:
 
 @pytest.mark.skipif(shutil.which("pg_dump") is None, reason="pg_dump is not installed")
 def test_pg_dump_gives_up_on_a_black_hole(black_hole, short_connect_timeout, tmp_path):
-    from tecnorev.core.migration.backup import backup_database
+    from tecnorev.migrate.backup import backup_database
 
     backups = tmp_path / "backups"
     raised, elapsed = raised_in_time(lambda: backup_database(black_hole.url, backups))
@@ -307,7 +307,7 @@ def test_a_restore_whose_psql_meets_a_black_hole_gives_up(
 ):
     """pg_restore streams the backup's script into psql: psql giving up must not leave
     pg_restore blocked for good on a pipe nobody reads (a script over the pipe's 64 KiB)."""
-    from tecnorev.core.migration.backup import _pg_restore
+    from tecnorev.migrate.backup import _pg_restore
 
     engine = bounded_engine(postgres_url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 MIGRATOR = """
 import os, sys, time
-from tecnorev.core.migration import cli, environment, autogen  # import before the start line
+from tecnorev.migrate import cli, environment, autogen  # import before the start line
 start = float(os.environ["START_AT"])
 time.sleep(max(0.0, start - time.time()))
 sys.exit(cli.main(["upgrade", "heads"]))

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import pytest
 from alembic.script import ScriptDirectory
 
-from tecnorev.core.migration import cli
-from tecnorev.core.migration.commands.graph import (
+from tecnorev.core.registry import get_registry
+from tecnorev.migrate import cli
+from tecnorev.migrate.commands.graph import (
     Edge,
     Graph,
     Node,
@@ -26,7 +27,6 @@ from tecnorev.core.migration.commands.graph import (
     to_dot,
     to_mermaid,
 )
-from tecnorev.core.registry import get_registry
 
 # --------------------------------------------------------------------------- a DOT reader
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.migration.lint import RULES, Finding, blocking, format_findings, lint_paths
 from tecnorev.core.testing import installed_revisions, recorded_revisions, run_tecnorev
+from tecnorev.migrate.lint import RULES, Finding, blocking, format_findings, lint_paths
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG_HEAD = "catalog_68c333c29785"
@@ -27,7 +27,7 @@ HEADER = '''"""{message}"""
 import sqlalchemy as sa
 from alembic import op
 
-from tecnorev.core.migration.helpers import create_index_concurrently
+from tecnorev.migrate.helpers import create_index_concurrently
 
 revision = "{revision}"
 down_revision = "{down}"

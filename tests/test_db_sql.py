@@ -16,8 +16,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from tecnorev.core.migration.cli import make_config
-from tecnorev.core.migration.ledger import forgotten_revision, ledger_metadata
 from tecnorev.core.testing import (
     fresh_database,
     installed_revisions,
@@ -27,6 +25,8 @@ from tecnorev.core.testing import (
     schema_objects,
 )
 from tecnorev.core.types import utcnow
+from tecnorev.migrate.cli import make_config
+from tecnorev.migrate.ledger import forgotten_revision, ledger_metadata
 
 
 def head_of(module: str) -> str:

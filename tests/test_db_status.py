@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.migration.ledger import migration_log
-from tecnorev.core.migration.status import ExitCode
 from tecnorev.core.testing import installed_revisions, migrate, module_heads, run_tecnorev
 from tecnorev.core.types import utcnow
+from tecnorev.migrate.ledger import migration_log
+from tecnorev.migrate.status import ExitCode
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["auth", "catalog", "inventory", "sales", "logistics", "payments"]

@@ -17,7 +17,7 @@ from .venvs import make_venv, pip, run_in
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-WITHOUT_PAYMENTS = ["core", "auth", "catalog", "inventory", "sales", "logistics"]
+WITHOUT_PAYMENTS = ["core", "migrate", "auth", "catalog", "inventory", "sales", "logistics"]
 
 DEMO_ROWS = """
 INSERT INTO "user" (id, email, full_name, hashed_password, is_active, created_at, updated_at)

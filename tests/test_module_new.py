@@ -49,7 +49,7 @@ def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
     models = package / "models.py"
     models.write_text(models.read_text() + MODEL)
 
-    needed = ["core", "auth", "catalog", "inventory", "sales"]
+    needed = ["core", "migrate", "auth", "catalog", "inventory", "sales"]
     venv = make_venv(
         tmp_path / "venv", *[wheels[n] for n in needed], "hatchling>=1.27", "editables"
     )

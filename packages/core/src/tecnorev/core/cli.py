@@ -1,8 +1,11 @@
-"""The ``tecnorev`` command.
+"""The ``tecnorev`` command: a shell whose command groups come from installed distributions.
 
-``tecnorev db ...`` goes straight to the migration command line without loading the rest of
-the CLI, so it costs little more than plain ``alembic``.  Other command groups come from the
-``tecnorev.cli`` entry points of installed distributions.
+Two entry-point groups fill it:
+
+- ``tecnorev.cli``: a Typer app (a group of commands) or a function (one command);
+- ``tecnorev.cli.argv``: a command that parses its own arguments, ``fn(argv) -> exit code``,
+  reached without loading the rest of the CLI.  ``tecnorev db`` is one (tecnorev-migrate's
+  command line), so it costs little more than plain ``alembic``.
 
 No ``from __future__ import annotations`` here: typer reads the ``Annotated`` options of the
 commands defined inside ``_build_app`` at run time, where ``typer`` is a local name.
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 CLI_ENTRY_POINT_GROUP = "tecnorev.cli"
+ARGV_ENTRY_POINT_GROUP = "tecnorev.cli.argv"
 
 
 def _build_app():  # noqa: ANN202 - typer is imported lazily
@@ -37,11 +41,9 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
         except TecnorevError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
-        from tecnorev.core.migration.ledger import distribution_version
-
         for module in registry.modules:
             deps = ", ".join(module.depends_on) or "-"
-            version = distribution_version(module.distribution) or "?"
+            version = _version(module.distribution)
             typer.echo(f"{module.name:<12} {version:<10} depends on: {deps}")
 
     module_app = typer.Typer(help="Create domain modules.", no_args_is_help=True)
@@ -96,9 +98,14 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
         for module, summary in load_demo():
             typer.echo(f"{module:<12} {summary}")
 
-    @app.command("db", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def db() -> None:
-        """Alembic commands for the installed modules: tecnorev db --help."""
+    for ep in entry_points(group=ARGV_ENTRY_POINT_GROUP):
+        # listed in the help; main() hands their arguments over before typer sees them
+        dist = ep.dist.name if ep.dist else "a distribution"
+        app.command(
+            ep.name,
+            help=f"the command line of {dist}: tecnorev {ep.name} --help",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )(lambda: None)
 
     for ep in entry_points(group=CLI_ENTRY_POINT_GROUP):
         target = ep.load()  # a Typer group, or one function made a command of that name
@@ -111,10 +118,16 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "db":
-        from tecnorev.core.migration.cli import main as db_main
-
-        return db_main(args[1:])
+    if args:
+        own_parser = entry_points(group=ARGV_ENTRY_POINT_GROUP, name=args[0])
+        if own_parser:
+            return next(iter(own_parser)).load()(args[1:])
+        if args[0] == "db":
+            print(
+                "error: 'tecnorev db' is the migration engine's: pip install tecnorev-migrate",
+                file=sys.stderr,
+            )
+            return 2
     from tecnorev.core.errors import DatabaseUnavailable, TecnorevError
 
     try:
@@ -127,6 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # 2, as for 'tecnorev db' and 'serve': the command never got to do its work
         return 2 if isinstance(exc, DatabaseUnavailable) else 1
     return 0
+
+
+def _version(distribution: str | None) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution) if distribution else "?"
+    except PackageNotFoundError:
+        return "?"
 
 
 def entry() -> None:

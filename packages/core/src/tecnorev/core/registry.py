@@ -6,12 +6,12 @@ Reading the registry imports only the small descriptors; models are imported on 
 
 from __future__ import annotations
 
+import graphlib
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tecnorev.core.errors import DiscoveryError
@@ -51,25 +51,18 @@ def _topological_order(modules: Mapping[str, Module]) -> list[Module]:
                     f"module {module.name!r} depends on {dep!r}, which is not installed: "
                     f"pip install tecnorev-{dep}"
                 )
+    # alphabetical among the modules ready at each step: the same order on every machine
+    sorter = graphlib.TopologicalSorter({n: sorted(modules[n].depends_on) for n in sorted(modules)})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(reversed(exc.args[1]))
+        raise DiscoveryError(f"module dependency cycle: {cycle}") from None
     ordered: list[Module] = []
-    done: set[str] = set()
-    visiting: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in done:
-            return
-        if name in visiting:
-            cycle = [*visiting[visiting.index(name) :], name]
-            raise DiscoveryError("module dependency cycle: " + " -> ".join(cycle))
-        visiting.append(name)
-        for dep in sorted(modules[name].depends_on):
-            visit(dep)
-        visiting.pop()
-        done.add(name)
-        ordered.append(modules[name])
-
-    for name in sorted(modules):
-        visit(name)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered.extend(modules[n] for n in ready)
+        sorter.done(*ready)
     return ordered
 
 
@@ -120,14 +113,6 @@ class Registry:
     def dependents(self, name: str) -> set[str]:
         """Every module that depends on ``name``, directly or not."""
         return {m.name for m in self.modules if name in self.dependencies(m.name)}
-
-    def version_locations(self) -> list[Path]:
-        return [m.migrations_path() for m in self.modules]
-
-    @cached_property
-    def module_by_folder(self) -> dict[Path, str]:
-        """Resolved migrations folder -> module name (resolved once: looked up per revision)."""
-        return {m.migrations_path().resolve(): m.name for m in self.modules}
 
     def load_models(self) -> sa.MetaData:
         """Import every module's models (in dependency order) and return the shared metadata."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import keyword
 import re
+import secrets
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 from tecnorev.core.errors import TecnorevError
-from tecnorev.core.migration.revisions import new_revision_id
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 
@@ -37,24 +36,39 @@ def _check_name(name: str, depends_on: list[str], installed: list[str]) -> None:
         )
 
 
-def _first_revision(name: str) -> tuple[str, str]:
-    from alembic.util import format_as_comma
-    from mako.template import Template
+_FIRST_REVISION = '''"""start the {name} branch
 
-    template = resources.files("tecnorev.core").joinpath("alembic_env/script.py.mako")
-    revision = new_revision_id(name)
-    text = Template(template.read_text(encoding="utf-8")).render(
-        message=f"start the {name} branch",
-        up_revision=revision,
-        down_revision=None,
-        branch_labels=(name,),
-        depends_on=None,
-        create_date=datetime.now(UTC).replace(tzinfo=None),
-        imports="",
-        upgrades="",
-        downgrades="",
-        comma=format_as_comma,  # the filter alembic hands its templates
-    )
+Revision ID: {revision}
+Revises:
+Create Date: {created}
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "{revision}"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("{name}",)
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def _first_revision(name: str) -> tuple[str, str]:
+    """The root of the module's branch: no operations, only the branch label."""
+    # the engine's revision ids: <module>_<12 hex>, at most 32 characters
+    revision = f"{name[:19]}_{secrets.token_hex(6)}"
+    created = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
+    text = _FIRST_REVISION.format(name=name, revision=revision, created=created)
     return f"{revision}_start_the_{name}_branch.py", text
 
 
@@ -76,6 +90,7 @@ readme = "README.md"
 requires-python = ">=3.11"
 dependencies = [
   "tecnorev-core>=0.1.0,<0.2",
+  "tecnorev-migrate>=0.1.0,<0.2",
 {deps}  "fastapi>=0.118",
 ]
 

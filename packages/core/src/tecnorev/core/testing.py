@@ -119,7 +119,7 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
 
 def alembic_config(url: str) -> Config:
     """A Config for ``url`` seeing the installed modules (the packaged environment)."""
-    from tecnorev.core.migration.cli import make_config
+    from tecnorev.migrate.cli import make_config
 
     config = make_config(url=url)
     config.set_main_option("revision_environment", "true")
@@ -281,7 +281,7 @@ def installed_revisions() -> dict[str, tuple[str, ...]]:
     ``depends_on``), from the migration files."""
     from alembic.script import ScriptDirectory
 
-    from tecnorev.core.migration.cli import make_config
+    from tecnorev.migrate.cli import make_config
 
     scripts = ScriptDirectory.from_config(make_config())
     return {
@@ -294,8 +294,8 @@ def module_heads() -> dict[str, str]:
     """Each installed module's head revision (one per module)."""
     from alembic.script import ScriptDirectory
 
-    from tecnorev.core.migration.cli import make_config
     from tecnorev.core.registry import get_registry
+    from tecnorev.migrate.cli import make_config
 
     scripts = ScriptDirectory.from_config(make_config())
     return {name: scripts.get_revision(f"{name}@head").revision for name in get_registry().names}

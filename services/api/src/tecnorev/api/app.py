@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse
 from tecnorev.api.pools import plan_pools, pool_timeout
 from tecnorev.core.db import Checkouts, RequestTimeouts, check_connection, create_db_engine
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
-from tecnorev.core.migration.readiness import ReadinessCheck, behind
 from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.settings import duration, get_settings, signing_key
 from tecnorev.core.web import make_app
 from tecnorev.core.web.admission import AdmissionLimits
 from tecnorev.core.web.composition import module_routers
 from tecnorev.core.web.session import read_threads, reading_engine
+from tecnorev.migrate.errors import DatabaseUnavailable as SchemaUnreachable
+from tecnorev.migrate.readiness import ReadinessCheck, behind
 
 log = logging.getLogger("tecnorev.api")
 
@@ -149,7 +150,7 @@ class _ProbeThread:
 def _readiness(readiness: ReadinessCheck, engine: sa.Engine) -> JSONResponse:
     try:
         report = readiness.report(engine)
-    except (DatabaseUnavailable, sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+    except (DatabaseUnavailable, SchemaUnreachable, sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
         log.warning("not ready: %s", exc)
         body = {"status": "not_ready", "database": "unreachable", "behind": {}}
         return JSONResponse(body, status_code=503)
@@ -191,9 +192,9 @@ def _check_schema(engine: sa.Engine, readiness: ReadinessCheck, *, production: b
     try:
         check_connection(engine)
         late = behind(readiness.report(engine))
-    except DatabaseUnavailable as exc:
+    except (DatabaseUnavailable, SchemaUnreachable) as exc:
         if production:
-            raise
+            raise DatabaseUnavailable(str(exc)) from exc
         log.warning("%s; /ready answers 503 until it is reachable", exc)
         return
     if not late:

@@ -1,0 +1,68 @@
+"""``tecnorev db generate <module> -m "..."``: the guide's "generate, review, apply" for one module.
+
+The comparison runs against a scratch database brought to every module's head, so it works
+whatever state the developer's own database is in, and sees only the module's own tables.
+"""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser, Namespace
+
+from alembic.config import Config
+
+from tecnorev.migrate.project import project
+
+NAME = "generate"
+HELP = (
+    "write a new revision for one module from the change in its models (compared against a "
+    "scratch database at every head), or an empty one to fill in by hand with --empty"
+)
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("module", help="the module whose models changed")
+    parser.add_argument("-m", "--message", required=True, help="what the revision does")
+    parser.add_argument(
+        "--empty", action="store_true", help="an empty revision on the module's head (manual)"
+    )
+    parser.add_argument(
+        "--scratch-url",
+        help="an empty database to compare against (default: a throwaway database on the "
+        "configured PostgreSQL server, or a temporary SQLite file)",
+    )
+
+
+def run(config: Config, options: Namespace) -> int:
+    from alembic import command
+
+    from tecnorev.migrate.cli import make_config
+    from tecnorev.migrate.environment import database_url
+    from tecnorev.migrate.lint import format_findings, lint_paths
+    from tecnorev.migrate.modules import get_registry
+    from tecnorev.migrate.scratch import quiet_alembic, scratch_database
+
+    module = get_registry()[options.module].name  # an unknown module is named with the installed
+    head = f"{module}@head"
+    if options.empty:
+        written = command.revision(config, options.message, head=head)
+    else:
+        with scratch_database(options.scratch_url or database_url(config)) as url:
+            scratch = make_config(ini=config.config_file_name, url=url)
+            with quiet_alembic(scratch):
+                command.upgrade(scratch, "heads")
+            scratch.attributes["tecnorev_skip_empty"] = True
+            written = command.revision(scratch, options.message, autogenerate=True, head=head)
+    if not written:
+        print(
+            f"no change in the models of {module!r}: nothing written. For a hand-written "
+            f"revision use: {project().command} generate {module} -m '...' --empty"
+        )
+        return 1
+    print(f"wrote {written.path}")
+    findings = lint_paths([written.path])
+    if findings:
+        print(f"lint:\n{format_findings(findings)}")
+    else:
+        print("lint: nothing that locks or rewrites a big table or loses data")
+    print(f"review it, then: {project().command} upgrade heads")
+    return 0

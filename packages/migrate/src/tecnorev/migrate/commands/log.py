@@ -1,0 +1,92 @@
+"""``tecnorev db log [<module>]``: the migration ledger, oldest first (the newest row is the
+last line, next to the prompt, as in a log file)."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser, Namespace
+from typing import TYPE_CHECKING
+
+from alembic.config import Config
+
+if TYPE_CHECKING:
+    from tecnorev.migrate.status import LedgerEntry
+
+NAME = "log"
+HELP = (
+    "every revision applied, reverted or stamped (module, version, checksum, when, who, "
+    "how long), oldest first; kept even after 'downgrade base'"
+)
+
+_COLUMNS = ("WHEN (UTC)", "MODULE", "REVISION", "DIRECTION", "VERSION", "MS", "WHO", "SHA256")
+
+
+def _positive(value: str) -> int:
+    from argparse import ArgumentTypeError
+
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("module", nargs="?", help="only this module's rows")
+    parser.add_argument("--limit", type=_positive, help="only the newest N rows")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(config: Config, options: Namespace) -> int:
+    import json
+    import sys
+
+    from tecnorev.migrate.modules import get_registry
+    from tecnorev.migrate.status import configured_url, open_database, read_log
+
+    with open_database(configured_url(config)) as connection:
+        entries = read_log(connection, options.module, options.limit)
+    registry = get_registry()
+    if options.module and not entries and options.module not in registry:
+        print(
+            f"error: no ledger row names module {options.module!r}, and no installed module "
+            f"has that name (installed: {', '.join(registry.names)})",
+            file=sys.stderr,
+        )
+        return 1
+    if options.json:
+        print(json.dumps([e.to_json() for e in entries], indent=2))
+        return 0
+    if not entries:
+        whose = f" for module {options.module!r}" if options.module else ""
+        print(f"no migration recorded{whose} yet")
+        return 0
+    print(_table(entries))
+    return 0
+
+
+def _cells(entry: LedgerEntry) -> tuple[str, ...]:
+    return (
+        f"{entry.at:%Y-%m-%d %H:%M:%S}",
+        entry.module or "?",
+        entry.revision,
+        entry.direction,
+        entry.distribution_version or "-",
+        "-" if entry.duration_ms is None else str(entry.duration_ms),
+        f"{entry.os_user or '?'}@{entry.host or '?'}",
+        (entry.checksum or "-")[:12],
+    )
+
+
+def _table(entries: list[LedgerEntry]) -> str:
+    rows = [_COLUMNS, *(_cells(e) for e in entries)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    right = _COLUMNS.index("MS")
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if i == right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )

@@ -1,0 +1,92 @@
+"""Operations for migration files that plain Alembic does not make safe by itself.
+
+``create_index_concurrently`` is the supported way to add an index to a table that already
+holds data (``tecnorev db lint`` rule TR101 asks for it)::
+
+    from alembic import op
+
+    from tecnorev.migrate.helpers import create_index_concurrently
+
+
+    def upgrade() -> None:
+        create_index_concurrently(op, "ix_product_name", "product", ["name"])
+
+On PostgreSQL that is Alembic's non-transactional pattern::
+
+    with op.get_context().autocommit_block():
+        op.create_index(..., postgresql_concurrently=True, if_not_exists=True)
+
+preceded by dropping an INVALID index of the same name: a concurrent build that failed
+(duplicate rows for a unique index, a cancelled statement, a lost connection) leaves one behind,
+and ``IF NOT EXISTS`` would then keep that unusable index and report success.  Put the call in a
+revision of its own: ``autocommit_block`` commits whatever the revision did before it.
+
+On SQLite it is a plain ``CREATE INDEX IF NOT EXISTS`` inside the run's transaction (SQLite has no
+concurrent build, and an autocommit block there would commit every revision applied so far in
+the run and release the lock that serialises migrators).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from alembic.operations import Operations
+
+_INVALID_INDEX = sa.text(
+    "SELECT 1 FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relname = :name AND n.nspname = coalesce(:schema, current_schema()) "
+    "AND NOT i.indisvalid"
+)
+
+
+def create_index_concurrently(
+    op: Operations,
+    index_name: str,
+    table_name: str,
+    columns: Sequence[str | sa.TextClause],
+    *,
+    schema: str | None = None,
+    unique: bool = False,
+    **kw: Any,
+) -> None:
+    """Create an index without blocking writes, safe to run again after a failed attempt.
+
+    ``kw`` is passed to ``op.create_index`` (``postgresql_where=...``, ``postgresql_using=...``).
+    """
+    context = op.get_context()
+    if context.dialect.name != "postgresql":
+        op.create_index(
+            index_name, table_name, columns, schema=schema, unique=unique, if_not_exists=True, **kw
+        )
+        return
+    with context.autocommit_block():
+        # Offline (``--sql``, ``db lint``) there is no database to ask about a leftover.
+        if not context.as_sql and _is_invalid(op, index_name, schema):
+            op.drop_index(
+                index_name,
+                table_name=table_name,
+                schema=schema,
+                postgresql_concurrently=True,
+                if_exists=True,
+            )
+        op.create_index(
+            index_name,
+            table_name,
+            columns,
+            schema=schema,
+            unique=unique,
+            postgresql_concurrently=True,
+            if_not_exists=True,
+            **kw,
+        )
+
+
+def _is_invalid(op: Operations, index_name: str, schema: str | None) -> bool:
+    found = op.get_bind().execute(_INVALID_INDEX, {"name": index_name, "schema": schema})
+    return found.first() is not None

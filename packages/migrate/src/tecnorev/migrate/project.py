@@ -1,0 +1,177 @@
+"""What the engine needs to know about the project using it, and the settings it reads.
+
+The defaults are Tecno Rev's, the engine's first user.  Another project names its own in a
+``[tecnorev.migrate]`` section of its ``alembic.ini`` (the one in the working directory, or
+``ALEMBIC_CONFIG``)::
+
+    [tecnorev.migrate]
+    entry_point_group = shop.modules
+    settings_prefix = SHOP_
+    command = shop db
+    default_url = sqlite:///shop.db
+    install_hint = pip install shop-{module}
+
+Settings are read from the environment and from a ``.env`` file in the working directory;
+the environment wins.  ``DATABASE_URL`` has no prefix; the engine's own settings (lock
+timeout, connect timeout, ...) carry ``settings_prefix``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
+
+from tecnorev.migrate.errors import ConfigError
+
+SECTION = "tecnorev.migrate"
+
+
+@dataclass(frozen=True)
+class Project:
+    """``entry_point_group`` lists the modules; ``command`` is how messages name the CLI;
+    ``install_hint`` says how to install a missing module."""
+
+    entry_point_group: str = "tecnorev.modules"
+    settings_prefix: str = "TECNOREV_"
+    command: str = "tecnorev db"
+    default_url: str | None = "sqlite:///tecnorev.db"
+    # what to do about a missing module; {module} is its name
+    install_hint: str = "pip install tecnorev-{module}"
+
+    def setting_name(self, name: str) -> str:
+        return f"{self.settings_prefix}{name}"
+
+
+def _ini_path() -> Path | None:
+    named = os.environ.get("ALEMBIC_CONFIG")
+    path = Path(named) if named else Path("alembic.ini")
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def project() -> Project:
+    """The project, from ``alembic.ini``'s ``[tecnorev.migrate]`` section over the defaults."""
+    path = _ini_path()
+    if path is None:
+        return Project()
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}") from exc
+    if not parser.has_section(SECTION):
+        return Project()
+    known = set(Project.__dataclass_fields__)
+    given = dict(parser.items(SECTION))
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path} [{SECTION}]: unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return Project(
+        **{k: v.strip() or None if k == "default_url" else v.strip() for k, v in given.items()}
+    )
+
+
+@lru_cache(maxsize=1)
+def _dotenv() -> dict[str, str | None]:
+    path = find_dotenv(usecwd=True)
+    return dict(dotenv_values(path)) if path else {}
+
+
+def setting(name: str, *, prefixed: bool = True) -> str:
+    """A setting's raw value, stripped: the environment, else ``.env``, else ``""``.  An empty
+    value in the environment counts as unset, so ``.env`` can supply it."""
+    key = project().setting_name(name) if prefixed else name
+    value = os.environ.get(key, "").strip()
+    if value:
+        return value
+    return (_dotenv().get(key) or "").strip()
+
+
+def normalize_url(url: str, source: str = "DATABASE_URL") -> str:
+    """``url`` with the PostgreSQL driver made explicit, or a ``ConfigError`` saying why the
+    engine cannot use it.  It runs on PostgreSQL through psycopg2 (its lock, timeout and
+    pooler checks speak to that driver) and on SQLite.  SQLAlchemy 2.1 maps a bare
+    ``postgresql://`` to psycopg 3, and ``postgres://`` (Heroku's spelling) to nothing."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or (not rest and scheme != "sqlite"):
+        raise ConfigError(
+            f"{source} {url!r} is not a database URL; expected for example "
+            "'postgresql+psycopg2://user@127.0.0.1:5432/app' or 'sqlite:///app.db'"
+        )
+    dialect, _, driver = scheme.partition("+")
+    if dialect == "postgres":
+        dialect = "postgresql"
+    if dialect not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"{source} uses {dialect!r}; supported databases are PostgreSQL "
+            "('postgresql+psycopg2://...') and SQLite ('sqlite:///file.db')"
+        )
+    if dialect == "postgresql" and driver not in ("", "psycopg2"):
+        raise ConfigError(
+            f"{source} asks for the {driver!r} driver; this installation uses psycopg2: "
+            "write 'postgresql+psycopg2://...'"
+        )
+    if dialect == "postgresql":
+        driver = "psycopg2"
+    return f"{dialect}{'+' + driver if driver else ''}://{rest}"
+
+
+def database_url() -> str:
+    """``DATABASE_URL`` (environment or ``.env``), else the project's default."""
+    url = setting("DATABASE_URL", prefixed=False) or project().default_url
+    if not url:
+        raise ConfigError("DATABASE_URL is not set (environment or .env)")
+    return normalize_url(url)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|min)?$")
+_SECONDS_PER = {"ms": 0.001, "s": 1.0, None: 1.0, "min": 60.0}
+
+
+def duration(name: str, default: float) -> float:
+    """The setting ``name`` as seconds above zero: ``2``, ``2s``, ``500ms`` or ``1min``."""
+    raw = setting(name)
+    if not raw:
+        return default
+    match = _DURATION.match(raw.lower())
+    value = float(match.group(1)) * _SECONDS_PER[match.group(2)] if match else 0.0
+    if not 0 < value <= 86_400:
+        raise ConfigError(
+            f"{project().setting_name(name)}={raw!r} must be a duration above 0, such as 2s"
+        )
+    return value
+
+
+def connect_timeout() -> int:
+    """Seconds a connection may take to open (``<prefix>DB_CONNECT_TIMEOUT``, default 5):
+    libpq waits forever for a host that accepts TCP and never answers unless this is set; it
+    takes whole seconds and treats anything under 2 as 2."""
+    return max(2, round(duration("DB_CONNECT_TIMEOUT", 5)))
+
+
+def debug() -> bool:
+    """``<prefix>DEBUG``: show tracebacks instead of one-line errors."""
+    return setting("DEBUG") not in ("", "0")
+
+
+def reset() -> None:
+    """Forget what was read (tests change the working directory and the environment)."""
+    project.cache_clear()
+    _dotenv.cache_clear()
+
+
+def url_of(config: object) -> str:
+    """The database an Alembic ``config`` works on: its ``sqlalchemy.url`` when a caller set
+    one, else :func:`database_url`."""
+    url = config.get_main_option("sqlalchemy.url")  # type: ignore[attr-defined]
+    return normalize_url(url) if url else database_url()
