@@ -15,6 +15,7 @@ Two rules shape this file:
 
 from __future__ import annotations
 
+import graphlib
 import os
 import shutil
 import socket
@@ -94,13 +95,27 @@ def _discover() -> dict[str, Package]:
         for pyproject in sorted((ROOT / folder).glob("*/pyproject.toml"))
     ]
     by_dist = {package.dist: package for package in found}
-
-    def depth(package: Package) -> int:
-        return len(_closure(package, by_dist))
-
-    # A package's closure is strictly larger than each of its dependencies', so this is a valid
-    # topological order; services go last.
-    ordered = sorted(found, key=lambda p: (p.path.parent.name == "services", depth(p), p.short))
+    # Before each package, what it needs to run and to be tested: pip resolves an editable
+    # package's extras only against the editable ones named before it.
+    graph = {
+        package.dist: sorted(
+            canonicalize_name(r.name) for r in package.requirements("test") if _is_ours(r)
+        )
+        for package in found
+    }
+    for dist, needs in graph.items():
+        for name in needs:
+            if name not in by_dist:
+                raise RuntimeError(f"{dist} depends on {name}, which is not in this repository")
+    sorter = graphlib.TopologicalSorter(graph)
+    sorter.prepare()
+    ordered: list[Package] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())  # alphabetical among the ready: the same everywhere
+        ordered.extend(by_dist[d] for d in ready)
+        sorter.done(*ready)
+    # services last (nothing depends on them, so the order stays valid)
+    ordered.sort(key=lambda package: package.path.parent.name == "services")
     return {package.short: package for package in ordered}
 
 
