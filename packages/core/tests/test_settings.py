@@ -65,3 +65,17 @@ def test_unknown_environment_name_is_refused(monkeypatch):
     monkeypatch.setenv("TECNOREV_ENV", "staging")
     with pytest.raises(ConfigError, match="not one of development, production, test"):
         load_settings()
+
+
+def test_a_dotenv_line_that_cannot_be_read_is_named_with_its_file(tmp_path, monkeypatch):
+    from tecnorev.core.errors import ConfigError
+    from tecnorev.core.settings import load_settings
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DATABASE_URL=sqlite:///x.db\nTECNOREV_ENV = 'production\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TECNOREV_ENV", raising=False)
+    with pytest.raises(
+        ConfigError, match=r"\.env, line 2: cannot read \"TECNOREV_ENV = 'production\""
+    ):
+        load_settings()

@@ -93,3 +93,11 @@ def test_without_a_database_url_the_project_is_told_to_set_one(shop: Path) -> No
     result = run(shop, "upgrade", "heads", url=None)
     assert result.returncode == 2, result.stderr
     assert "DATABASE_URL is not set" in result.stderr
+
+
+def test_a_dotenv_line_that_cannot_be_read_stops_the_command_with_file_and_line(shop: Path):
+    (shop / ".env").write_text("SHOP_LOCK_TIMEOUT=2s\nDATABASE_URL 'sqlite:///x.db\n")
+    result = run(shop, "current", url=None)
+    assert result.returncode == 2, result.stderr
+    assert f"{shop / '.env'}, line 2: cannot read" in result.stderr
+    assert not (shop / "x.db").exists()

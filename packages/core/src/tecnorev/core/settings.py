@@ -56,12 +56,32 @@ class Settings:
         return self.environment == "production"
 
 
+def check_dotenv(path: str) -> None:
+    """Refuse a ``.env`` with a line python-dotenv cannot read: it would skip that line with a
+    warning naming neither file nor line, and the default would be used silently."""
+    from dotenv.parser import parse_stream
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            bad = next((b.original for b in parse_stream(stream) if b.error), None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}") from exc
+    if bad is not None:
+        raise ConfigError(
+            f"{path}, line {bad.line}: cannot read {bad.string.strip()!r}; write NAME=value "
+            "(quote a value holding spaces, # or quotes)"
+        )
+
+
 def load_settings() -> Settings:
     """Read settings now; ``.env`` is looked up from the working directory, not this file."""
     for name in ("DATABASE_URL", "SECRET_KEY", "TECNOREV_ENV"):
         if not os.environ.get(name, "x").strip():
             del os.environ[name]  # set but empty counts as unset, so .env can supply it
-    load_dotenv(find_dotenv(usecwd=True), override=False)
+    dotenv = find_dotenv(usecwd=True)
+    if dotenv:
+        check_dotenv(dotenv)
+    load_dotenv(dotenv, override=False)
     environment = os.environ.get("TECNOREV_ENV", "development").strip().lower()
     if environment not in ("development", "production", "test"):
         raise ConfigError(

@@ -224,7 +224,10 @@ def _migration_frame(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    debug = debug_enabled()
+    try:
+        debug = debug_enabled()
+    except MigrateError:
+        debug = False  # the same error comes again, with its message, from the command
     try:
         DbCommandLine(prog=project().command).main(argv)
     except SystemExit as exc:

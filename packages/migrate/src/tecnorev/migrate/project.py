@@ -82,8 +82,24 @@ def project() -> Project:
 
 @lru_cache(maxsize=1)
 def _dotenv() -> dict[str, str | None]:
+    """The working directory's ``.env`` (or a parent's); a line python-dotenv cannot read is
+    refused with file and line, rather than skipped with an anonymous warning."""
+    from dotenv.parser import parse_stream
+
     path = find_dotenv(usecwd=True)
-    return dict(dotenv_values(path)) if path else {}
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as stream:
+            bad = next((b.original for b in parse_stream(stream) if b.error), None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}") from exc
+    if bad is not None:
+        raise ConfigError(
+            f"{path}, line {bad.line}: cannot read {bad.string.strip()!r}; write NAME=value "
+            "(quote a value holding spaces, # or quotes)"
+        )
+    return dict(dotenv_values(path))
 
 
 def setting(name: str, *, prefixed: bool = True) -> str:

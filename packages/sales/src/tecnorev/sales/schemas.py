@@ -20,7 +20,7 @@ from tecnorev.core.web.types import INT4_MAX, Id, Money, Quantity
 from tecnorev.sales.models import CouponKind, Order, OrderItem, OrderStatus
 
 if TYPE_CHECKING:
-    from tecnorev.sales.service import NewLine, NewOrder
+    from tecnorev.sales.placed import NewLine, NewOrder
 
 MAX_ORDER_LINES = 100
 

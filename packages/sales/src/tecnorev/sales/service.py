@@ -53,6 +53,7 @@ from tecnorev.sales.errors import (
     UsageLimitBelowTimesUsed,
 )
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderItem, OrderStatus
+from tecnorev.sales.placed import NewLine, NewOrder, PlacedOrder
 from tecnorev.sales.schemas import CouponCreate, CouponUpdate
 
 CENT = Decimal("0.01")
@@ -82,41 +83,6 @@ class Viewer:
 
     user_id: int
     read_all: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NewOrder:
-    """An order as placement just wrote it: the fields its response shows, without the cost
-    of an ORM object nobody will change."""
-
-    id: int
-    customer_id: int
-    branch_id: int
-    subtotal: Decimal
-    discount: Decimal
-    total: Decimal
-    coupon_id: int | None
-    idempotency_key: str | None
-    created_at: datetime
-    status: OrderStatus = OrderStatus.PENDING
-    confirmed_at: datetime | None = None
-    cancelled_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewLine:
-    product_id: int
-    quantity: int
-    unit_price: Decimal
-    line_total: Decimal
-
-
-@dataclass(frozen=True)
-class PlacedOrder:
-    order: Order | NewOrder
-    items: Sequence[OrderItem | NewLine]
-    # True when the idempotency key had already placed this order: nothing new was stored.
-    replayed: bool = False
 
 
 # --- coupons ---------------------------------------------------------------------------------
