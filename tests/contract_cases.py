@@ -284,6 +284,11 @@ def _list_roles(w: World) -> Call:
     return Call()
 
 
+@case("GET", "/auth/permissions")
+def _list_permissions(w: World) -> Call:
+    return Call()
+
+
 @case("GET", "/catalog/categories")
 def _list_categories(w: World) -> Call:
     return Call()

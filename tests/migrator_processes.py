@@ -34,8 +34,7 @@ class ScratchCatalog:
         )
         self.migrations = src / "tecnorev/catalog/migrations"
         self.env = {"PYTHONPATH": str(src)}
-        (first,) = self.migrations.glob("catalog_*_create_catalog_tables.py")
-        self.head = re.search(r'^revision: str = "(catalog_\w+)"', first.read_text(), re.M)[1]
+        self.head = branch_head(self.migrations)
 
     def add_table_model(self, table: str) -> None:
         """A model for a table with only an integer primary key (so ``verify`` finds every
@@ -157,3 +156,16 @@ def waiting_backend(url: str, query_prefix: str) -> int | None:
         "AND wait_event_type = 'Lock' AND query LIKE :prefix LIMIT 1",
         prefix=query_prefix + "%",
     )
+
+
+def branch_head(migrations: Path) -> str:
+    """The one revision of a module's migrations folder that no other revision there revises."""
+    revisions, revised = set(), set()
+    for path in migrations.glob("*.py"):
+        text = path.read_text()
+        revisions.add(re.search(r'^revision(?:: str)? = "(\w+)"', text, re.M)[1])
+        down = re.search(r'^down_revision(?:: [^=]+)? = "(\w+)"', text, re.M)
+        if down:
+            revised.add(down[1])
+    (head,) = revisions - revised
+    return head

@@ -153,6 +153,42 @@ def assert_serves_exactly(server: Server, modules: list[str]) -> None:
     assert server.get("/health") == (200, {"status": "ok", "modules": modules})
 
 
+OTHER_MODULES_CODES = ("orders:", "coupons:", "shipments:", "payments:", "inventory:", "branches:")
+
+
+def assert_no_codes_but(venv: Path, url: str, server: Server, codes: set[str]) -> None:
+    """Only ``codes`` exist: in the database, in the installed code (auth's history of
+    revisions aside) and in the served contract."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        registered = set(conn.execute(sa.text("SELECT code FROM permission")).scalars())
+        granted = set(conn.execute(sa.text("SELECT permission FROM role_permission")).scalars())
+    engine.dispose()
+    assert registered == codes
+    assert granted <= codes
+
+    declared = run_in(venv, "python", "-c", DECLARED, url=url, cwd=venv)
+    assert declared.returncode == 0, declared.stderr
+    assert json.loads(declared.stdout) == sorted(codes)
+    site = run_in(venv, "python", "-c", "import tecnorev.auth, sys; print(tecnorev.auth.__path__[0])",
+                  url=url, cwd=venv).stdout.strip()  # fmt: skip
+    for path in Path(site).parent.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert not any(f'"{prefix}' in text for prefix in OTHER_MODULES_CODES), path
+
+    status, openapi = server.get("/openapi.json")
+    assert status == 200
+    text = json.dumps(openapi)
+    assert not any(prefix in text for prefix in OTHER_MODULES_CODES)
+
+
+DECLARED = "import json; from tecnorev.auth.permissions import declared; print(json.dumps(sorted(declared())))"
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_the_service_is_what_is_installed_and_a_new_package_appears_after_restart(
@@ -168,6 +204,7 @@ def test_the_service_is_what_is_installed_and_a_new_package_appears_after_restar
             status, ready = server.get("/ready")
             assert status == 200, ready
             assert ready["modules"] == {"auth": "up to date", "catalog": "up to date"}
+            assert_no_codes_but(venv, url, server, {"users:read", "users:manage", "catalog:manage"})
 
             # Installed into the running deployment's environment: the process serving
             # does not change under its clients.

@@ -16,11 +16,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import installed_revisions, recorded_revisions, run_tecnorev
+from tecnorev.core.testing import (
+    installed_revisions,
+    module_heads,
+    recorded_revisions,
+    run_tecnorev,
+)
 from tecnorev.migrate.lint import RULES, Finding, blocking, format_findings, lint_paths
 
 REPO = Path(__file__).resolve().parents[1]
-CATALOG_HEAD = "catalog_68c333c29785"
+CATALOG_HEAD = module_heads()["catalog"]
 
 HEADER = '''"""{message}"""
 
@@ -615,6 +620,7 @@ def test_nothing_pending_is_clean_and_all_lints_every_shipped_revision(sqlite_at
             "auth_262deabaa823",
             "auth_8c5580aaf960",
             "auth_346926648806",
+            "auth_68f68bf2a9a1",
         ],
         "ok": True,
         "findings": [],

@@ -156,8 +156,9 @@ def test_ddl_gives_up_naming_the_blocker_when_it_never_ends(scratch, at_heads):
         scalar(
             at_heads,
             "SELECT string_agg(revision, ',') FROM tecnorev_migration_log WHERE revision LIKE "
-            "'catalog\\_%' AND revision <> :root",
+            "'catalog\\_%' AND revision NOT IN (:root, :grants)",
             root="catalog_68c333c29785",
+            grants="catalog_ab200303a0af",
         )
         == "catalog_probe"
     )

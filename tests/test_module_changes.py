@@ -12,13 +12,14 @@ import sqlalchemy as sa
 
 from tecnorev.core.testing import recorded_revisions, schema_objects
 
+from .migrator_processes import branch_head
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def catalog_head(scratch) -> str:
-    """The head of the installed catalog branch (one revision so far)."""
-    (first,) = scratch.migrations.glob("catalog_*_create_catalog_tables.py")
-    return re.search(r'^revision: str = "(catalog_\w+)"', first.read_text(), re.M).group(1)
+    """The head of the installed catalog branch."""
+    return branch_head(scratch.migrations)
 
 
 def test_check_names_a_model_change_and_autogenerate_writes_only_that_column(scratch, database_url):
@@ -109,15 +110,14 @@ def test_foreign_key_into_an_undeclared_module_is_refused(scratch, sqlite_at_hea
 
 def test_hand_written_revision_lands_in_the_module_folder(scratch, tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
+    head = catalog_head(scratch)
     result = scratch.run("db", "revision", "--head", "catalog@head", "-m", "manual", url=url)
     assert result.returncode == 0, result.stderr
     (written,) = scratch.migrations.glob("*manual.py")
     assert re.search(
         r'^revision: str = ["\x27]catalog_[0-9a-f]{12}["\x27]', written.read_text(), re.M
     )
-    assert f'down_revision: str | Sequence[str] | None = "{catalog_head(scratch)}"' in (
-        written.read_text()
-    )
+    assert f'down_revision: str | Sequence[str] | None = "{head}"' in (written.read_text())
 
 
 def test_two_heads_inside_one_module_merge(scratch, sqlite_at_heads):

@@ -55,11 +55,14 @@ def test_roles_are_listed_with_their_permissions(api):
     assert response.status_code == 200
     roles = {r["name"]: r for r in response.json()}
     assert set(roles) == {"admin", "manager", "clerk", "customer"}
-    assert roles["customer"]["permissions"] == ["orders:place"]
-    assert "users:manage" in roles["admin"]["permissions"]
-    assert "users:manage" not in roles["manager"]["permissions"]
-    assert "orders:read_all" in roles["manager"]["permissions"]
-    assert "orders:read_all" not in roles["clerk"]["permissions"]  # staff: their branches only
+    # auth alone is installed here: the roles grant its own codes; the other modules' codes
+    # come with them (tests/test_permission_ownership.py)
+    assert {name: role["permissions"] for name, role in roles.items()} == {
+        "admin": ["users:manage", "users:read"],
+        "manager": ["users:read"],
+        "clerk": [],
+        "customer": [],
+    }
 
 
 def test_creating_users_refuses_bad_input_and_stores_nothing(api):

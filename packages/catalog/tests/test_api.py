@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from tecnorev.auth.permissions import CATALOG_MANAGE
 from tecnorev.auth.testing import all_permissions_but, user_header
 from tecnorev.catalog import service
 from tecnorev.catalog.errors import CategoryCycle
 from tecnorev.catalog.models import Category, Product, ProductImage
+from tecnorev.catalog.permissions import CATALOG_MANAGE
 from tecnorev.catalog.routes import router
 from tecnorev.catalog.schemas import PRODUCT_PAGE
 from tecnorev.core.db import create_db_engine

@@ -3,7 +3,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from tecnorev.core.errors import DiscoveryError
-from tecnorev.core.module import ENTRY_POINT_GROUP, Module
+from tecnorev.core.module import ENTRY_POINT_GROUP, Module, Permission
 from tecnorev.core.registry import Registry, _load_entry_point, discover
 
 
@@ -90,3 +90,37 @@ def test_discovery_reads_installed_entry_points_without_importing_models():
 def test_only_keeps_a_subset_and_checks_it():
     with pytest.raises(DiscoveryError, match="not installed: nothing_here"):
         discover(only=["nothing_here"])
+
+
+def test_a_permission_code_has_one_owner_and_a_plain_shape():
+    first = Module(name="a", package="x.a", permissions=(Permission("things:read", "read"),))
+    second = Module(name="b", package="x.b", permissions=(Permission("things:read", "also"),))
+    assert Registry.from_modules([first]).permissions["things:read"][0] == "a"
+    with pytest.raises(DiscoveryError, match="'a' and 'b' both declare the permission code"):
+        Registry.from_modules([first, second])
+    odd = Module(name="c", package="x.c", permissions=(Permission("Things Read", "?"),))
+    with pytest.raises(DiscoveryError, match="codes are '<resource>:<action>'"):
+        Registry.from_modules([odd])
+
+
+def test_an_app_refuses_a_route_demanding_a_code_no_module_declares():
+    from fastapi import APIRouter, Depends
+
+    from tecnorev.core.web import make_app
+
+    def demands() -> None:
+        pass
+
+    demands.permission = "things:write"  # as auth's require_permission marks its dependency
+    router = APIRouter()
+
+    @router.post("/things", dependencies=[Depends(demands)])
+    def write_thing() -> None:
+        pass
+
+    owner = Module(
+        name="things", package="x.things", permissions=(Permission("things:write", "w"),)
+    )
+    make_app([("things", router)], registry=Registry.from_modules([owner]))
+    with pytest.raises(DiscoveryError, match=r"demands the permission code 'things:write'"):
+        make_app([("things", router)], registry=Registry.from_modules([mod("other")]))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tecnorev.auth import permissions
 from tecnorev.auth.testing import all_permissions_but, user_header
+from tecnorev.logistics import permissions
 from tecnorev.logistics.models import Shipment
 
 # Every route of this module that changes data, and the permission it demands.

@@ -4,9 +4,10 @@ order) is not found, and a refused request changes nothing."""
 
 from __future__ import annotations
 
-from tecnorev.auth import permissions
 from tecnorev.auth.testing import user_header
+from tecnorev.logistics import permissions
 from tecnorev.logistics.models import Shipment
+from tecnorev.sales import permissions as sales_permissions
 from tecnorev.sales.models import OrderStatus
 
 
@@ -42,7 +43,7 @@ def test_every_branch_is_reached_with_shipments_read_all_only(shop):
     sid = shop.create(there, "TRK-N1").json()["id"]
     # orders:read_all reads every order, not every shipment; shipments:manage alone acts on none
     readers = {
-        "orders reader": [permissions.ORDERS_READ_ALL],
+        "orders reader": [sales_permissions.ORDERS_READ_ALL],
         "unassigned shipper": [permissions.SHIPMENTS_MANAGE],
     }
     for who, codes in readers.items():

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tecnorev.auth import permissions
 from tecnorev.auth.testing import all_permissions_but, user_header
+from tecnorev.payments import permissions
 from tecnorev.payments.models import Payment
 from tecnorev.sales.models import OrderStatus
 

@@ -1,5 +1,6 @@
 """Users, roles and permissions."""
 
+from tecnorev.auth.permissions import PERMISSIONS
 from tecnorev.core import Module
 
 module = Module(
@@ -7,4 +8,6 @@ module = Module(
     package="tecnorev.auth",
     demo="tecnorev.auth.demo:load",
     description="users, roles, permissions, tokens",
+    permissions=PERMISSIONS,
+    commands=(("users", "tecnorev.auth.cli:app"),),
 )

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
-from tecnorev.auth.permissions import ALL
+from tecnorev.auth.permissions import declared
 from tecnorev.auth.security import decode_access_token
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
@@ -70,7 +70,8 @@ def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
         raise NotAuthenticated("this user is deactivated")
     if not live:
         raise NotAuthenticated("this login has ended (logged out or password changed)")
-    permissions = frozenset(r[2] for r in rows if r[2] is not None)
+    # a grant of a code no installed module declares is ignored
+    permissions = frozenset(r[2] for r in rows if r[2] is not None) & declared()
     return Principal(user_id, email, permissions, login_id=family_id)
 
 
@@ -111,8 +112,8 @@ def require_permission(permission: str) -> Any:
     """A dependency (``Annotated[Principal, require_permission(CODE)]``) that lets through
     only a caller whose roles grant ``permission``; the route table keeps the code, so the
     permission matrix can be read off the app."""
-    if permission not in ALL:
-        raise ValueError(f"unknown permission code {permission!r}; add it to auth.permissions")
+    # checked against the installed modules' declarations when the app is composed
+    # (tecnorev.core.web.make_app): importing routes must not load every module
 
     # One dependency rather than one on top of ``current_user``: FastAPI's cost per request
     # grows with the dependency tree.

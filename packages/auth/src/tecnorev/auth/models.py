@@ -25,6 +25,15 @@ class Role(AuditMixin, table=True):
     description: str = Field(default="", max_length=255)
 
 
+class Permission(SQLModel, table=True):
+    """A permission code of an installed module, registered by that module's branch: the
+    codes an administrator can grant, with what each allows."""
+
+    code: str = Field(max_length=100, primary_key=True)
+    module: str = Field(max_length=64, index=True)
+    description: str = Field(max_length=200)
+
+
 class RolePermission(SQLModel, table=True):
     """A permission code (defined in code) granted to a role."""
 

@@ -14,6 +14,7 @@ from tecnorev.auth.permissions import USERS_MANAGE, USERS_READ
 from tecnorev.auth.schemas import (
     MePublic,
     PasswordChange,
+    PermissionPublic,
     RefreshRequest,
     RolePublic,
     TokenPublic,
@@ -196,6 +197,22 @@ def set_user_roles(
     ``users:manage`` is a 409 ``self_lockout``."""
     account = service.set_user_roles(session, user_id=user_id, roles=body.roles, actor_id=actor.id)
     return _user_public(account)
+
+
+@router.get("/permissions", summary="the permission codes of the installed modules")
+def list_permissions(_reader: UsersReader) -> list[PermissionPublic]:
+    """Every code a role can grant, from the modules installed, with the module declaring it."""
+    from tecnorev.core.registry import get_registry
+
+    return [
+        PermissionPublic(
+            code=code,
+            module=module,
+            description=permission.description,
+            default_roles=list(permission.roles),
+        )
+        for code, (module, permission) in sorted(get_registry().permissions.items())
+    ]
 
 
 @router.get("/roles", summary="roles and the permissions they grant")

@@ -80,6 +80,14 @@ class UserRolesUpdate(_Request):
     roles: Annotated[list[RoleName], Field(max_length=20)]
 
 
+class PermissionPublic(BaseModel):
+    code: str
+    module: str
+    description: str
+    # the standard roles the module grants it to when installed
+    default_roles: list[str]
+
+
 class RolePublic(BaseModel):
     id: int
     name: str

@@ -34,7 +34,7 @@ from tecnorev.auth.errors import (
     WrongPassword,
 )
 from tecnorev.auth.models import RefreshToken, Role, RolePermission, User, UserRole
-from tecnorev.auth.permissions import USERS_MANAGE
+from tecnorev.auth.permissions import USERS_MANAGE, declared
 from tecnorev.auth.security import (
     burn_verification,
     create_access_token,
@@ -471,5 +471,6 @@ def list_roles(session: Session) -> list[RoleGrants]:
             RolePermission.permission
         )
     ):
-        granted.setdefault(role_id, []).append(permission)
+        if permission in declared():  # codes of modules no longer installed are ignored
+            granted.setdefault(role_id, []).append(permission)
     return [RoleGrants(role, granted[role.id]) for role in roles]

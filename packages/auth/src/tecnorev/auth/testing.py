@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from tecnorev.auth.config import get_auth_config
 from tecnorev.auth.models import RefreshToken, Role, RolePermission, User, UserRole
-from tecnorev.auth.permissions import ALL
+from tecnorev.auth.permissions import declared
 from tecnorev.auth.security import (
     create_access_token,
     hash_password,
@@ -57,7 +57,7 @@ def create_user(
 
 
 def all_permissions_but(permission: str) -> set[str]:
-    return set(ALL) - {permission}
+    return set(declared()) - {permission}
 
 
 def login_header(session: Session, user_id: int) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Categories, products and their images."""
 
+from tecnorev.catalog.permissions import PERMISSIONS
 from tecnorev.core import Module
 
 module = Module(
@@ -8,4 +9,5 @@ module = Module(
     demo="tecnorev.catalog.demo:load",
     depends_on=("auth",),
     description="categories, products, images",
+    permissions=PERMISSIONS,
 )

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from tecnorev.auth import permissions
 from tecnorev.auth.deps import OptionalUser, Principal, require_permission
-from tecnorev.catalog import service
+from tecnorev.catalog import permissions, service
 from tecnorev.catalog.models import Product
 from tecnorev.catalog.schemas import (
     CategoryCreate,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from tecnorev.core.module import Module
+from tecnorev.core.module import Module, Permission
 
 if TYPE_CHECKING:
     from tecnorev.core.db import create_db_engine, get_engine, session_scope
@@ -72,6 +72,7 @@ __all__ = [
     "Module",
     "NotAuthenticated",
     "NotFound",
+    "Permission",
     "PermissionDenied",
     "Registry",
     "RuleViolation",

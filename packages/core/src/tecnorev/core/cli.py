@@ -1,6 +1,7 @@
 """The ``tecnorev`` command: a shell whose command groups come from installed distributions.
 
-Two entry-point groups fill it:
+The installed modules' descriptors name their command groups (``Module.commands``); two
+entry-point groups add those of other distributions:
 
 - ``tecnorev.cli``: a Typer app (a group of commands) or a function (one command);
 - ``tecnorev.cli.argv``: a command that parses its own arguments, ``fn(argv) -> exit code``,
@@ -11,6 +12,7 @@ No ``from __future__ import annotations`` here: typer reads the ``Annotated`` op
 commands defined inside ``_build_app`` at run time, where ``typer`` is a local name.
 """
 
+import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -106,6 +108,16 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
             help=f"the command line of {dist}: tecnorev {ep.name} --help",
             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         )(lambda: None)
+
+    groups: list[tuple[str, str]] = []
+    try:
+        for module in get_registry().modules:
+            groups.extend(module.commands)
+    except TecnorevError:
+        pass  # a broken installation still gets the commands that explain it ('modules')
+    for name, dotted in groups:
+        package, _, attribute = dotted.partition(":")
+        app.add_typer(getattr(importlib.import_module(package), attribute), name=name)
 
     for ep in entry_points(group=CLI_ENTRY_POINT_GROUP):
         target = ep.load()  # a Typer group, or one function made a command of that name

@@ -10,6 +10,18 @@ ENTRY_POINT_GROUP = "tecnorev.modules"
 
 
 @dataclass(frozen=True)
+class Permission:
+    """A permission code a module's routes demand (``<resource>:<action>``), what it allows,
+    and the standard roles (auth's ``admin``, ``manager``, ``clerk``, ``customer``) its
+    module grants it to when installed.  The grants themselves are data, written by a
+    revision of the module's own branch; ``roles`` is what that revision grants."""
+
+    code: str
+    description: str
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Module:
     """What a domain package tells the platform about itself.
 
@@ -29,6 +41,10 @@ class Module:
     subscribers: tuple[tuple[str, str], ...] = ()
     # "dotted.module:function" adding this module's demo data (see tecnorev.core.demo).
     demo: str | None = None
+    # the permission codes this module's routes demand; auth knows no others
+    permissions: tuple[Permission, ...] = ()
+    # (name, "dotted.module:typer_app"): command groups of the tecnorev command
+    commands: tuple[tuple[str, str], ...] = ()
     distribution: str | None = field(default=None, compare=False)
 
     @property

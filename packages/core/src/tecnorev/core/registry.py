@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import graphlib
 import importlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
@@ -15,10 +16,12 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
 from tecnorev.core.errors import DiscoveryError
-from tecnorev.core.module import ENTRY_POINT_GROUP, Module
+from tecnorev.core.module import ENTRY_POINT_GROUP, Module, Permission
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+_CODE = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
 
 
 def _load_entry_point(ep: EntryPoint, dist_name: str | None) -> Module:
@@ -83,7 +86,29 @@ class Registry:
                     f"{other.distribution} and {module.distribution}; uninstall one of them"
                 )
             by_name[module.name] = module
-        return cls(tuple(_topological_order(by_name)))
+        registry = cls(tuple(_topological_order(by_name)))
+        registry.permissions  # noqa: B018 - refuses two modules declaring one code, up front
+        return registry
+
+    @cached_property
+    def permissions(self) -> dict[str, tuple[str, Permission]]:
+        """Every permission code the installed modules declare -> (its module, its entry)."""
+        found: dict[str, tuple[str, Permission]] = {}
+        for module in self.modules:
+            for permission in module.permissions:
+                if not _CODE.match(permission.code):
+                    raise DiscoveryError(
+                        f"module {module.name!r} declares the permission code "
+                        f"{permission.code!r}; codes are '<resource>:<action>' in lowercase"
+                    )
+                owner = found.get(permission.code)
+                if owner is not None:
+                    raise DiscoveryError(
+                        f"modules {owner[0]!r} and {module.name!r} both declare the permission "
+                        f"code {permission.code!r}"
+                    )
+                found[permission.code] = (module.name, permission)
+        return found
 
     def __contains__(self, name: object) -> bool:
         return any(m.name == name for m in self.modules)

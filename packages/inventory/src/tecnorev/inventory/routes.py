@@ -14,12 +14,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from tecnorev.auth import permissions
 from tecnorev.auth.deps import CurrentUser, OptionalUser, Principal, require_permission
 from tecnorev.core.errors import PermissionDenied
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
-from tecnorev.inventory import service
+from tecnorev.inventory import permissions, service
 from tecnorev.inventory.errors import UnknownBranch
 from tecnorev.inventory.models import BranchStaff
 from tecnorev.inventory.schemas import (

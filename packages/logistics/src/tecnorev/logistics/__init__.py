@@ -1,6 +1,7 @@
 """Shipments of orders."""
 
 from tecnorev.core import Module
+from tecnorev.logistics.permissions import PERMISSIONS
 
 module = Module(
     name="logistics",
@@ -8,6 +9,7 @@ module = Module(
     demo="tecnorev.logistics.demo:load",
     depends_on=("sales",),
     description="shipments",
+    permissions=PERMISSIONS,
     subscribers=(
         (
             "sales.order_cancelled",

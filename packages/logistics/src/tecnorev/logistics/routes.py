@@ -9,11 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from tecnorev.auth import permissions
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.web import SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
-from tecnorev.logistics import service
+from tecnorev.logistics import permissions, service
 from tecnorev.logistics.models import ShipmentStatus
 from tecnorev.logistics.schemas import ShipmentCreate, ShipmentPage, ShipmentPublic
 

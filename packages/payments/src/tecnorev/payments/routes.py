@@ -10,11 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from tecnorev.auth import permissions
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.web import SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
-from tecnorev.payments import service
+from tecnorev.payments import permissions, service
 from tecnorev.payments.models import PaymentStatus
 from tecnorev.payments.schemas import PaymentCreate, PaymentPage, PaymentPublic
 

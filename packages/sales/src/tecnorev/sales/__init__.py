@@ -1,6 +1,7 @@
 """Orders, their items, and coupons."""
 
 from tecnorev.core import Module
+from tecnorev.sales.permissions import PERMISSIONS
 
 module = Module(
     name="sales",
@@ -8,4 +9,5 @@ module = Module(
     demo="tecnorev.sales.demo:load",
     depends_on=("inventory",),
     description="orders, order items, coupons",
+    permissions=PERMISSIONS,
 )

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from tecnorev.auth import permissions
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.web import SessionDep, commit_rendered
 from tecnorev.core.web.types import IdPath, LimitQuery, text
-from tecnorev.sales import service
+from tecnorev.sales import permissions, service
 from tecnorev.sales.models import OrderStatus
 from tecnorev.sales.schemas import (
     CouponCreate,

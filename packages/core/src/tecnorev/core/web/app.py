@@ -94,7 +94,9 @@ def make_app(
     except those for ``unqueued_paths``, which must not take a thread of the default pool.
 
     Two routers claiming the same method and path are refused: with packages released
-    separately, a silent override would hide one package's endpoint behind another's.
+    separately, a silent override would hide one package's endpoint behind another's.  So is
+    a route demanding a permission code (a dependency carrying ``permission``, as auth's
+    ``require_permission`` makes) that no module of ``registry`` declares.
     """
     app = FastAPI(title=title, version=version, openapi_tags=list(tags), **fastapi_options)
     app.state.engine = engine
@@ -108,8 +110,10 @@ def make_app(
     )
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     claimed: dict[tuple[str, str], str] = {}
+    declared = None if registry is None else set(registry.permissions)
     for tag, router in routers:
         for route in router.routes:
+            _check_permissions(route, tag, declared)
             for method in getattr(route, "methods", None) or ():
                 key = (method, API_PREFIX + getattr(route, "path", ""))
                 if key in claimed:
@@ -119,3 +123,19 @@ def make_app(
                 claimed[key] = tag
         app.include_router(router, prefix=API_PREFIX, tags=[tag], responses=ERROR_RESPONSES)
     return app
+
+
+def _check_permissions(route: Any, tag: str, declared: set[str] | None) -> None:
+    dependant = getattr(route, "dependant", None)
+    if declared is None or dependant is None:
+        return
+    pending = list(dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        pending.extend(dependency.dependencies)
+        code = getattr(dependency.call, "permission", None)
+        if isinstance(code, str) and code not in declared:
+            raise DiscoveryError(
+                f"{tag}'s route {getattr(route, 'path', '?')} demands the permission code "
+                f"{code!r}, which no installed module declares (Module.permissions)"
+            )
