@@ -153,6 +153,7 @@ NO_DATABASE = {
     "db graph": "draws the migration files",
     "modules": "lists the installed distributions",
     "module new": "writes a new package",
+    "settings": "lists the settings, reading the environment and .env only",
 }
 
 

@@ -3,7 +3,9 @@ real environment: scaffold, add a model, install, generate, migrate, run its rou
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 
 import pytest
@@ -41,10 +43,18 @@ def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
     root = tmp_path / "loyalty"
     assert f"created {root}" in result.stdout
     package = root / "src/tecnorev/loyalty"
-    for name in ("__init__.py", "models.py", "schemas.py", "service.py", "routes.py"):
+    for name in ("models.py", "schemas.py", "service.py", "routes.py", "config.py", "cli.py"):
         assert (package / name).is_file()
     (first,) = (package / "migrations").glob("loyalty_*_start_the_loyalty_branch.py")
     assert 'branch_labels: str | Sequence[str] | None = ("loyalty",)' in first.read_text()
+    # what it owns: a permission code (auth, a module it depends on through sales, adds it
+    # and the revision granting it), a settings class and a command group
+    (grants,) = (package / "migrations").glob("loyalty_*_loyalty_grants_its_permission_codes.py")
+    assert f'down_revision: str | Sequence[str] | None = "{first.name[:20]}"' in grants.read_text()
+    assert 'Permission(LOYALTY_MANAGE, "change loyalty"' in (package / "permissions.py").read_text()
+    descriptor = (package / "__init__.py").read_text()
+    assert 'settings="tecnorev.loyalty.config:LoyaltySettings"' in descriptor
+    assert 'commands=(("loyalty", "tecnorev.loyalty.cli:app"),)' in descriptor
 
     models = package / "models.py"
     models.write_text(models.read_text() + MODEL)
@@ -73,12 +83,32 @@ def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
     (revision,) = (package / "migrations").glob("*create_loyalty_tables.py")
     text = revision.read_text()
     assert "create_table" in text and "loyalty_account" in text
-    assert f'down_revision: str | Sequence[str] | None = "{first.name[:20]}"' in text
+    assert f'down_revision: str | Sequence[str] | None = "{grants.name[:20]}"' in text
 
     migrated = run_in(venv, "tecnorev", "db", "upgrade", "heads", url=url, cwd=work)
     assert migrated.returncode == 0, migrated.stderr
     assert "-> loyalty_" in migrated.stderr
     assert run_in(venv, "tecnorev", "db", "check", url=url, cwd=work).returncode == 0
+    with sqlite3.connect(tmp_path / "loyalty.db") as db:
+        granted = db.execute(
+            "SELECT r.name FROM role_permission g JOIN role r ON r.id = g.role_id "
+            "WHERE g.permission = 'loyalty:manage' ORDER BY r.name"
+        ).fetchall()
+        owner = db.execute("SELECT module FROM permission WHERE code = 'loyalty:manage'")
+        assert owner.fetchall() == [("loyalty",)]
+    assert granted == [("admin",), ("manager",)]
+
+    settings = run_in(
+        venv, "tecnorev", "settings", "--json", url=url, cwd=work,
+        env={"TECNOREV_LOYALTY_PAGE_SIZE": "20"},
+    )  # fmt: skip
+    assert settings.returncode == 0, settings.stderr
+    (page_size,) = [s for s in json.loads(settings.stdout) if s["owner"] == "loyalty"]
+    assert page_size["name"] == "TECNOREV_LOYALTY_PAGE_SIZE"
+    assert (page_size["value"], page_size["source"]) == ("20", "environment")
+    info = run_in(venv, "tecnorev", "loyalty", "info", url=url, cwd=work)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.strip() == "loyalty: page size 50"
 
     env = {**os.environ}
     env.pop("PYTHONPATH", None)
@@ -88,7 +118,7 @@ def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
         cwd=root, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "3 passed" in tests.stdout, tests.stdout
+    assert "4 passed" in tests.stdout, tests.stdout
 
 
 @pytest.mark.parametrize(

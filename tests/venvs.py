@@ -40,10 +40,17 @@ def pip(venv: Path, *args: str) -> None:
 
 
 def run_in(
-    venv: Path, command: str, *args: str, url: str, cwd: Path, timeout: float = 300
+    venv: Path,
+    command: str,
+    *args: str,
+    url: str,
+    cwd: Path,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one of the venv's console scripts with DATABASE_URL set and nothing else leaking in."""
-    env = {**os.environ, "DATABASE_URL": url}
+    """Run one of the venv's console scripts with DATABASE_URL (and ``env``) set and nothing
+    else leaking in."""
+    env = {**os.environ, **(env or {}), "DATABASE_URL": url}
     env.pop("PYTHONPATH", None)
     return subprocess.run([str(venv / "bin" / command), *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip

@@ -10,4 +10,5 @@ module = Module(
     description="users, roles, permissions, tokens",
     permissions=PERMISSIONS,
     commands=(("users", "tecnorev.auth.cli:app"),),
+    settings="tecnorev.auth.config:AuthSettings",
 )

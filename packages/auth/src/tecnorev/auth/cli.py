@@ -9,7 +9,6 @@ run time.  The rest is imported inside the commands, so other ``tecnorev`` comma
 pay for it.
 """
 
-import os
 import secrets
 from contextlib import contextmanager
 from typing import Annotated
@@ -82,9 +81,11 @@ def create_admin(
     is printed once.  An existing email is refused (exit 1) unless --if-missing.
     """
     from tecnorev.auth import service
+    from tecnorev.auth.config import AuthSettings
     from tecnorev.auth.errors import EmailTaken
 
-    given = password or os.environ.get(ADMIN_PASSWORD_ENV, "").strip() or None
+    stored = AuthSettings().admin_password
+    given = password or (stored.get_secret_value().strip() if stored else "") or None
     chosen = given or _generated_password()
     try:
         with _unit_of_work() as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -16,9 +15,8 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from tecnorev.auth.config import AuthConfig, get_auth_config
+from tecnorev.auth.config import AuthConfig, AuthSettings, get_auth_config
 from tecnorev.core.errors import NotAuthenticated, Overloaded
-from tecnorev.core.settings import duration, whole_number
 from tecnorev.core.types import utcnow
 
 _ISSUER = "tecnorev"
@@ -32,13 +30,12 @@ def _hasher() -> PasswordHash:
 # argon2 at these parameters takes ~64 MiB and ~0.4 s of a core per hash.  Unbounded, 48
 # clients posting logins took a worker from 107 MiB to 2 GiB and every other route from 9 ms
 # to seconds; a few at a time cap the memory at slots x 64 MiB and leave cores for the rest.
-HASH_WAIT = 2.0
 
 
 @lru_cache(maxsize=1)
 def _hash_slots() -> tuple[threading.BoundedSemaphore, float]:
-    slots = whole_number("TECNOREV_PASSWORD_HASHES", len(os.sched_getaffinity(0)))
-    return threading.BoundedSemaphore(slots), duration("TECNOREV_PASSWORD_HASH_WAIT", HASH_WAIT)
+    settings = AuthSettings()
+    return threading.BoundedSemaphore(settings.hash_slots), settings.password_hash_wait
 
 
 @contextmanager

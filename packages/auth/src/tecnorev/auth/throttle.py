@@ -12,34 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from tecnorev.auth.config import AuthSettings
 from tecnorev.core.errors import ConfigError, TooManyRequests
-
-PER_ACCOUNT = "10 per 15 minutes"
-PER_ADDRESS = "100 per 15 minutes"
-STORAGE = "memory://"
 
 
 class TooManyAttempts(TooManyRequests):
     code = "too_many_attempts"
-
-
-def _limit(name: str, default: str) -> RateLimitItem:
-    raw = os.environ.get(name, "").strip() or default
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not a rate such as {default!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -50,10 +38,11 @@ class ThrottleConfig:
 
     @classmethod
     def from_env(cls) -> ThrottleConfig:
+        settings = AuthSettings()
         return cls(
-            per_account=_limit("TECNOREV_LOGIN_FAILURES_PER_ACCOUNT", PER_ACCOUNT),
-            per_address=_limit("TECNOREV_LOGIN_FAILURES_PER_ADDRESS", PER_ADDRESS),
-            storage=os.environ.get("TECNOREV_RATE_LIMIT_STORAGE", "").strip() or STORAGE,
+            per_account=settings.limit("login_failures_per_account"),
+            per_address=settings.limit("login_failures_per_address"),
+            storage=settings.rate_limit_storage,
         )
 
 

@@ -75,18 +75,50 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
                 directory=directory,
                 depends_on=deps,
                 description=description,
-                installed=get_registry().names,
+                installed={m.name: m.depends_on for m in get_registry().modules},
             )
         except TecnorevError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         typer.echo(f"created {root}")
         typer.echo(
+            "it declares its permission codes in permissions.py, its settings in config.py "
+            f"and its commands (tecnorev {name} ...) in cli.py\n"
             "next: add a table class to models.py, then\n"
             f"  pip install -e {root}\n"
             f"  tecnorev db generate {name} -m 'create {name} tables'\n"
             "  tecnorev db upgrade heads"
         )
+
+    @app.command("settings")
+    def settings(
+        as_json: Annotated[
+            bool, typer.Option("--json", help="one JSON object per setting")
+        ] = False,
+    ) -> None:
+        """List every setting of the installed parts: value, source (default, environment,
+        .env), owner and what it does; secrets masked.  Exit 2 when one is wrong."""
+        import json
+        from dataclasses import asdict
+
+        from tecnorev.core.settings_schema import describe_settings
+
+        listed = describe_settings()
+        if as_json:
+            typer.echo(json.dumps([asdict(s) for s in listed], indent=2))
+        else:
+            width = max(len(s.name) for s in listed)
+            for s in listed:
+                value = s.value or f"{s.default} (default)"
+                source = "" if s.source == "default" else f"  [{s.source}]"
+                typer.echo(f"{s.name:<{width}}  {value}{source}")
+                typer.echo(f"{'':<{width}}  {s.description} ({s.owner})")
+                if s.error:
+                    typer.echo(f"{'':<{width}}  error: {s.error}")
+        bad = [s for s in listed if s.error]
+        if bad:
+            typer.echo(f"error: {len(bad)} setting(s) cannot be used", err=True)
+            raise typer.Exit(2)
 
     demo_app = typer.Typer(help="Demonstration data.", no_args_is_help=True)
     app.add_typer(demo_app, name="demo")

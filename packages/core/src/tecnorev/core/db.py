@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 
 from tecnorev.core.errors import DatabaseUnavailable
 from tecnorev.core.settings import (
+    CoreSettings,
     connect_timeout,
-    duration,
     get_settings,
     normalize_database_url,
 )
@@ -72,12 +72,11 @@ class RequestTimeouts:
 
     @classmethod
     def from_env(cls) -> RequestTimeouts:
+        settings = CoreSettings()
         return cls(
-            lock=duration("TECNOREV_REQUEST_LOCK_TIMEOUT", cls.lock),
-            statement=duration("TECNOREV_REQUEST_STATEMENT_TIMEOUT", cls.statement),
-            idle_in_transaction=duration(
-                "TECNOREV_IDLE_IN_TRANSACTION_TIMEOUT", cls.idle_in_transaction
-            ),
+            lock=settings.request_lock_timeout,
+            statement=settings.request_statement_timeout,
+            idle_in_transaction=settings.idle_in_transaction_timeout,
         )
 
     def postgres_options(self) -> str:

@@ -10,7 +10,12 @@ class TecnorevError(Exception):
 
 
 class ConfigError(TecnorevError):
-    """The configuration (environment, ``.env``) is missing or invalid."""
+    """The configuration (environment, ``.env``) is missing or invalid.  ``problems`` maps
+    each bad setting's name to what is wrong with it, where the error is about settings."""
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or {}
 
 
 class DatabaseUnavailable(TecnorevError):

@@ -45,6 +45,8 @@ class Module:
     permissions: tuple[Permission, ...] = ()
     # (name, "dotted.module:typer_app"): command groups of the tecnorev command
     commands: tuple[tuple[str, str], ...] = ()
+    # "dotted.module:Class": this module's settings, a tecnorev.core.settings.SettingsGroup
+    settings: str | None = None
     distribution: str | None = field(default=None, compare=False)
 
     @property

@@ -1,43 +1,62 @@
-"""Runtime settings read from the environment and an optional ``.env`` in the working directory."""
+"""The settings schema: every setting the product reads, typed, described and validated.
+
+Settings come from the environment, else a ``.env`` found from the working directory (the
+environment wins; an empty value counts as unset), else their defaults.  Each owner declares
+a class: :class:`CoreSettings` here, a module's on its descriptor (``Module.settings``),
+other distributions' under the ``tecnorev.settings`` entry point (see
+:mod:`tecnorev.core.settings_schema`, which lists and validates them all).  pydantic-settings
+does the typing and reading; a bad value is a :class:`ConfigError` naming the variable, never
+a validation traceback.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated, Any, ClassVar
 
-from dotenv import find_dotenv, load_dotenv
+from dotenv import dotenv_values, find_dotenv
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tecnorev.core.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///tecnorev.db"
+PREFIX = "TECNOREV_"
 _SCHEMES = ("sqlite", "postgresql")
 
 
-def normalize_database_url(url: str) -> str:
+def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
     """Return ``url`` with the driver this project ships (psycopg2) made explicit.
 
     SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed.
     """
+    try:
+        return _normalized(url)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={url.strip()!r} {exc}") from None
+
+
+def _normalized(url: str) -> str:
     url = url.strip()
     scheme, sep, rest = url.partition("://")
     if not sep or (not rest and scheme != "sqlite"):
-        raise ConfigError(
-            f"DATABASE_URL {url!r} is not a database URL; expected for example "
+        raise ValueError(
+            "is not a database URL; expected for example "
             "'postgresql+psycopg2://user@127.0.0.1:5432/tecnorev' or 'sqlite:///tecnorev.db'"
         )
     dialect, _, driver = scheme.partition("+")
     if dialect == "postgres":
         dialect = "postgresql"
     if dialect not in _SCHEMES:
-        raise ConfigError(
-            f"DATABASE_URL uses {dialect!r}; supported databases are PostgreSQL "
+        raise ValueError(
+            f"names {dialect!r}; supported databases are PostgreSQL "
             "('postgresql+psycopg2://...') and SQLite ('sqlite:///file.db')"
         )
     if dialect == "postgresql" and driver not in ("", "psycopg2"):
-        raise ConfigError(
-            f"DATABASE_URL asks for the {driver!r} driver; this installation uses psycopg2: "
+        raise ValueError(
+            f"asks for the {driver!r} driver; this installation uses psycopg2: "
             "write 'postgresql+psycopg2://...'"
         )
     if dialect == "postgresql":
@@ -45,15 +64,7 @@ def normalize_database_url(url: str) -> str:
     return f"{dialect}{'+' + driver if driver else ''}://{rest}"
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    environment: str
-    secret_key: str | None
-
-    @property
-    def is_production(self) -> bool:
-        return self.environment == "production"
+# ------------------------------------------------------------------------------ .env
 
 
 def check_dotenv(path: str) -> None:
@@ -73,71 +84,223 @@ def check_dotenv(path: str) -> None:
         )
 
 
-def load_settings() -> Settings:
-    """Read settings now; ``.env`` is looked up from the working directory, not this file."""
-    for name in ("DATABASE_URL", "SECRET_KEY", "TECNOREV_ENV"):
-        if not os.environ.get(name, "x").strip():
-            del os.environ[name]  # set but empty counts as unset, so .env can supply it
-    dotenv = find_dotenv(usecwd=True)
-    if dotenv:
-        check_dotenv(dotenv)
-    load_dotenv(dotenv, override=False)
-    environment = os.environ.get("TECNOREV_ENV", "development").strip().lower()
-    if environment not in ("development", "production", "test"):
-        raise ConfigError(
-            f"TECNOREV_ENV={environment!r} is not one of development, production, test"
-        )
-    url = os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
-    return Settings(
-        database_url=normalize_database_url(url),
-        environment=environment,
-        secret_key=os.environ.get("SECRET_KEY") or None,
-    )
+# name -> (the .env file that supplied it, the value it supplied)
+_from_dotenv: dict[str, tuple[str, str]] = {}
 
 
-def whole_number(name: str, default: int) -> int:
-    """The environment variable ``name`` as a whole number of at least 1; ``default`` when it
-    is unset or empty.  Anything else is a ``ConfigError`` that names the variable."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r} must be a whole number of at least 1")
-    return int(raw)
+def load_env() -> None:
+    """Merge the ``.env`` found from the working directory into the environment, under what
+    the environment already holds.  Read afresh on each call: tests and tools change the
+    working directory, and it costs one small file at start-up."""
+    path = find_dotenv(usecwd=True)
+    if not path:
+        return
+    check_dotenv(path)
+    for name, value in dotenv_values(path).items():
+        if value is not None and not os.environ.get(name, "").strip():
+            os.environ[name] = value
+            _from_dotenv[name] = (path, value)
 
+
+def raw_value(name: str) -> str:
+    """What the environment (with ``.env`` merged) holds for ``name``, stripped; ``""`` when
+    unset.  For listings and messages: the product reads settings through their classes."""
+    return os.environ.get(name, "").strip()
+
+
+def source_of(name: str) -> str:
+    """Where the value of ``name`` comes from: ``environment``, ``.env (path)`` or
+    ``default``."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return "default"
+    path, supplied = _from_dotenv.get(name, ("", None))
+    return f".env ({path})" if supplied == value else "environment"
+
+
+# ----------------------------------------------------------------------------- types
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|min)?$")
 _SECONDS_PER = {"ms": 0.001, "s": 1.0, None: 1.0, "min": 60.0}
 
 
-def duration(name: str, default: float) -> float:
-    """The environment variable ``name`` as a duration above zero in seconds: ``2``, ``2s``,
-    ``500ms`` or ``1min`` (a bare number is seconds); ``default`` when it is unset or empty.
-    Anything else is a ``ConfigError`` naming the variable."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    match = _DURATION.match(raw.lower())
+def parse_duration(raw: Any) -> float:
+    """``2``, ``2s``, ``500ms`` or ``1min`` (a bare number is seconds) as seconds above 0."""
+    match = _DURATION.match(str(raw).strip().lower())
     value = float(match.group(1)) * _SECONDS_PER[match.group(2)] if match else 0.0
     if not 0 < value <= 86_400:
-        raise ConfigError(f"{name}={raw!r} must be a duration above 0, such as 2s or 500ms")
+        raise ValueError("must be a duration above 0, such as 2s or 500ms")
     return value
 
 
-CONNECT_TIMEOUT = 5
+def parse_whole_number(raw: Any) -> int:
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return int(text)
 
 
-def connect_timeout() -> int:
-    """Seconds every connection to the database may take to open:
-    ``TECNOREV_DB_CONNECT_TIMEOUT``, else 5.  libpq waits forever for a server that accepts
-    TCP and never answers (a black-holed host, a dead balancer) unless this is set; it takes
-    whole seconds, and treats anything under 2 as 2."""
-    return max(2, round(duration("TECNOREV_DB_CONNECT_TIMEOUT", CONNECT_TIMEOUT)))
+def _environment(raw: Any) -> str:
+    name = str(raw).strip().lower()
+    if name not in ENVIRONMENTS:
+        raise ValueError(f"is not one of {', '.join(ENVIRONMENTS)}")
+    return name
+
+
+ENVIRONMENTS = ("development", "production", "test")
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+WholeNumber = Annotated[int, BeforeValidator(parse_whole_number)]
+DatabaseUrl = Annotated[str, AfterValidator(_normalized)]
+Switch = Annotated[bool, BeforeValidator(lambda raw: str(raw).strip().lower() not in ("", "0"))]
+
+
+def default_text(text: str) -> dict[str, str]:
+    """``json_schema_extra`` for a field whose default is worked out at run time."""
+    return {"default_text": text}
+
+
+class SettingsGroup(BaseSettings):
+    """Base of every settings class: ``TECNOREV_`` + the field's name unless the field names
+    its variable (``validation_alias``); empty values count as unset; other variables are
+    ignored.  Reading one loads ``.env`` first."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+    # shown by ``tecnorev settings``: who owns these settings
+    owner: ClassVar[str] = ""
+
+    def __init__(self, **values: Any) -> None:
+        load_env()
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = problems_of(type(self), exc)
+            raise ConfigError("; ".join(problems.values()), problems) from None
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        alias = cls.model_fields[field].validation_alias
+        prefix = cls.model_config.get("env_prefix") or ""
+        return alias if isinstance(alias, str) else prefix + field.upper()
+
+
+def problems_of(group: type[SettingsGroup], error: ValidationError) -> dict[str, str]:
+    """Each bad setting's name -> ``NAME='value' what is wrong``."""
+    problems: dict[str, str] = {}
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        name = group.variable(field) if field in group.model_fields else field
+        cause = problem.get("ctx", {}).get("error")
+        message = str(cause) if isinstance(cause, ValueError) else problem["msg"].lower()
+        raw = raw_value(name)
+        problems[name] = f"{name}={raw!r} {message}" if raw else f"{name}: {message}"
+    return problems
+
+
+# ------------------------------------------------------------------------------ core
+
+
+class CoreSettings(SettingsGroup):
+    """Settings of the platform itself: the database, the environment, the signing key and
+    the bounds every request of every module lives within."""
+
+    owner: ClassVar[str] = "core"
+
+    database_url: DatabaseUrl = Field(
+        DEFAULT_DATABASE_URL,
+        validation_alias="DATABASE_URL",
+        description="where the data lives (postgresql://... or sqlite:///...)",
+    )
+    environment: Annotated[str, BeforeValidator(_environment)] = Field(
+        "development",
+        validation_alias="TECNOREV_ENV",
+        description="development, test or production",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        validation_alias="SECRET_KEY",
+        description="signs access tokens; required in production, where a short or default "
+        "key is refused",
+        json_schema_extra=default_text("a development key"),
+    )
+    db_connect_timeout: Duration = Field(
+        5.0,
+        description="longest any connection to the database may take to open; whole seconds, "
+        "at least 2; a connect_timeout in DATABASE_URL wins",
+    )
+    request_lock_timeout: Duration = Field(
+        3.0, description="longest a request waits for a row another request holds"
+    )
+    request_statement_timeout: Duration = Field(
+        15.0, description="longest one statement of a request may run"
+    )
+    idle_in_transaction_timeout: Duration = Field(
+        60.0, description="the server ends a request's transaction left idle this long"
+    )
+    read_threads: WholeNumber = Field(2, description="threads per worker for hot public reads")
+    max_in_flight: WholeNumber | None = Field(
+        None,
+        description="requests a worker runs at once",
+        json_schema_extra=default_text("its writing pool's width"),
+    )
+    admission_backlog: WholeNumber | None = Field(
+        None,
+        description="requests that may wait for a place before 503 overloaded",
+        json_schema_extra=default_text("TECNOREV_MAX_IN_FLIGHT"),
+    )
+    admission_wait: Duration = Field(
+        1.0, description="how long a request may wait for a place before 503 overloaded"
+    )
+    request_body_timeout: Duration = Field(
+        10.0, description="longest a request body may take to arrive, then 408"
+    )
+    debug: Switch = Field(
+        False, description="1 shows a command's full traceback instead of its one-line error"
+    )
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def connect_timeout(self) -> int:
+        """libpq waits forever for a server that accepts TCP and never answers unless this is
+        set; it takes whole seconds, and treats anything under 2 as 2."""
+        return max(2, round(self.db_connect_timeout))
+
+
+class TestingSettings(SettingsGroup):
+    """Settings of the test harness (``tecnorev.core.testing``)."""
+
+    owner: ClassVar[str] = "core (tests)"
+
+    test_database_url: DatabaseUrl = Field(
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+        validation_alias="TEST_DATABASE_URL",
+        description="the PostgreSQL server tests make their throwaway databases on",
+    )
+    require_postgres: Switch = Field(
+        False, description="1 makes an unreachable test server a failure instead of a skip"
+    )
+
+
+# The platform's settings read through the ``Settings`` name by older code.
+Settings = CoreSettings
+
+
+def load_settings() -> CoreSettings:
+    """Read core's settings now."""
+    return CoreSettings()
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def get_settings() -> CoreSettings:
     return load_settings()
+
+
+def connect_timeout() -> int:
+    """Seconds every connection to the database may take to open (see ``CoreSettings``)."""
+    return CoreSettings().connect_timeout()
 
 
 DEVELOPMENT_SECRET_KEY = "tecnorev-development-key-never-use-in-production"
@@ -145,14 +308,14 @@ _WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "dev", "developm
 _GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
-def signing_key(settings: Settings | None = None) -> str:
+def signing_key(settings: CoreSettings | None = None) -> str:
     """The key tokens are signed with.
 
     In production it must be set and strong; elsewhere a fixed development key stands in, so
     tokens survive restarts and agree across workers.
     """
     settings = settings or get_settings()
-    key = settings.secret_key
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
     if not settings.is_production:
         return key or DEVELOPMENT_SECRET_KEY
     if not key:

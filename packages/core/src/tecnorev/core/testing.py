@@ -33,7 +33,7 @@ from alembic.config import Config
 from sqlmodel import Session
 
 from tecnorev.core.db import bounded_engine
-from tecnorev.core.settings import normalize_database_url
+from tecnorev.core.settings import TestingSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -41,17 +41,16 @@ if TYPE_CHECKING:
 
     from tecnorev.core.registry import Registry
 
-DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgresql")
 T = TypeVar("T")
 
 
 def admin_url() -> str:
-    return normalize_database_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_ADMIN_URL)
+    return TestingSettings().test_database_url
 
 
 def postgres_required() -> bool:
-    return os.environ.get("TECNOREV_REQUIRE_POSTGRES", "") not in ("", "0")
+    return TestingSettings().require_postgres
 
 
 def postgres_reachable() -> bool:

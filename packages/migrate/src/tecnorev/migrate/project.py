@@ -191,3 +191,70 @@ def url_of(config: object) -> str:
     one, else :func:`database_url`."""
     url = config.get_main_option("sqlalchemy.url")  # type: ignore[attr-defined]
     return normalize_url(url) if url else database_url()
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """A setting the engine reads, as a project lists its settings: the full name, its
+    default, what it does, and what is wrong with its current value."""
+
+    name: str
+    default: str
+    description: str
+    secret: bool = False
+    error: str | None = None
+
+
+def settings_schema() -> list[SettingInfo]:
+    """Every setting the engine reads, each checked as the engine would read it.  Tecno Rev
+    lists these beside its own (``tecnorev settings``)."""
+    from tecnorev.migrate.errors import MigrateError
+    from tecnorev.migrate.safety import (
+        DEFAULT_LOCK_RETRIES,
+        DEFAULT_LOCK_TIMEOUT_MS,
+        lock_retries,
+        lock_timeout_ms,
+    )
+
+    def problem(read: object) -> str | None:
+        try:
+            read()  # type: ignore[operator]
+        except MigrateError as exc:
+            return str(exc)
+        return None
+
+    name = project().setting_name
+    return [
+        SettingInfo(
+            "DATABASE_URL",
+            project().default_url or "-",
+            "where the data lives (postgresql://... or sqlite:///...)",
+            error=problem(database_url),
+        ),
+        SettingInfo(
+            name("LOCK_TIMEOUT"),
+            f"{DEFAULT_LOCK_TIMEOUT_MS / 1000:g}s",
+            "longest a migration's DDL waits for a table lock (PostgreSQL; 0 = no limit)",
+            error=problem(lock_timeout_ms),
+        ),
+        SettingInfo(
+            name("LOCK_RETRIES"),
+            str(DEFAULT_LOCK_RETRIES),
+            "retries of a revision that timed out waiting for a lock",
+            error=problem(lock_retries),
+        ),
+        SettingInfo(
+            name("MIGRATION_LOCK"),
+            "on",
+            "off disables the lock between concurrent migrators",
+        ),
+        SettingInfo(
+            name("DB_CONNECT_TIMEOUT"),
+            "5s",
+            "longest any connection to the database may take to open",
+            error=problem(connect_timeout),
+        ),
+        SettingInfo(
+            name("DEBUG"), "0", "1 shows a command's full traceback instead of its one-line error"
+        ),
+    ]

@@ -54,16 +54,7 @@ class LockTimeout:
 
     @classmethod
     def from_env(cls) -> LockTimeout:
-        raw = setting("LOCK_TIMEOUT")
-        milliseconds = DEFAULT_LOCK_TIMEOUT_MS if not raw else _parse_duration(raw)
-        raw_retries = setting("LOCK_RETRIES")
-        if raw_retries and not raw_retries.isdigit():
-            raise MigrationError(
-                f"{project().setting_name('LOCK_RETRIES')}={raw_retries!r} is not a whole number "
-                "of retries"
-            )
-        retries = int(raw_retries) if raw_retries else DEFAULT_LOCK_RETRIES
-        return cls(milliseconds=milliseconds, retries=retries)
+        return cls(milliseconds=lock_timeout_ms(), retries=lock_retries())
 
     @property
     def enabled(self) -> bool:
@@ -83,6 +74,20 @@ class LockTimeout:
     def describe(self) -> str:
         ms = self.milliseconds
         return f"{ms / 1000:g}s" if ms % 100 == 0 else f"{ms}ms"
+
+
+def lock_timeout_ms() -> int:
+    raw = setting("LOCK_TIMEOUT")
+    return DEFAULT_LOCK_TIMEOUT_MS if not raw else _parse_duration(raw)
+
+
+def lock_retries() -> int:
+    raw = setting("LOCK_RETRIES")
+    if raw and not raw.isdigit():
+        raise MigrationError(
+            f"{project().setting_name('LOCK_RETRIES')}={raw!r} is not a whole number of retries"
+        )
+    return int(raw) if raw else DEFAULT_LOCK_RETRIES
 
 
 def _parse_duration(raw: str) -> int:

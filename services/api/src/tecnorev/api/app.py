@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tecnorev.api.pools import plan_pools, pool_timeout
+from tecnorev.api.settings import ApiSettings
 from tecnorev.core.db import Checkouts, RequestTimeouts, check_connection, create_db_engine
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.settings import duration, get_settings, signing_key
+from tecnorev.core.settings import get_settings, signing_key
+from tecnorev.core.settings_schema import validate_settings
 from tecnorev.core.web import make_app
 from tecnorev.core.web.admission import AdmissionLimits
 from tecnorev.core.web.composition import module_routers
@@ -30,7 +32,6 @@ VERSION = "0.1.0"
 # No ping before each checkout (a round trip per request): a connection the server dropped
 # fails one request with a 503, and SQLAlchemy then replaces every pooled connection.
 POOL_RECYCLE_SECONDS = 1800
-READY_TIMEOUT = 3.0
 SHUTDOWN_CANCEL_WAIT = 5.0
 
 
@@ -128,10 +129,11 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
 def check_worker_settings() -> tuple[RequestTimeouts, float, float]:
     """Read every setting a worker reads, so a bad one stops start-up with its name rather
     than failing requests: the request timeouts, the pool and readiness waits."""
+    validate_settings()
     read_threads()
     AdmissionLimits.from_env(1)
     timeouts = RequestTimeouts.from_env()
-    return timeouts, pool_timeout(), duration("TECNOREV_READY_TIMEOUT", READY_TIMEOUT)
+    return timeouts, pool_timeout(), ApiSettings().ready_timeout
 
 
 class _ProbeThread:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from tecnorev.api.settings import ApiSettings
 from tecnorev.core.db import check_connection, create_db_engine
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
-from tecnorev.core.settings import duration, whole_number
 
 log = logging.getLogger("tecnorev.api")
 
@@ -27,8 +27,6 @@ log = logging.getLogger("tecnorev.api")
 MAX_POOL = 40
 MIN_WRITE_POOL = 2
 MIN_READ_POOL = 1
-CONNECTION_RESERVE = 10
-POOL_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -46,16 +44,7 @@ class PoolPlan:
 
 def pool_timeout() -> float:
     """Longest wait for a free connection, then ``503 overloaded``: ``TECNOREV_DB_POOL_TIMEOUT``."""
-    return duration("TECNOREV_DB_POOL_TIMEOUT", POOL_TIMEOUT)
-
-
-def workers() -> int:
-    return whole_number("TECNOREV_WORKERS", 1)
-
-
-def explicit_pool_size() -> int | None:
-    size = whole_number("TECNOREV_DB_POOL_SIZE", 0)
-    return size or None
+    return ApiSettings().db_pool_timeout
 
 
 def split(budget: int, *, reason: str) -> PoolPlan:
@@ -99,9 +88,10 @@ def server_limits(url: str | None) -> ServerLimits | None:
 def plan_pools(url: str | None = None, *, strict: bool = False) -> PoolPlan:
     """The pools of one worker of this server.  An unreachable server gives the widest pools
     with a warning (``strict``: the error); a budget too small for the workers is refused."""
-    explicit = explicit_pool_size()
-    count = workers()
-    reserve = whole_number("TECNOREV_DB_CONNECTION_RESERVE", CONNECTION_RESERVE)
+    settings = ApiSettings()
+    explicit = settings.db_pool_size
+    count = settings.workers
+    reserve = settings.db_connection_reserve
     try:
         limits = server_limits(url)
     except DatabaseUnavailable:

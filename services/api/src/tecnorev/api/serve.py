@@ -20,28 +20,40 @@ if TYPE_CHECKING:
 
 
 def serve(
-    host: Annotated[str, typer.Option(envvar="TECNOREV_HOST", help="address to bind")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(envvar="TECNOREV_PORT", min=1, max=65535)] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="address to bind (default: TECNOREV_HOST, else 127.0.0.1)")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="port (default: TECNOREV_PORT, else 8000)"),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(min=1, help="worker processes (default: TECNOREV_WORKERS, else 1)"),
     ] = None,
     reload: Annotated[bool, typer.Option(help="restart on code changes (development)")] = False,
-    log_level: Annotated[str, typer.Option(envvar="TECNOREV_LOG_LEVEL")] = "info",
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error (default: TECNOREV_LOG_LEVEL)")
+    ] = None,
 ) -> None:
     """Serve the API composed from the installed modules (docs at /docs)."""
     import uvicorn
 
-    from tecnorev.core.settings import duration, get_settings, signing_key, whole_number
+    from tecnorev.api.settings import ApiSettings
+    from tecnorev.core.settings import get_settings, signing_key
+    from tecnorev.core.settings_schema import validate_settings
 
-    settings = get_settings()  # reads .env, so a bad value stops here with its message
+    validate_settings()  # every bad setting of every installed part, in one message
+    settings = get_settings()
     signing_key(settings)
-    workers = workers or whole_number("TECNOREV_WORKERS", 1)
+    service = ApiSettings()
+    host = host or service.host
+    port = port or service.port
+    log_level = (log_level or service.log_level).lower()
+    workers = workers or service.workers
     # each worker sizes its pools for this many workers sharing the server's connections
     os.environ["TECNOREV_WORKERS"] = str(workers)
-    grace = duration("TECNOREV_SHUTDOWN_GRACE", SHUTDOWN_GRACE)
+    grace = service.shutdown_grace
     # Checked here too, not only in each worker: a worker that fails on it would be
     # restarted by the supervisor over and over instead of stopping the server with a
     # message.  The database must answer: the pools are sized from its limits.
@@ -90,7 +102,6 @@ def serve(
 
 
 SERVED_APP = "tecnorev.api.serve:served_app"
-SHUTDOWN_GRACE = 10.0
 
 
 def served_app() -> FastAPI:

@@ -29,7 +29,7 @@ import anyio
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tecnorev.core.settings import duration, whole_number
+from tecnorev.core.settings import CoreSettings
 from tecnorev.core.web.errors import send_error
 
 log = logging.getLogger("tecnorev.api")
@@ -48,12 +48,13 @@ class AdmissionLimits:
         """``TECNOREV_MAX_IN_FLIGHT`` (default ``limit``), ``TECNOREV_ADMISSION_BACKLOG``
         (default the same), ``TECNOREV_ADMISSION_WAIT`` (default 1 s) and
         ``TECNOREV_REQUEST_BODY_TIMEOUT`` (default 10 s)."""
-        limit = whole_number("TECNOREV_MAX_IN_FLIGHT", limit)
+        settings = CoreSettings()
+        limit = settings.max_in_flight or limit
         return cls(
             limit=limit,
-            backlog=whole_number("TECNOREV_ADMISSION_BACKLOG", limit),
-            wait=duration("TECNOREV_ADMISSION_WAIT", cls.wait),
-            body_timeout=duration("TECNOREV_REQUEST_BODY_TIMEOUT", cls.body_timeout),
+            backlog=settings.admission_backlog or limit,
+            wait=settings.admission_wait,
+            body_timeout=settings.request_body_timeout,
         )
 
 

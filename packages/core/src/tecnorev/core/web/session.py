@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
 from tecnorev.core.events import deliver, has_queued, take_committed
-from tecnorev.core.settings import whole_number
+from tecnorev.core.settings import CoreSettings
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -99,14 +99,14 @@ def _end(session: Session, commit: bool) -> None:
 _ENDING: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_ending_transactions")
 ENDING_THREADS = 16
 _READS: RunVar[anyio.CapacityLimiter] = RunVar("tecnorev_reads")
-READ_THREADS = 2
+READ_THREADS: int = CoreSettings.model_fields["read_threads"].default
 
 
 def read_threads() -> int:
     """Threads per process for ``run_read``: ``TECNOREV_READ_THREADS``, else two.  Two keep
     up with a database on the same network (round trips well under a millisecond); raise it
     for a far one, so more reads wait for it at once."""
-    return whole_number("TECNOREV_READ_THREADS", READ_THREADS)
+    return CoreSettings().read_threads
 
 
 def _limiter(

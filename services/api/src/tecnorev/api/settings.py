@@ -1,0 +1,47 @@
+"""The API service's settings: where ``tecnorev serve`` listens, its workers, their pools and
+waits (``TECNOREV_`` + name, from the environment or ``.env``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field
+
+from tecnorev.core.settings import Duration, SettingsGroup, WholeNumber, default_text
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class ApiSettings(SettingsGroup):
+    owner: ClassVar[str] = "api"
+
+    host: str = Field("127.0.0.1", description="address tecnorev serve listens on")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        8000, description="port tecnorev serve listens on"
+    )
+    workers: WholeNumber = Field(1, description="tecnorev serve worker processes")
+    log_level: Annotated[LogLevel, BeforeValidator(lambda raw: str(raw).strip().lower())] = Field(
+        "info", description="tecnorev serve's log level (debug, info, warning, error)"
+    )
+    db_pool_size: WholeNumber | None = Field(
+        None,
+        description="database connections each worker keeps open, per pool (one for writes, "
+        "one for public reads)",
+        json_schema_extra=default_text("from the server's max_connections"),
+    )
+    db_connection_reserve: WholeNumber = Field(
+        10,
+        description="connections of the server left to others (migrations, consoles, "
+        "monitoring) when pools are sized",
+    )
+    db_pool_timeout: Duration = Field(
+        3.0, description="longest a request waits for a free connection, then 503 overloaded"
+    )
+    ready_timeout: Duration = Field(
+        3.0, description="longest /ready waits for the database before answering 503"
+    )
+    shutdown_grace: Duration = Field(
+        10.0,
+        description="how long a stopping worker lets running requests finish before "
+        "cancelling them",
+    )
