@@ -38,9 +38,15 @@ def _hash_slots() -> tuple[threading.BoundedSemaphore, float]:
     return threading.BoundedSemaphore(settings.hash_slots), settings.password_hash_wait
 
 
+# lru_cache does not stop two first callers from each building a semaphore (then twice the
+# slots would run): the first logins of a worker arrive together.
+_SLOTS_MADE = threading.Lock()
+
+
 @contextmanager
 def _hash_slot() -> Iterator[None]:
-    slots, wait = _hash_slots()
+    with _SLOTS_MADE:
+        slots, wait = _hash_slots()
     if not slots.acquire(timeout=wait):
         raise Overloaded("too many logins at once; retry shortly", retry_after=wait)
     try:
