@@ -113,6 +113,7 @@ CASES = [
     Case(("db", "log")),
     Case(("db", "adopt")),
     Case(("db", "forget", "auth")),
+    Case(("db", "repair", "auth_262deabaa823", "--reason", "a reviewed comment only")),
     Case(("db", "restore", "{tmp}/shop.dump")),
     Case(("db", "generate", "catalog", "-m", "x")),
     Case(("db", "verify", "--postgres")),
@@ -154,6 +155,7 @@ NO_DATABASE = {
     "modules": "lists the installed distributions",
     "module new": "writes a new package",
     "settings": "lists the settings, reading the environment and .env only",
+    "db release": "writes a module's release record from its migration files",
 }
 
 

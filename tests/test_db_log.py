@@ -28,6 +28,7 @@ KEYS = {
     "host",
     "user",
     "duration_ms",
+    "note",
 }
 
 
@@ -59,6 +60,7 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
         assert re.fullmatch(r"[0-9a-f]{64}", entry["checksum"])
         assert entry["at"].endswith("+00:00")
         assert entry["duration_ms"] >= 0
+        assert entry["note"] is None  # only failed attempts and repairs carry one
     catalog = next(e for e in entries if e["module"] == "catalog")
     assert catalog["parents"] == ["auth_262deabaa823"]  # its depends_on, not auth's head
 
@@ -75,6 +77,7 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
         "MS",
         "WHO",
         "SHA256",
+        "NOTE",
     ]
     assert len(lines) == 1 + len(revisions)
     assert re.match(

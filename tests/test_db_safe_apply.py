@@ -156,12 +156,19 @@ def test_ddl_gives_up_naming_the_blocker_when_it_never_ends(scratch, at_heads):
         scalar(
             at_heads,
             "SELECT string_agg(revision, ',') FROM tecnorev_migration_log WHERE revision LIKE "
-            "'catalog\\_%' AND revision NOT IN (:root, :grants)",
+            "'catalog\\_%' AND revision NOT IN (:root, :grants) AND direction = 'upgrade'",
             root="catalog_68c333c29785",
             grants="catalog_ab200303a0af",
         )
         == "catalog_probe"
     )
+    # the attempt is in the ledger, with why it failed
+    failed = scalar(
+        at_heads,
+        "SELECT note FROM tecnorev_migration_log WHERE revision = 'catalog_alter' "
+        "AND direction = 'failed-upgrade'",
+    )
+    assert failed.startswith("MigrationError: revision catalog_alter could not get the locks")
 
 
 def test_without_a_lock_timeout_a_select_waits_as_long_as_the_long_transaction(scratch, at_heads):

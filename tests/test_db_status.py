@@ -76,6 +76,8 @@ def test_a_fresh_database_is_pending_and_is_not_created(database_url):
             "auth_68f68bf2a9a1",
         ],
         "edited_revisions": [],
+        "back_to": None,
+        "back_refused": None,
     }
     assert all(row["state"] == "pending" for row in report["modules"])
 
@@ -195,6 +197,8 @@ def test_a_module_recorded_in_the_database_but_not_installed(database_url):
         "pending": 0,
         "pending_revisions": [],
         "edited_revisions": [],
+        "back_to": None,
+        "back_refused": None,
     }
     assert list(rows(report))[-1] == "loyalty"
     assert {rows(report)[m]["state"] for m in MODULES} == {"up to date"}

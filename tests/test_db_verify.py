@@ -22,6 +22,7 @@ CATALOG_HEAD = module_heads()["catalog"]
 CATALOG_FIRST = "catalog_68c333c29785"
 TITLES = {
     "heads": "one head per module, each branch inside its module",
+    "releases": "release records match the revisions",
     "depends_on": "depends_on into declared dependencies, shipped by their lowest version",
     "edited": "no applied migration edited since",
     "models": "models match migrations, per module",
@@ -42,6 +43,8 @@ class Scratch:
                 self.src / f"tecnorev/{name}",
                 ignore=shutil.ignore_patterns("__pycache__"),
             )
+            # as before their first release was recorded: each test writes the record it needs
+            (self.src / f"tecnorev/{name}/migrations/releases.toml").unlink()
         self.env = {"PYTHONPATH": str(self.src)}
 
     def root(self, module: str) -> Path:
@@ -73,6 +76,8 @@ class Scratch:
     def distribution(self, name: str, version: str, *requires: str) -> None:
         """Metadata that shadows the installed distribution's: another version, other
         requirements (what a released wheel would carry)."""
+        for earlier in self.src.glob(f"{name.replace('-', '_')}-*.dist-info"):
+            shutil.rmtree(earlier)  # one version of a distribution at a time, as pip leaves it
         info = self.src / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
@@ -105,11 +110,12 @@ def test_the_installed_modules_pass(database_url):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"ok    {TITLES['heads']}"
-    assert lines[1] == f"ok    {TITLES['depends_on']}"
-    assert lines[2].startswith(f"ok    {TITLES['edited']} (against ")
-    assert lines[3] == f"ok    {TITLES['models']} (compared on a scratch SQLite db)"
-    assert lines[4] == f"ok    {TITLES['reachable']}"
-    assert lines[5] == "verify: all checks passed"
+    assert lines[1] == f"ok    {TITLES['releases']}"
+    assert lines[2] == f"ok    {TITLES['depends_on']}"
+    assert lines[3].startswith(f"ok    {TITLES['edited']} (against ")
+    assert lines[4] == f"ok    {TITLES['models']} (compared on a scratch SQLite db)"
+    assert lines[5] == f"ok    {TITLES['reachable']}"
+    assert lines[6] == "verify: all checks passed"
     assert "Running upgrade" not in result.stdout + result.stderr
 
 
@@ -152,7 +158,10 @@ def test_an_edited_applied_migration(scratch, database_url):
     assert problem["module"] == "catalog"
     assert problem["path"] == str(applied)
     assert problem["message"].startswith(f"{CATALOG_HEAD} was edited after it was applied to ")
-    assert problem["message"].endswith("restore the file and put the change in a new revision")
+    assert problem["message"].endswith(
+        "restore the file and put the change in a new revision, or, for a reviewed edit that "
+        f"changes nothing the database needs, tecnorev db repair {CATALOG_HEAD} --reason '...'"
+    )
 
     code, output = scratch.run("db", "verify", url=database_url)
     assert code == 1
@@ -366,35 +375,55 @@ def test_depends_on_a_revision_the_lowest_accepted_version_lacks(scratch, tmp_pa
         }
     ]
 
-    # auth is now 0.2.0, but catalog still accepts 0.1.0
-    scratch.distribution("tecnorev-auth", "0.2.0", "tecnorev-core<0.2,>=0.1.0")
+    # auth is now 0.1.1 (pip keeps every installed module's requirements met: they all
+    # accept <0.2), but catalog still accepts 0.1.0
+    scratch.distribution("tecnorev-auth", "0.1.1", "tecnorev-core<0.2,>=0.1.0")
     code, checks = scratch.verify(url)
     assert code == 1
     (problem,) = checks["depends_on"]["problems"]
     assert problem["message"] == (
         "catalog_0123456789ab depends on auth_0123456789ab, which tecnorev-auth first ships in "
-        "0.2.0 (the installed version; no release recorded ships it yet); tecnorev-catalog "
+        "0.1.1 (the installed version; no release recorded ships it yet); tecnorev-catalog "
         "accepts tecnorev-auth<0.2,>=0.1.0 (from 0.1.0), which may lack it: require "
-        "'tecnorev-auth>=0.2.0' in the dependencies of tecnorev-catalog"
+        "'tecnorev-auth>=0.1.1' in the dependencies of tecnorev-catalog"
     )
 
-    # 0.2.0 released with it, and catalog 0.2.0 requires it
-    releases.write_text(f'"0.1.0" = ["{AUTH_HEAD}"]\n"0.2.0" = "auth_0123456789ab"\n')
-    scratch.distribution("tecnorev-catalog", "0.2.0", "tecnorev-auth>=0.2.0,<0.3")
+    # 0.1.1 released with it, and catalog 0.1.1 requires it
+    releases.write_text(f'"0.1.0" = ["{AUTH_HEAD}"]\n"0.1.1" = "auth_0123456789ab"\n')
+    scratch.distribution("tecnorev-catalog", "0.1.1", "tecnorev-auth>=0.1.1,<0.2")
     code, checks = scratch.verify(url)
     # With no record of catalog's releases, its first revision is taken to ship only in the
-    # 0.2.0 installed now, which inventory (accepting 0.1.0) may not get.
+    # 0.1.1 installed now, which inventory (accepting 0.1.0) may not get.
     assert code == 1
     (problem,) = checks["depends_on"]["problems"]
     assert problem["module"] == "inventory"
     assert (
-        "depends on catalog_68c333c29785, which tecnorev-catalog first ships in 0.2.0"
+        "depends on catalog_68c333c29785, which tecnorev-catalog first ships in 0.1.1"
         in (problem["message"])
     )
     catalog_releases = scratch.root("catalog") / "migrations" / "releases.toml"
     catalog_releases.write_text(f'"0.1.0" = "{CATALOG_HEAD}"\n')
     code, checks = scratch.verify(url)
     assert code == 0, checks
+
+
+def test_an_installation_that_breaks_a_requirement_is_refused(scratch, tmp_path):
+    """pip keeps requirements met; a --no-deps install or a hand downgrade does not."""
+    scratch.distribution("tecnorev-auth", "0.2.0", "tecnorev-core<0.2,>=0.1.0")
+    code, output = scratch.run("db", "status", url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 2
+    assert output.startswith("error: the installed modules do not work together: ")
+    assert (
+        "tecnorev-catalog 0.1.0 (module catalog) works with tecnorev-auth<0.2,>=0.1.0, but "
+        "tecnorev-auth 0.2.0 is installed: pip install 'tecnorev-auth<0.2,>=0.1.0', or "
+        "install a release of tecnorev-catalog that works with tecnorev-auth 0.2.0"
+    ) in output
+    for dependent in ("inventory", "sales", "logistics", "payments"):
+        assert f"(module {dependent}) works with tecnorev-auth<0.2,>=0.1.0" in output
+    # nor does the API serve them
+    code, output = scratch.run("serve", url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 1
+    assert output.startswith("error: the installed modules do not work together: ")
 
 
 def test_depends_on_a_distribution_not_required_directly(scratch, tmp_path):

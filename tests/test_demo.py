@@ -31,7 +31,12 @@ S = OrderStatus
 STATUSES = {S.PENDING: 9, S.CONFIRMED: 15, S.SHIPPED: 10, S.DELIVERED: 15, S.CANCELLED: 11}
 # With sales but neither logistics nor payments: orders meant to ship stay CONFIRMED.
 SALES_ONLY_STATUSES = {S.PENDING: 15, S.CONFIRMED: 35, S.CANCELLED: 10}
-BOOKKEEPING = {"alembic_version", "tecnorev_migration_log", "tecnorev_forgotten_revision"}
+BOOKKEEPING = {
+    "alembic_version",
+    "tecnorev_migration_log",
+    "tecnorev_forgotten_revision",
+    "tecnorev_revision_source",
+}
 
 
 def subset(*names: str) -> Registry:

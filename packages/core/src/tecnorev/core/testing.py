@@ -172,7 +172,12 @@ def run_tecnorev(
 def schema_objects(url: str) -> dict[str, set[str]]:
     """Tables, indexes, sequences and (PostgreSQL) types present, excluding the migration
     bookkeeping tables."""
-    bookkeeping = {"alembic_version", "tecnorev_migration_log", "tecnorev_forgotten_revision"}
+    bookkeeping = {
+        "alembic_version",
+        "tecnorev_migration_log",
+        "tecnorev_forgotten_revision",
+        "tecnorev_revision_source",
+    }
     engine = bounded_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:

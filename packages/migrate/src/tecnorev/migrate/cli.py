@@ -191,6 +191,12 @@ class DbCommandLine(CommandLine):
             config.attributes[BACKUP_DIR_ATTRIBUTE] = options.backup_dir
         if options.cmd[0].__name__ == "merge" and not options.rev_id:
             options.rev_id = _merge_rev_id(config, options)
+        if options.cmd[0].__name__ == "downgrade" and not getattr(options, "sql", False):
+            from tecnorev.migrate.stepback import step_back_if_ahead
+
+            stepped = step_back_if_ahead(config, options.revision, registry)
+            if stepped:
+                print(stepped, flush=True)
         self.run_cmd(config, options)
 
 

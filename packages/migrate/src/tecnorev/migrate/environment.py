@@ -26,13 +26,12 @@ from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
-from tecnorev.migrate import autogen, ledger, safety, state
+from tecnorev.migrate import autogen, ledger, safety, stable_batch, state, stored
 from tecnorev.migrate.connect import bounded_engine, check_connection
 from tecnorev.migrate.errors import MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
 from tecnorev.migrate.project import project, setting, url_of
 from tecnorev.migrate.revisions import module_of_revision, module_of_script
-from tecnorev.migrate.types import utcnow
 
 # The key of the migration lock (advisory locks are per database: each database has its own).
 ADVISORY_LOCK_KEY = 7_370_432_214_561_907_302
@@ -186,6 +185,22 @@ def guard_merge(config: Any, scripts: ScriptDirectory, registry: Registry) -> No
         )
 
 
+log = logging.getLogger("tecnorev.migrate")
+
+
+def _step_revisions(step: Any) -> list[str]:
+    script = getattr(step, "revision", None)
+    revision = getattr(script, "revision", None)
+    return [revision] if isinstance(revision, str) else []
+
+
+def _first_line(exc: BaseException) -> str:
+    """What a failed attempt's ledger row says: the exception and the driver's first line."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}".strip()
+
+
 class _Recorder:
     """Writes a ledger row (and, on SQLite, checks foreign keys) after every migration step,
     inside that step's transaction."""
@@ -195,6 +210,8 @@ class _Recorder:
         self.scripts = scripts
         self.started = time.monotonic()
         self.table_ready = False
+        # revisions whose step completed in this run (rolled back with it on SQLite)
+        self.done: set[str] = set()
 
     def reset(self) -> None:
         """Before a revision is retried: its rolled-back transaction may have been the one
@@ -221,33 +238,58 @@ class _Recorder:
                     f"table {violations[0][0]!r} -> {violations[0][2]!r}); rolled back"
                 )
         if not self.table_ready:
-            ledger.ledger_metadata.create_all(connection, tables=[ledger.migration_log])
+            ledger.ensure_tables(connection)
             self.table_ready = True
         now = time.monotonic()
         duration = int((now - self.started) * 1000)
         self.started = now
-        host, user = ledger.who()
         direction = "upgrade" if step.is_upgrade else "downgrade"
         if step.is_stamp:
             direction = "stamp-" + direction
         for revision in step.up_revision_ids:
-            script = self.scripts.get_revision(revision)
-            owner = module_of_script(script, self.registry) if script else None
-            distribution = self.registry[owner].distribution if owner else None
-            connection.execute(
-                ledger.migration_log.insert().values(
-                    revision=revision,
-                    module=owner,
-                    distribution_version=ledger.distribution_version(distribution),
-                    direction=direction,
-                    parents=self._parents(revision),
-                    checksum=ledger.file_checksum(script.path if script else None),
-                    at=utcnow(),
-                    host=host[:255],
-                    os_user=user[:255],
-                    duration_ms=duration,
-                )
-            )
+            self.write(connection, revision, direction, duration_ms=duration)
+            self.done.add(revision)
+            if step.is_upgrade:  # kept, so an older release can run its downgrade()
+                script = self.scripts.get_revision(revision)
+                owner = module_of_script(script, self.registry) if script else None
+                stored.store(connection, revision, owner, script.path if script else None)
+
+    def write(self, connection: sa.Connection, revision: str, direction: str, **row: Any) -> None:
+        script = self.scripts.get_revision(revision)
+        owner = module_of_script(script, self.registry) if script else None
+        distribution = self.registry[owner].distribution if owner else None
+        ledger.record(
+            connection,
+            revision=revision,
+            module=owner,
+            direction=direction,
+            distribution=distribution,
+            parents=self._parents(revision),
+            path=script.path if script else None,
+            **row,
+        )
+
+    def failed(self, env: EnvironmentContext, connection: sa.Connection, error: str) -> None:
+        """Record the revision that failed, after the rollback, in a transaction of its own:
+        the first step still pending that this run did not complete."""
+        migration_context = context.get_context()
+        try:
+            connection.rollback()
+            heads = migration_context.get_current_heads()
+            steps = list(env.context_opts["fn"](heads, migration_context))
+            pending = [r for s in steps for r in _step_revisions(s) if r not in self.done]
+            connection.rollback()  # the reads above began a transaction
+            if not pending:
+                return
+            with connection.begin():
+                ledger.ensure_tables(connection)
+                direction = "failed-" + ("upgrade" if steps[0].is_upgrade else "downgrade")
+                self.write(connection, pending[0], direction, note=error)
+        except sa.exc.SQLAlchemyError as exc:  # never hide the failure being reported
+            log.warning("the failed attempt could not be recorded in the ledger: %s", exc)
+        finally:
+            if connection.in_transaction():
+                connection.rollback()
 
 
 def _cli_command(config: Any) -> str | None:
@@ -396,8 +438,14 @@ def _run_online(
             **options,
         )
         guard_downgrade(env, scripts, registry)
-        with context.begin_transaction():
-            _run_migrations(env, connection, policy, held, recorder)
+        try:
+            with context.begin_transaction():
+                _run_migrations(env, connection, policy, held, recorder)
+        except Exception as exc:
+            # a run that applies revisions (not autogenerate's comparison, which runs none)
+            if not external and env.context_opts.get("revision_context") is None:
+                recorder.failed(env, connection, _first_line(exc))
+            raise
 
 
 _logging_configured = False
@@ -423,6 +471,7 @@ def _configure_logging(config: Any) -> None:
 
 def run() -> None:
     """Entry point for ``env.py``."""
+    stable_batch.install()
     _configure_logging(context.config)
     env: EnvironmentContext = context._proxy  # the EnvironmentContext alembic installed
     config = context.config

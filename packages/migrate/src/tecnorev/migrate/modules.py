@@ -280,7 +280,11 @@ def discover(only: Iterable[str] | None = None, group: str | None = None) -> Reg
         if missing:
             raise DiscoveryError(f"not installed: {', '.join(sorted(missing))}")
         modules = [m for m in modules if m.name in wanted]
-    return Registry.from_modules(modules)
+    registry = Registry.from_modules(modules)
+    from tecnorev.migrate.compatibility import check
+
+    check(registry)
+    return registry
 
 
 @lru_cache(maxsize=1)

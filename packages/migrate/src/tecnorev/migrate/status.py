@@ -9,7 +9,6 @@ SQLite file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from tecnorev.migrate import ledger
 from tecnorev.migrate.connect import bounded_engine, unreachable
 from tecnorev.migrate.errors import MigrationError
 from tecnorev.migrate.ledger import distribution_version, forgotten_revision, migration_log
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 VERSION_TABLE = "alembic_version"
 # Ledger directions after which a revision counts as applied (its file as it was then).
-_APPLYING = ("upgrade", "stamp-upgrade")
+_APPLYING = ("upgrade", "stamp-upgrade", "repair")
 
 
 class State(StrEnum):
@@ -97,6 +97,9 @@ class ModuleStatus:
     pending_revisions: tuple[str, ...] = ()
     edited: tuple[EditedRevision, ...] = ()
     head_applied: bool = False
+    # ahead of the code: how to go back to it from the stored sources, or why not
+    back_to: str | None = None
+    back_refused: str | None = None
 
     @property
     def pending(self) -> int:
@@ -123,6 +126,8 @@ class ModuleStatus:
                 }
                 for e in self.edited
             ],
+            "back_to": self.back_to,
+            "back_refused": self.back_refused,
         }
 
 
@@ -206,7 +211,7 @@ def read_record(connection: sa.Connection | None) -> DatabaseRecord:
     if VERSION_TABLE in tables:
         rows = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
         versions = tuple(sorted(r[0] for r in rows))
-    applied = _last_applied(connection) if migration_log.name in tables else {}
+    applied = last_applied(connection) if migration_log.name in tables else {}
     forgotten: dict[str, str] = {}
     if forgotten_revision.name in tables:
         query = sa.select(forgotten_revision.c.revision, forgotten_revision.c.module)
@@ -214,7 +219,7 @@ def read_record(connection: sa.Connection | None) -> DatabaseRecord:
     return DatabaseRecord(versions, applied, forgotten)
 
 
-def _last_applied(connection: sa.Connection) -> dict[str, AppliedRecord]:
+def last_applied(connection: sa.Connection) -> dict[str, AppliedRecord]:
     log = migration_log.c
     last = (
         sa.select(sa.func.max(log.id))
@@ -359,14 +364,6 @@ def _in_branch_order(revisions: Iterable[str], scripts: Mapping[str, Script]) ->
     return ordered
 
 
-def _sha256(path: str) -> str | None:
-    try:
-        with open(path, "rb") as file:
-            return hashlib.sha256(file.read()).hexdigest()
-    except OSError:
-        return None
-
-
 def _edited(
     revisions: Iterable[str], record: DatabaseRecord, scripts: Mapping[str, Script]
 ) -> list[EditedRevision]:
@@ -376,8 +373,8 @@ def _edited(
         if entry is None or not entry.checksum:
             continue  # applied before the ledger existed, or by plain SQL: nothing to compare
         path = scripts[revision].path
-        now = _sha256(path)
-        if now != entry.checksum:
+        if not ledger.matches(entry.checksum, path):
+            now = ledger.file_checksum(path)
             edited.append(EditedRevision(revision, path, entry.checksum, now, entry.at))
     return edited
 
@@ -476,7 +473,24 @@ def read_status(
     connection: sa.Connection | None, scripts: ScriptDirectory, registry: Registry
 ) -> StatusReport:
     """Each module's state in the database behind ``connection`` (``None``: no database yet)."""
-    return build_status(read_record(connection), all_scripts(scripts), registry)
+    from dataclasses import replace
+
+    from tecnorev.migrate import stored
+
+    record = read_record(connection)
+    found = all_scripts(scripts)
+    report = build_status(record, found, registry)
+    if connection is None or not any(m.state is State.AHEAD for m in report.modules):
+        return report
+    rows = []
+    for row in report.modules:
+        step = None
+        if row.state is State.AHEAD:
+            step = stored.plan(connection, row.module, record.versions, found, record.applied)
+        if step is not None:
+            row = replace(row, back_to=step.lands_on or "base", back_refused=step.refusal)
+        rows.append(row)
+    return StatusReport(tuple(rows))
 
 
 # -- the ledger ----------------------------------------------------------------------------
@@ -495,6 +509,7 @@ class LedgerEntry:
     host: str | None
     os_user: str | None
     duration_ms: int | None
+    note: str | None  # a failed attempt's error, a repair's reason
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -509,6 +524,7 @@ class LedgerEntry:
             "host": self.host,
             "user": self.os_user,
             "duration_ms": self.duration_ms,
+            "note": self.note,
         }
 
 
@@ -519,7 +535,11 @@ def read_log(
     if connection is None or not sa.inspect(connection).has_table(migration_log.name):
         return []
     log = migration_log.c
-    columns = [getattr(log, f.name) for f in fields(LedgerEntry)]
+    notes = ledger.has_notes(connection)
+    columns = [
+        getattr(log, f.name) if f.name != "note" or notes else sa.null().label("note")
+        for f in fields(LedgerEntry)
+    ]
     query = sa.select(*columns).order_by(log.id.desc())
     if module is not None:
         query = query.where(log.module == module)

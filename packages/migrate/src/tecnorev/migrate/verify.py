@@ -22,7 +22,6 @@ import inspect
 import logging
 import pkgutil
 import re
-import tomllib
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,9 +35,10 @@ import sqlalchemy as sa
 from tecnorev.migrate import status
 from tecnorev.migrate.connect import bounded_engine
 from tecnorev.migrate.errors import DatabaseUnavailable, MigrationError
-from tecnorev.migrate.ledger import distribution_version, forgotten_revision, migration_log
+from tecnorev.migrate.ledger import distribution_version, ledger_metadata
 from tecnorev.migrate.modules import all_mappers
 from tecnorev.migrate.project import project
+from tecnorev.migrate.releases import RELEASES_FILE, read_releases
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
     from tecnorev.migrate.modules import Registry
 
-RELEASES_FILE = "releases.toml"
-BOOKKEEPING_TABLES = frozenset({"alembic_version", migration_log.name, forgotten_revision.name})
+# the engine's own tables: the version table and the ledger's
+BOOKKEEPING_TABLES = frozenset({"alembic_version", *ledger_metadata.tables})
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,53 @@ def check_heads(code: _Code) -> CheckResult:
     return result
 
 
+# -- releases ------------------------------------------------------------------------------
+
+
+def check_releases(code: _Code) -> CheckResult:
+    """Each module's record names revisions that exist, and the installed version, when it is
+    recorded as released, ships exactly the branch as it is now: a revision added after a
+    release needs a new version."""
+    result = CheckResult("releases", "release records match the revisions")
+    for module in code.registry.modules:
+        path = module.migrations_path() / RELEASES_FILE
+        try:
+            recorded = read_releases(path)
+        except MigrationError as exc:
+            result.problems.append(Problem(module.name, str(exc), str(path)))
+            continue
+        for release in recorded:
+            gone = [h for h in release.heads if h not in code.scripts]
+            if gone:
+                result.problems.append(
+                    Problem(
+                        module.name,
+                        f"release {release.version} records {', '.join(gone)}, which no "
+                        "installed revision file is: restore it (a released revision file is "
+                        "never deleted)",
+                        str(path),
+                    )
+                )
+        installed = distribution_version(module.distribution)
+        current = sorted(
+            r for r, s in code.scripts.items() if s.is_head and code.owners.get(r) == module.name
+        )
+        same = next((r for r in recorded if r.version == installed), None)
+        if same is not None and sorted(same.heads) != current:
+            result.problems.append(
+                Problem(
+                    module.name,
+                    f"{module.distribution} {installed} is recorded as shipping "
+                    f"{', '.join(same.heads)}, but the branch's head is now "
+                    f"{', '.join(current) or 'none'}: a released version never changes; raise "
+                    f"the version in pyproject.toml, and record it at release time with "
+                    f"{project().command} release {module.name} <version>",
+                    str(path),
+                )
+            )
+    return result
+
+
 # -- depends_on ----------------------------------------------------------------------------
 
 
@@ -187,10 +234,7 @@ class _Shipping:
 
 @cache
 def _release_heads(path: Path) -> dict[str, list[str]]:
-    if not path.is_file():
-        return {}
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return {str(v): [heads] if isinstance(heads, str) else list(heads) for v, heads in data.items()}
+    return {r.version: list(r.heads) for r in read_releases(path)}
 
 
 def _branch_ancestors(code: _Code, heads: list[str]) -> set[str]:
@@ -213,8 +257,8 @@ def _first_shipping(code: _Code, module: str, revision: str) -> _Shipping:
     try:
         releases = _release_heads(path)
         ordered = sorted((Version(v), heads) for v, heads in releases.items())
-    except (tomllib.TOMLDecodeError, InvalidVersion, TypeError) as exc:
-        return _Shipping(None, str(path), f"{path} cannot be read: {exc}")
+    except (MigrationError, InvalidVersion) as exc:
+        return _Shipping(None, str(path), str(exc))
     for version, heads in ordered:
         if revision in _branch_ancestors(code, heads):
             return _Shipping(version, f"as recorded in {path}")
@@ -349,7 +393,9 @@ def check_edited(code: _Code, scripts: ScriptDirectory, url: str) -> CheckResult
                     f"{edited.revision} was {change} after it was applied to {shown}{when} "
                     f"(sha256 then {edited.checksum_applied[:12]}, now "
                     f"{(edited.checksum_now or 'none')[:12]}): restore the file and put the "
-                    "change in a new revision",
+                    "change in a new revision, or, for a reviewed edit that changes nothing "
+                    f"the database needs, {project().command} repair {edited.revision} "
+                    "--reason '...'",
                     edited.path,
                 )
             )
@@ -608,6 +654,7 @@ def verify(
     with scratch() as url:
         checks = [
             check_heads(code),
+            check_releases(code),
             check_dependencies(code),
             check_edited(code, scripts, database_url),
             check_models(config, code, url),
@@ -631,5 +678,6 @@ __all__ = [
     "check_heads",
     "check_models",
     "check_reachable",
+    "check_releases",
     "verify",
 ]

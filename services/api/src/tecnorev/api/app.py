@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from tecnorev.api.pools import plan_pools, pool_timeout
 from tecnorev.api.settings import ApiSettings
 from tecnorev.core.db import Checkouts, RequestTimeouts, check_connection, create_db_engine
-from tecnorev.core.errors import ConfigError, DatabaseUnavailable
+from tecnorev.core.errors import ConfigError, DatabaseUnavailable, DiscoveryError
 from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.settings import get_settings, signing_key
 from tecnorev.core.settings_schema import validate_settings
@@ -23,7 +23,9 @@ from tecnorev.core.web import make_app
 from tecnorev.core.web.admission import AdmissionLimits
 from tecnorev.core.web.composition import module_routers
 from tecnorev.core.web.session import read_threads, reading_engine
+from tecnorev.migrate import compatibility
 from tecnorev.migrate.errors import DatabaseUnavailable as SchemaUnreachable
+from tecnorev.migrate.modules import Registry as EngineRegistry
 from tecnorev.migrate.readiness import ReadinessCheck, behind
 
 log = logging.getLogger("tecnorev.api")
@@ -44,6 +46,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     pools = plan_pools(database_url)
     admission = AdmissionLimits.from_env(pools.write)
     registry = registry or get_registry()
+    check_compatible(registry)
     registry.load_models()
     options = {
         "timeouts": timeouts,
@@ -124,6 +127,14 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         return JSONResponse(body, status_code=503)
 
     return app
+
+
+def check_compatible(registry: Registry) -> None:
+    """Modules that were never released together do not serve: pip keeps each module's
+    requirements met, ``--no-deps`` or a downgrade by hand does not."""
+    problems = compatibility.incompatibilities(EngineRegistry.of(registry))
+    if problems:
+        raise DiscoveryError("the installed modules do not work together: " + "; ".join(problems))
 
 
 def check_worker_settings() -> tuple[RequestTimeouts, float, float]:

@@ -57,11 +57,13 @@ def serve(
     # Checked here too, not only in each worker: a worker that fails on it would be
     # restarted by the supervisor over and over instead of stopping the server with a
     # message.  The database must answer: the pools are sized from its limits.
-    from tecnorev.api.app import check_ready_to_serve, check_worker_settings
+    from tecnorev.api.app import check_compatible, check_ready_to_serve, check_worker_settings
     from tecnorev.api.pools import plan_pools
+    from tecnorev.core.registry import get_registry
     from tecnorev.core.web.admission import AdmissionLimits
 
     check_worker_settings()
+    check_compatible(get_registry())
     try:
         pools = plan_pools(strict=True)
         if settings.is_production:

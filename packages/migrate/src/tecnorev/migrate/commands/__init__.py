@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "verify",
     "lint",
     "restore",
+    "repair",
+    "release",
 )
 
 

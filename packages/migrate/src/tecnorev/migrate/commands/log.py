@@ -13,11 +13,13 @@ if TYPE_CHECKING:
 
 NAME = "log"
 HELP = (
-    "every revision applied, reverted or stamped (module, version, checksum, when, who, "
-    "how long), oldest first; kept even after 'downgrade base'"
+    "every revision applied, reverted, stamped, repaired or failed (module, version, "
+    "checksum, when, who, how long, why), oldest first; kept even after 'downgrade base'"
 )
 
-_COLUMNS = ("WHEN (UTC)", "MODULE", "REVISION", "DIRECTION", "VERSION", "MS", "WHO", "SHA256")
+_COLUMNS = (
+    "WHEN (UTC)", "MODULE", "REVISION", "DIRECTION", "VERSION", "MS", "WHO", "SHA256", "NOTE",
+)  # fmt: skip
 
 
 def _positive(value: str) -> int:
@@ -76,6 +78,7 @@ def _cells(entry: LedgerEntry) -> tuple[str, ...]:
         "-" if entry.duration_ms is None else str(entry.duration_ms),
         f"{entry.os_user or '?'}@{entry.host or '?'}",
         (entry.checksum or "-")[:12],
+        entry.note or "",
     )
 
 

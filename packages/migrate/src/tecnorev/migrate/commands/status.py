@@ -95,7 +95,9 @@ def _advice(report: StatusReport) -> list[str]:
                 f"{row.module}: {edited.revision} was {change} after it was applied{when} "
                 f"({edited.path}). The database ran the old text: restore the file and put "
                 "the change in a new revision "
-                f"({project().command} generate {row.module} -m '...')."
+                f"({project().command} generate {row.module} -m '...'); for a reviewed edit "
+                "that changes nothing the database needs: "
+                f"{project().command} repair {edited.revision} --reason '...'."
             )
     for row in report.modules:
         revisions = ", ".join(row.database_revisions)
@@ -103,7 +105,16 @@ def _advice(report: StatusReport) -> list[str]:
             lines.append(
                 f"{row.module}: the database has {revisions}, which this installation of "
                 f"{row.distribution} {row.version} does not know: install the newer version "
-                "(expected while a rolling deploy is under way)."
+                "(expected while a rolling deploy is under way)"
+                + (
+                    f", or go back to this version: {project().command} downgrade "
+                    f"{row.module}@{row.back_to} (runs their stored downgrade())."
+                    if row.back_to and not row.back_refused
+                    else f"; going back from the stored sources is not possible: "
+                    f"{row.back_refused}."
+                    if row.back_refused
+                    else "."
+                )
             )
         elif row.state is State.NOT_INSTALLED:
             lines.append(

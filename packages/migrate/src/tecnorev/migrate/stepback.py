@@ -1,0 +1,44 @@
+"""``tecnorev db downgrade <module>@<revision>`` when the database is ahead of the installed
+code: the revisions the code lacks are run back from their stored sources first (see
+:mod:`tecnorev.migrate.stored`), then Alembic's downgrade goes on to the target as usual."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tecnorev.migrate.errors import MigrationError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+    from tecnorev.migrate.modules import Registry
+
+
+def step_back_if_ahead(config: Config, target: str | None, registry: Registry) -> str | None:
+    """What was run back, for the operator; ``None`` when the database was not ahead."""
+    from alembic.script import ScriptDirectory
+
+    from tecnorev.migrate import status, stored
+    from tecnorev.migrate.commands._connect import migration_connection
+
+    module, sep, rest = (target or "").partition("@")
+    if not sep or module not in registry:
+        return None
+    scripts = status.all_scripts(ScriptDirectory.from_config(config))
+    with migration_connection(config, lock=True) as connection:
+        record = status.read_record(connection)
+        step = stored.plan(connection, module, record.versions, scripts, record.applied)
+        connection.rollback()  # the reads began a transaction; each step back has its own
+        if step is None:
+            return None
+        if rest.startswith(("-", "+")) or rest in ("", "head", "heads"):
+            raise MigrationError(
+                f"the database is ahead of the installed {module} ({', '.join(step.revisions)}): "
+                f"name the revision to go back to, such as "
+                f"{module}@{step.lands_on or 'base'}"
+            )
+        stored.run_back(connection, step, registry)
+    return (
+        f"{module}: ran the stored downgrade() of {', '.join(step.revisions)} (their files are "
+        f"not installed); now at {step.lands_on or 'base'}"
+    )
