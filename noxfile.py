@@ -277,6 +277,8 @@ def tests(session: nox.Session) -> None:
         _dev_requirement("pytest-timeout"),
         _dev_requirement("ruff"),
         _dev_requirement("schemathesis"),
+        # the package index the release round trip publishes to and installs from
+        _dev_requirement("pypiserver"),
         *sorted(build_backends),
     )
     session.run("pytest", *session.posargs, env=_test_env())

@@ -145,3 +145,37 @@ def test_a_stored_revision_importing_what_is_gone_is_refused(tmp_path, database_
     back = run_tecnorev("db", "downgrade", f"sales@{SALES_HEAD}", url=database_url, env=newer)
     assert back.returncode == 0, back.stderr
     assert not {"note", "max_uses"} & _columns(database_url)
+
+
+def test_a_stored_source_that_was_altered_is_refused(tmp_path, database_url):
+    newer = _newer_sales(tmp_path)
+    assert run_tecnorev("db", "upgrade", "heads", url=database_url, env=newer).returncode == 0
+
+    # someone rewrites the stored text: its downgrade() would no longer be what was applied
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "UPDATE tecnorev_revision_source SET source = "
+                    "replace(source, 'batch.drop_column', 'batch.drop_column  # ') "
+                    "WHERE revision = :revision"
+                ),
+                {"revision": LIMIT},
+            )
+    finally:
+        engine.dispose()
+
+    code, report = _status(database_url)
+    assert code == 3
+    (sales,) = [m for m in report["modules"] if m["module"] == "sales"]
+    assert sales["back_refused"].startswith(
+        f"the stored source of {LIMIT} was changed after it was stored (sha256 "
+    )
+    assert sales["back_refused"].endswith(
+        f"install the release of sales that ships {LIMIT} to downgrade with its file"
+    )
+    refused = run_tecnorev("db", "downgrade", f"sales@{SALES_HEAD}", url=database_url)
+    assert refused.returncode != 0
+    assert f"the stored source of {LIMIT} was changed after it was stored" in refused.stderr
+    assert {"note", "max_uses"} <= _columns(database_url)  # nothing was run

@@ -11,6 +11,7 @@ those revisions instead, newest first, each in its own transaction with the ledg
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import types
 from collections.abc import Iterable, Mapping
@@ -62,6 +63,25 @@ class StoredRevision:
     module: str | None
     source: str
     down_revisions: tuple[str, ...]
+    checksum: str | None = None
+
+    def tampering(self, applied_checksum: str | None) -> str | None:
+        """Why this text cannot be trusted to be what was applied, or ``None``: the store's
+        own checksum must match the text, and the ledger's checksum of the application must
+        match too (raw sha256 accepted for ledger rows older than normalised checksums)."""
+        text = ledger.sha256_text(self.source)
+        if self.checksum and self.checksum != text:
+            return (
+                f"the stored source of {self.revision} was changed after it was stored (sha256 "
+                f"{self.checksum[:12]} recorded, {text[:12]} now)"
+            )
+        raw = hashlib.sha256(self.source.encode("utf-8", errors="surrogateescape")).hexdigest()
+        if applied_checksum and applied_checksum not in (text, raw):
+            return (
+                f"the stored source of {self.revision} is not the text the ledger says was "
+                f"applied (sha256 {applied_checksum[:12]} applied, {text[:12]} stored)"
+            )
+        return None
 
     def missing_imports(self) -> list[str]:
         """What the revision imports that is not installed now."""
@@ -110,7 +130,7 @@ def load(connection: sa.Connection, revisions: Iterable[str]) -> dict[str, Store
     query = sa.select(revision_source).where(revision_source.c.revision.in_(wanted))
     return {
         row.revision: StoredRevision(
-            row.revision, row.module, row.source, _down_revisions(row.source)
+            row.revision, row.module, row.source, _down_revisions(row.source), row.checksum
         )
         for row in connection.execute(query)
     }
@@ -158,6 +178,16 @@ def plan(
                 None,
                 f"{current} has no stored source (applied before sources were kept): install "
                 f"the release of {module} that ships it to downgrade with its file",
+            )
+        entry = applied.get(current)
+        tampered = stored.tampering(entry.checksum if entry is not None else None)
+        if tampered:
+            return StepBack(
+                module,
+                tuple(chain),
+                None,
+                f"{tampered}: install the release of {module} that ships {current} to "
+                "downgrade with its file",
             )
         missing = stored.missing_imports()
         if missing:
