@@ -483,13 +483,18 @@ def bench(session: nox.Session) -> None:
     whose output differs from plain alembic's fails the session.
     `nox -s bench -- api [--workers 1,2 --duration 10]`: the product list and order placement
     through `tecnorev serve` under 32 clients, next to the same SQL run by pgbench (the database
-    floor); needs pgbench and PostgreSQL at TEST_DATABASE_URL, and uses wrk when installed."""
+    floor); needs pgbench and PostgreSQL at TEST_DATABASE_URL, and uses wrk when installed.
+    `nox -s bench -- squash [--revisions 200 --postgres]`: a fresh `upgrade heads` of a module of
+    200 revisions before and after `tecnorev db squash`."""
     _install_editable(session)
     args = list(session.posargs)
     if args[:1] == ["api"]:
         if "--profile" in args:
             session.install("py-spy")
         session.run("python", "bench/bench_api.py", *args[1:])
+        return
+    if args[:1] == ["squash"]:
+        session.run("python", "bench/bench_squash.py", *args[1:])
         return
     if args[:1] == ["cli"]:
         args = args[1:]

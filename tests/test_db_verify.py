@@ -26,6 +26,7 @@ TITLES = {
     "depends_on": "depends_on into declared dependencies, shipped by their lowest version",
     "edited": "no applied migration edited since",
     "models": "models match migrations, per module",
+    "squashes": "each squash builds what its originals build",
     "reachable": "every table class imported by its models module",
 }
 
@@ -114,8 +115,9 @@ def test_the_installed_modules_pass(database_url):
     assert lines[2] == f"ok    {TITLES['depends_on']}"
     assert lines[3].startswith(f"ok    {TITLES['edited']} (against ")
     assert lines[4] == f"ok    {TITLES['models']} (compared on a scratch SQLite db)"
-    assert lines[5] == f"ok    {TITLES['reachable']}"
-    assert lines[6] == "verify: all checks passed"
+    assert lines[5] == f"ok    {TITLES['squashes']} (no squash ships its originals beside it)"
+    assert lines[6] == f"ok    {TITLES['reachable']}"
+    assert lines[7] == "verify: all checks passed"
     assert "Running upgrade" not in result.stdout + result.stderr
 
 

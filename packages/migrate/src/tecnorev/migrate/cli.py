@@ -78,6 +78,9 @@ def make_config(
     """An alembic Config whose version locations are the installed modules' branches.
 
     ``ini`` defaults to ``./alembic.ini`` when it exists, else the packaged environment."""
+    from tecnorev.migrate import squash
+
+    squash.install()  # every ScriptDirectory made from it shows squashes
     registry = Registry.of(registry) if registry is not None else get_registry()
     if ini is None and Path("alembic.ini").is_file():
         ini = "alembic.ini"

@@ -26,7 +26,7 @@ from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
-from tecnorev.migrate import autogen, ledger, safety, stable_batch, state, stored
+from tecnorev.migrate import autogen, ledger, safety, squash, stable_batch, state, stored
 from tecnorev.migrate.connect import bounded_engine, check_connection
 from tecnorev.migrate.errors import MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
@@ -420,6 +420,7 @@ def _run_online(
 
             path = backup_database(connection.engine.url, Path(backup_dir))
             _say(f"backed up the database to {path}")
+        _settle_squashes(env, connection, registry, scripts)
         restored = state.restore_forgotten(connection, scripts)
         if restored:
             print(f"restored the record of {', '.join(restored)} (module installed again)")
@@ -448,6 +449,38 @@ def _run_online(
             raise
 
 
+# Set on the alembic Config: show every squash's originals (verify's equivalence check).
+ORIGINALS_ATTRIBUTE = "tecnorev_originals"
+
+
+def _settle_squashes(
+    env: EnvironmentContext, connection: sa.Connection, registry: Registry, scripts: ScriptDirectory
+) -> None:
+    """Show the squashes or their originals as this database needs; a database on the last
+    original of a range whose files are gone now stands on the squash (recorded in the ledger)."""
+    versions = state.recorded_versions(connection)
+    wanted = bool(env.config.attributes.get(ORIGINALS_ATTRIBUTE))
+    chosen = squash.choose_view(scripts, versions, originals=wanted)
+    if chosen.refusal():
+        raise MigrationError(chosen.refusal())
+    for done in chosen.settle:
+        connection.execute(
+            sa.text(f"UPDATE {state.VERSION_TABLE} SET version_num = :new WHERE version_num = :o"),
+            {"new": done.revision, "o": done.tip},
+        )
+        ledger.ensure_tables(connection)
+        _Recorder(registry, scripts).write(
+            connection,
+            done.revision,
+            "stamp-upgrade",
+            note=f"stands for {len(done.originals)} revisions applied one by one, "
+            f"{done.originals[0]} to {done.tip}",
+        )
+        script = scripts.get_revision(done.revision)
+        stored.store(connection, done.revision, module_of_script(script, registry), script.path)
+        _say(f"{done.tip}, the last revision {done.revision} squashes, is recorded as the squash")
+
+
 _logging_configured = False
 
 
@@ -472,12 +505,15 @@ def _configure_logging(config: Any) -> None:
 def run() -> None:
     """Entry point for ``env.py``."""
     stable_batch.install()
+    squash.install()
     _configure_logging(context.config)
     env: EnvironmentContext = context._proxy  # the EnvironmentContext alembic installed
     config = context.config
     registry = get_registry()
     scripts = env.script
     point_at_modules(scripts, registry)
+    if config.attributes.get(ORIGINALS_ATTRIBUTE):
+        squash.choose_view(scripts, (), originals=True)
     try:
         guard_merge(config, scripts, registry)
         guard_destination(env, scripts)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
 
     from tecnorev.migrate.modules import Registry
+    from tecnorev.migrate.squash import Chosen
 
 VERSION_TABLE = "alembic_version"
 # Ledger directions after which a revision counts as applied (its file as it was then).
@@ -43,6 +44,8 @@ class State(StrEnum):
     NOT_INSTALLED = "not installed"
     SET_ASIDE = "set aside"
     EDITED = "edited since applied"
+    # on a revision inside a squashed range whose originals are no longer installed
+    STRANDED = "inside a squashed range"
 
 
 class ExitCode:
@@ -51,7 +54,8 @@ class ExitCode:
     UP_TO_DATE = 0  # every installed module at its head (set-aside modules are fine)
     PENDING = 1  # revisions to apply: tecnorev db upgrade heads
     UNAVAILABLE = 2  # the database cannot be read, or the installation is broken
-    AHEAD = 3  # the database has revisions the installed code lacks (ahead, not installed)
+    # the database has revisions the installed code lacks (ahead, not installed, stranded)
+    AHEAD = 3
     EDITED = 4  # an applied migration file was changed afterwards
 
 
@@ -100,6 +104,7 @@ class ModuleStatus:
     # ahead of the code: how to go back to it from the stored sources, or why not
     back_to: str | None = None
     back_refused: str | None = None
+    note: str | None = None  # what to do, where the state needs more than its name
 
     @property
     def pending(self) -> int:
@@ -128,6 +133,7 @@ class ModuleStatus:
             ],
             "back_to": self.back_to,
             "back_refused": self.back_refused,
+            "note": self.note,
         }
 
 
@@ -137,6 +143,7 @@ _EXIT_FOR_STATE = {
     State.PENDING: ExitCode.PENDING,
     State.AHEAD: ExitCode.AHEAD,
     State.NOT_INSTALLED: ExitCode.AHEAD,
+    State.STRANDED: ExitCode.AHEAD,
     State.EDITED: ExitCode.EDITED,
 }
 
@@ -440,6 +447,11 @@ def build_status(
     record: DatabaseRecord, scripts: Mapping[str, Script], registry: Registry
 ) -> StatusReport:
     """Compare ``record`` with the installed modules' revisions (no database access)."""
+    from dataclasses import replace
+
+    from tecnorev.migrate.squash import as_seen
+
+    record = replace(record, versions=as_seen(record.versions, scripts))
     owners = owners_of(scripts, registry)
     by_module: dict[str, list[str]] = {name: [] for name in registry.names}
     for revision, owner in owners.items():
@@ -475,11 +487,14 @@ def read_status(
     """Each module's state in the database behind ``connection`` (``None``: no database yet)."""
     from dataclasses import replace
 
-    from tecnorev.migrate import stored
+    from tecnorev.migrate import squash, stored
 
     record = read_record(connection)
+    chosen = squash.choose_view(scripts, record.versions)
     found = all_scripts(scripts)
     report = build_status(record, found, registry)
+    if chosen.stranded:
+        report = _mark_stranded(report, chosen, found, registry)
     if connection is None or not any(m.state is State.AHEAD for m in report.modules):
         return report
     rows = []
@@ -489,6 +504,30 @@ def read_status(
             step = stored.plan(connection, row.module, record.versions, found, record.applied)
         if step is not None:
             row = replace(row, back_to=step.lands_on or "base", back_refused=step.refusal)
+        rows.append(row)
+    return StatusReport(tuple(rows))
+
+
+def _mark_stranded(
+    report: StatusReport, chosen: Chosen, found: Mapping[str, Script], registry: Registry
+) -> StatusReport:
+    from dataclasses import replace
+
+    from tecnorev.migrate.revisions import module_of_script
+    from tecnorev.migrate.squash import stranded_message
+
+    notes = {
+        module_of_script(found[squash.revision], registry): (
+            inside,
+            stranded_message(squash, inside),
+        )
+        for squash, inside in chosen.stranded
+    }
+    rows = []
+    for row in report.modules:
+        if row.module in notes:
+            inside, note = notes[row.module]
+            row = replace(row, state=State.STRANDED, database_revisions=tuple(inside), note=note)
         rows.append(row)
     return StatusReport(tuple(rows))
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from tecnorev.migrate.modules import Registry
 
 # the engine's own tables: the version table and the ledger's
+_UPGRADE_FAILED = "migrating a scratch database to every head failed"
 BOOKKEEPING_TABLES = frozenset({"alembic_version", *ledger_metadata.tables})
 
 
@@ -475,8 +476,7 @@ def check_models(config: Config, code: _Code, scratch_url: str) -> CheckResult:
         result.problems.append(
             Problem(
                 None,
-                f"migrating a scratch database to every head failed: {type(exc).__name__}: "
-                f"{detail}",
+                f"{_UPGRADE_FAILED}: {type(exc).__name__}: {detail}",
                 path,
                 line,
             )
@@ -514,6 +514,45 @@ def check_models(config: Config, code: _Code, scratch_url: str) -> CheckResult:
                 line,
             )
         )
+    return result
+
+
+def check_squashes(config: Config, scripts: ScriptDirectory, squashed_url: str) -> CheckResult:
+    """Each squash whose originals are still shipped builds what they build: a second scratch
+    database migrated through the originals holds the same schema and rows as ``squashed_url``
+    (already migrated to every head, squashes run)."""
+    from alembic import command
+
+    from tecnorev.migrate import squash
+    from tecnorev.migrate.cli import make_config
+    from tecnorev.migrate.environment import ORIGINALS_ATTRIBUTE
+    from tecnorev.migrate.scratch import differences, scratch_database, snapshot
+
+    result = CheckResult("squashes", "each squash builds what its originals build")
+    shipped = [s for s in squash.squashes(scripts) if s.shipped == set(s.originals)]
+    if not shipped:
+        result.note = "no squash ships its originals beside it"
+        return result
+    names = ", ".join(s.revision for s in shipped)
+    result.note = f"{names} against their originals, on a second scratch database"
+    with scratch_database(squashed_url) as originals_url:
+        config = make_config(ini=config.config_file_name, url=originals_url)
+        config.attributes[ORIGINALS_ATTRIBUTE] = True
+        try:
+            with _quiet():
+                command.upgrade(config, "heads")
+        except Exception as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip()
+            message = f"migrating through the originals of {names} failed: {detail}"
+            result.problems.append(Problem(None, message))
+            return result
+        found = differences(
+            snapshot(squashed_url, BOOKKEEPING_TABLES), snapshot(originals_url, BOOKKEEPING_TABLES)
+        )
+    for line in found:
+        line = line.replace("the first", "the squashed").replace("the second", "the originals")
+        message = f"{names} and the revisions they replace build different databases: {line}"
+        result.problems.append(Problem(None, message))
     return result
 
 
@@ -659,6 +698,8 @@ def verify(
             check_edited(code, scripts, database_url),
             check_models(config, code, url),
         ]
+        if not any(p.message.startswith(_UPGRADE_FAILED) for p in checks[-1].problems):
+            checks.append(check_squashes(config, scripts, url))
     checks.append(check_reachable(registry))
     return VerifyReport(tuple(checks))
 
@@ -679,5 +720,6 @@ __all__ = [
     "check_models",
     "check_reachable",
     "check_releases",
+    "check_squashes",
     "verify",
 ]

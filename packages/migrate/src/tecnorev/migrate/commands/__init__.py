@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "restore",
     "repair",
     "release",
+    "squash",
 )
 
 

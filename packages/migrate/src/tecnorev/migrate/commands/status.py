@@ -116,6 +116,8 @@ def _advice(report: StatusReport) -> list[str]:
                     else "."
                 )
             )
+        elif row.state is State.STRANDED:
+            lines.append(f"{row.module}: {row.note}.")
         elif row.state is State.NOT_INSTALLED:
             lines.append(
                 f"{row.module}: the database records {revisions}, but the module is not "

@@ -15,7 +15,8 @@ NAME = "verify"
 HELP = (
     "check every module's migrations: models match them, one head per module, depends_on "
     "into declared dependencies shipped by their lowest accepted version, no applied file "
-    "edited, no table class left out of its models module; exit 1 with a report naming "
+    "edited, each squash building what its originals build, no table class left out of its "
+    "models module; exit 1 with a report naming "
     "module, file and line"
 )
 
