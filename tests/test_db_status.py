@@ -78,6 +78,7 @@ def test_a_fresh_database_is_pending_and_is_not_created(database_url):
         "edited_revisions": [],
         "back_to": None,
         "back_refused": None,
+        "note": None,
     }
     assert all(row["state"] == "pending" for row in report["modules"])
 
@@ -199,6 +200,7 @@ def test_a_module_recorded_in_the_database_but_not_installed(database_url):
         "edited_revisions": [],
         "back_to": None,
         "back_refused": None,
+        "note": None,
     }
     assert list(rows(report))[-1] == "loyalty"
     assert {rows(report)[m]["state"] for m in MODULES} == {"up to date"}

@@ -1,17 +1,19 @@
 """Writing a squash: one revision file that runs a range of a module's revisions.
 
-Each original's ``upgrade()`` and ``downgrade()`` bodies become two private functions of the
-new file, called in order (downgrades in reverse), so what a fresh database runs is exactly what
-the originals ran, only read from one file.  Imports are merged; other top-level definitions
-(helpers, table stubs, constants) are kept once, and two originals defining one name
-differently are refused rather than renamed.  An original that runs SQL or touches rows (a data
-migration) is kept only when asked (``keep_data``): it is never dropped silently.
+Each original becomes a function of the new file holding its code as it was (its helpers,
+table stubs and imports included, only indented), which returns its ``upgrade`` and
+``downgrade``; the squash calls them in order (downgrades in reverse).  So what a fresh database
+runs is exactly what the originals ran, two originals may define the same name, and nothing is
+rewritten.  What cannot move into a function is refused with file and line: code that runs on
+import, ``global``.  An original that runs SQL or touches rows (a data migration) is kept only
+when asked (``keep_data``): it is never dropped silently.
 """
 
 from __future__ import annotations
 
 import ast
-import textwrap
+import io
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +30,14 @@ DATA_CALLS = {"execute", "exec_driver_sql", "bulk_insert", "get_bind", "get_cont
 
 
 @dataclass
-class _Parts:
-    """What the originals bring to the new file."""
+class _Step:
+    """One original, as a closure of the new file: its code verbatim (minus docstring, revision
+    identifiers and ``__future__`` imports), indented, returning its upgrade and downgrade."""
 
+    script: Script
+    title: str
+    code: list[str]
     future: list[str] = field(default_factory=list)
-    imports: list[str] = field(default_factory=list)
-    shared: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (source, origin)
-    steps: list[tuple[Script, str, str, str]] = field(default_factory=list)  # up, down, title
 
 
 def data_steps(script: Script) -> list[str]:
@@ -52,80 +55,76 @@ def data_steps(script: Script) -> list[str]:
     return found
 
 
-def _body(source: str, function: ast.FunctionDef) -> str:
-    lines = source.splitlines()
-    start = function.body[0].lineno - 1
-    # comments between the signature and the first statement belong to the body
-    while start > function.lineno and lines[start - 1].strip().startswith("#"):
-        start -= 1
-    return textwrap.dedent("\n".join(lines[start : function.end_lineno])).rstrip()
+def _inside_strings(source: str) -> set[int]:
+    """Line numbers (1-based) that continue a multi-line string: indenting them would change
+    the string."""
+    inside: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in _STRING_TOKENS and token.end[0] > token.start[0]:
+            inside.update(range(token.start[0] + 1, token.end[0] + 1))
+    return inside
 
 
-def _names(node: ast.stmt) -> list[str]:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return [node.name]
+_STRING_TOKENS = {
+    tokenize.STRING,
+    *(getattr(tokenize, n) for n in ("FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)),
+}
+
+
+def _names(node: ast.stmt) -> set[str]:
     if isinstance(node, ast.Assign):
-        return [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        return {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-        return [node.target.id]
-    return []
+        return {node.target.id}
+    return set()
 
 
-def _gather(scripts: Sequence[Script]) -> _Parts:
-    parts = _Parts()
-    for script in scripts:
-        source = Path(script.path).read_text(encoding="utf-8")
-        tree = ast.parse(source)
-        functions: dict[str, ast.FunctionDef] = {}
-        for index, node in enumerate(tree.body):
-            segment = ast.get_source_segment(source, node) or ""
-            if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-                continue  # the docstring
-            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-                if segment not in parts.future:
-                    parts.future.append(segment)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                if segment not in parts.imports:
-                    parts.imports.append(segment)
-            elif isinstance(node, ast.FunctionDef) and node.name in ("upgrade", "downgrade"):
-                functions[node.name] = node
-            elif set(_names(node)) & IDENTIFIERS and set(_names(node)) <= IDENTIFIERS:
-                continue
-            else:
-                _share(parts, node, segment, script)
-        if "upgrade" not in functions:
-            raise MigrationError(f"{script.path} has no upgrade(): it cannot be squashed")
-        up = _body(source, functions["upgrade"])
-        down = _body(source, functions["downgrade"]) if "downgrade" in functions else None
-        if down is None:
+def _step(script: Script) -> _Step:
+    path = Path(script.path)
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    drop: set[int] = set()  # line numbers left out of the closure
+    future: list[str] = []
+    defined = set()
+    for index, node in enumerate(tree.body):
+        lines = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            drop |= lines  # the docstring
+        elif isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            future.append(ast.get_source_segment(source, node) or "")
+            drop |= lines
+        elif _names(node) and _names(node) <= IDENTIFIERS:
+            drop |= lines
+        elif isinstance(node, ast.Expr):
             raise MigrationError(
-                f"{script.path} has no downgrade(): a squash must be able to go back as the "
-                "originals did"
+                f"{path}, line {node.lineno}: top-level code that runs on import cannot be "
+                "squashed (the squash would run it at upgrade time instead); move it into "
+                "upgrade() or end the range before this revision (--to)"
             )
-        title = (script.doc or "").strip().splitlines()[0] if script.doc else ""
-        parts.steps.append((script, up, down, title))
-    return parts
-
-
-def _share(parts: _Parts, node: ast.stmt, segment: str, script: Script) -> None:
-    names = _names(node)
-    if not names:
+        elif isinstance(node, ast.FunctionDef):
+            defined.add(node.name)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            raise MigrationError(
+                f"{path}, line {node.lineno}: '{type(node).__name__.lower()}' cannot be "
+                "squashed (the revision's top level becomes a function's body)"
+            )
+    missing = {"upgrade", "downgrade"} - defined
+    if missing:
         raise MigrationError(
-            f"{script.path}, line {node.lineno}: top-level code other than imports, "
-            "definitions and assignments cannot be squashed (it ran once per import); move it "
-            "into upgrade() or leave this revision out of the range (--to)"
+            f"{path} has no {' or '.join(sorted(missing))}(): a squash runs both as the "
+            "originals did"
         )
-    for name in names:
-        known = parts.shared.get(name)
-        if known is not None and known[0] != segment:
-            raise MigrationError(
-                f"{name!r} is defined differently in {known[1]} and {Path(script.path).name}: "
-                "rename it in one of them (a reviewed, repaired edit) or squash a shorter range"
-            )
-    if all(name in parts.shared for name in names):
-        return
-    for name in names:
-        parts.shared[name] = (segment, Path(script.path).name)
+    strings = _inside_strings(source)
+    code = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        if number in drop:
+            continue
+        code.append(line if number in strings or not line.strip() else "    " + line)
+    while code and not code[0].strip():
+        code.pop(0)
+    title = (script.doc or "").strip().splitlines()[0] if script.doc else ""
+    return _Step(script, title, code, future)
 
 
 def _literal(value: tuple[str, ...]) -> str:
@@ -156,22 +155,24 @@ def render(
         for dependency in to_tuple(getattr(raw, "depends_on", None), default=()):
             if dependency not in inside and dependency not in depends:
                 depends.append(dependency)
-    parts = _gather(scripts)
+    steps = [_step(script) for script in scripts]
+    future = list(dict.fromkeys(f for step in steps for f in step.future))
 
     out = [
         f'"""{message}',
         "",
         f"Squashes {len(ids)} revisions of {module}, {ids[0]} to {ids[-1]}: a fresh database",
         "runs this one; a database partway through them goes on with the originals while they",
-        f"are shipped ({project().command} squash).",
+        f"are shipped ({project().command} squash).  Each original is a function below",
+        "holding its code as it was, returning its upgrade() and downgrade().",
         "",
         f"Revision ID: {revision}",
         f"Revises: {', '.join(parents)}",
         f"Create Date: {created}",
         '"""',
         "",
-        *parts.future,
-        *parts.imports,
+        *future,
+        "from types import SimpleNamespace",
         "",
         f"revision = {revision!r}",
         f"down_revision = {_literal(tuple(parents))}",
@@ -181,18 +182,17 @@ def render(
         *(f"    {r!r}," for r in ids),
         ")",
         "",
+        "",
+        "def upgrade() -> None:",
+        *(f"    _{step.script.revision}().upgrade()" for step in steps),
+        "",
+        "",
+        "def downgrade() -> None:",
+        *(f"    _{step.script.revision}().downgrade()" for step in reversed(steps)),
     ]
-    for source, _origin in parts.shared.values():
-        if source not in out:
-            out += ["", source, ""]
-    out += ["", "def upgrade() -> None:"]
-    out += [f"    _upgrade_{s.revision}()" for s, *_ in parts.steps]
-    out += ["", "", "def downgrade() -> None:"]
-    out += [f"    _downgrade_{s.revision}()" for s, *_ in reversed(parts.steps)]
-    for script, up, down, title in parts.steps:
-        out += ["", "", f"# -- {script.revision}: {title}" if title else f"# -- {script.revision}"]
-        out += ["", "", f"def _upgrade_{script.revision}() -> None:"]
-        out += [textwrap.indent(up, "    ")]
-        out += ["", "", f"def _downgrade_{script.revision}() -> None:"]
-        out += [textwrap.indent(down, "    ")]
+    for step in steps:
+        heading = f"# -- {step.script.revision}" + (f": {step.title}" if step.title else "")
+        out += ["", "", heading, "", "", f"def _{step.script.revision}() -> SimpleNamespace:"]
+        out += step.code
+        out += ["", "    return SimpleNamespace(upgrade=upgrade, downgrade=downgrade)"]
     return "\n".join(out).rstrip() + "\n"

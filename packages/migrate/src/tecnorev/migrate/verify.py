@@ -124,6 +124,9 @@ class _Code:
     scripts: Mapping[str, Script]
     owners: Mapping[str, str]
     registry: Registry
+    # squashes: each replaced revision -> its squash, and each range's last one -> its squash
+    replaced: Mapping[str, str] = field(default_factory=dict)
+    tips: Mapping[str, str] = field(default_factory=dict)
 
 
 def _line_of(path: str, pattern: str) -> int | None:
@@ -190,7 +193,7 @@ def check_releases(code: _Code) -> CheckResult:
             result.problems.append(Problem(module.name, str(exc), str(path)))
             continue
         for release in recorded:
-            gone = [h for h in release.heads if h not in code.scripts]
+            gone = [h for h in release.heads if h not in code.scripts and h not in code.replaced]
             if gone:
                 result.problems.append(
                     Problem(
@@ -206,7 +209,8 @@ def check_releases(code: _Code) -> CheckResult:
             r for r, s in code.scripts.items() if s.is_head and code.owners.get(r) == module.name
         )
         same = next((r for r in recorded if r.version == installed), None)
-        if same is not None and sorted(same.heads) != current:
+        # a squash stands for the last revision it replaces: the same schema, whichever ships
+        if same is not None and sorted(code.tips.get(h, h) for h in same.heads) != current:
             result.problems.append(
                 Problem(
                     module.name,
@@ -261,7 +265,7 @@ def _first_shipping(code: _Code, module: str, revision: str) -> _Shipping:
     except (MigrationError, InvalidVersion) as exc:
         return _Shipping(None, str(path), str(exc))
     for version, heads in ordered:
-        if revision in _branch_ancestors(code, heads):
+        if revision in _branch_ancestors(code, [code.tips.get(h, h) for h in heads]):
             return _Shipping(version, f"as recorded in {path}")
     installed = distribution_version(descriptor.distribution)
     if installed is None:
@@ -705,8 +709,17 @@ def verify(
 
 
 def _read_code(scripts: ScriptDirectory, registry: Registry) -> _Code:
+    from tecnorev.migrate.squash import replaces
+
     found = status.all_scripts(scripts)
-    return _Code(found, status.owners_of(found, registry), registry)
+    squashes = [s for s in found.values() if replaces(s)]
+    return _Code(
+        found,
+        status.owners_of(found, registry),
+        registry,
+        replaced={r: s.revision for s in squashes for r in replaces(s)},
+        tips={replaces(s)[-1]: s.revision for s in squashes},
+    )
 
 
 __all__ = [
