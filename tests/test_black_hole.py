@@ -156,6 +156,7 @@ NO_DATABASE = {
     "module new": "writes a new package",
     "settings": "lists the settings, reading the environment and .env only",
     "db release": "writes a module's release record from its migration files",
+    "db squash": "writes a revision from the migration files; checks it on scratch SQLite files",
 }
 
 
