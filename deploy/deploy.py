@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
-"""Deploy Tecno Rev: back up and migrate once, then restart the application, replica by
-replica, only once ``tecnorev db status`` says every module is at its head.
+"""Deploy Tecno Rev without stopping it: expand the schema once, restart the application
+replica by replica (each only once ``tecnorev db status`` says the code can run, and the one
+before answers), then contract.
 
     deploy.py all --restart CMD [--restart CMD ...]     one host, or every replica from here
-    deploy.py migrate                                    the one migration step alone
+    deploy.py migrate                                    the expand step alone
     deploy.py rollout --restart CMD [--restart CMD ...]  the gated rollout alone
+    deploy.py contract                                   the contract step alone
 
 Steps, each stopping the deployment when it fails:
 
 1. ``--install CMD`` (optional): put the new distributions in place (e.g. ``pip install -r
    requirements.lock``); it touches no database, and the migrations come with the new code.
-2. migrate, exactly once, from this process: ``tecnorev db upgrade heads --backup``.  Replicas
-   never migrate when they start (if one did anyway, the migration lock would serialise it).
-3. gate: ``tecnorev db status`` must exit 0 (nothing pending, nothing edited or missing).
+2. expand, exactly once, from this process: ``tecnorev db upgrade heads --backup`` (on
+   PostgreSQL contract revisions are held back; declared backfills run here, in batches).
+   Replicas never migrate when they start (if one did, the migration lock would serialise it).
+3. gate: ``tecnorev db status`` must exit 0 (nothing but contract revisions pending, nothing
+   edited or missing).
 4. rollout: each ``--restart`` command in turn (``systemctl restart tecnorev@1``, ``kubectl
    rollout restart ...``); with ``--health-url``, the replica must answer 2xx before the next
    one restarts, so a broken release stops after one replica.
+5. contract: ``tecnorev db contract``, which itself waits for no replica of the old release to
+   be left (replicas report what they run); skipped with ``--no-contract``, to contract later.
 
 ``DATABASE_URL`` (environment or ``.env``) names the database, as for every ``tecnorev``
 command.  Standard library only: it runs with the deployment's own Python.
@@ -79,6 +85,15 @@ def gate(tecnorev: str) -> None:
         )
 
 
+def contract(tecnorev: str) -> None:
+    if run([tecnorev, "db", "contract"]) != 0:
+        raise DeployError(
+            "the contract step was refused or failed (see above): every replica runs the new "
+            "release against the expanded schema, which serves both; run "
+            "'tecnorev db contract' once what it names is resolved"
+        )
+
+
 def wait_healthy(url: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,7 +135,7 @@ def _untouched(number: int, total: int) -> str:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("all", "migrate", "rollout"))
+    parser.add_argument("step", choices=("all", "migrate", "rollout", "contract"))
     parser.add_argument("--install", metavar="CMD", help="command installing the new version")
     parser.add_argument("--backup-dir", default="backups", help="default: ./backups")
     parser.add_argument("--no-backup", action="store_true", help="migrate without a backup")
@@ -132,8 +147,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--health-timeout", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--tecnorev", default=default_tecnorev(), help="the tecnorev command")
+    parser.add_argument("--no-contract", action="store_true", help="'all' stops after the rollout")
     options = parser.parse_args(argv)
-    if options.step != "migrate" and not options.restart:
+    if options.step in ("all", "rollout") and not options.restart:
         parser.error(f"'{options.step}' needs at least one --restart command")
     if len(options.health_url) > len(options.restart):
         parser.error("more --health-url than --restart")
@@ -150,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.step in ("all", "rollout"):
             gate(options.tecnorev)
             rollout(options.restart, options.health_url, options.health_timeout)
+        if options.step == "contract" or (options.step == "all" and not options.no_contract):
+            contract(options.tecnorev)
     except DeployError as exc:
         say(f"FAILED: {exc}")
         return 1

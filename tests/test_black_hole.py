@@ -117,6 +117,10 @@ CASES = [
     Case(("db", "restore", "{tmp}/shop.dump")),
     Case(("db", "generate", "catalog", "-m", "x")),
     Case(("db", "verify", "--postgres")),
+    Case(("db", "contract")),
+    Case(("db", "backfill", "status")),
+    Case(("db", "backfill", "run")),
+    Case(("db", "replicas")),
     # the scratch database is the black hole; DATABASE_URL names no database yet
     Case(("db", "verify", "--scratch-url", "{black_hole}"), url="sqlite:///{tmp}/none.db"),
     Case(

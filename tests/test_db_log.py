@@ -21,6 +21,7 @@ KEYS = {
     "at",
     "module",
     "revision",
+    "phase",
     "direction",
     "distribution_version",
     "checksum",
@@ -61,6 +62,7 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
         assert entry["at"].endswith("+00:00")
         assert entry["duration_ms"] >= 0
         assert entry["note"] is None  # only failed attempts and repairs carry one
+        assert entry["phase"] == "expand"  # every shipped revision only adds
     catalog = next(e for e in entries if e["module"] == "catalog")
     assert catalog["parents"] == ["auth_262deabaa823"]  # its depends_on, not auth's head
 
@@ -72,6 +74,7 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
         "(UTC)",
         "MODULE",
         "REVISION",
+        "PHASE",
         "DIRECTION",
         "VERSION",
         "MS",
@@ -81,7 +84,7 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
     ]
     assert len(lines) == 1 + len(revisions)
     assert re.match(
-        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  auth\s+auth_9745703af63a\s+upgrade\s+0\.1\.0\s+\d+\s+\S+@\S+\s+[0-9a-f]{12}$",
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  auth\s+auth_9745703af63a\s+expand\s+upgrade\s+0\.1\.0\s+\d+\s+\S+@\S+\s+[0-9a-f]{12}$",
         lines[1],
     )
     revision_column = lines[0].index("REVISION")
@@ -174,9 +177,12 @@ def test_an_uninstalled_module_keeps_its_rows(database_url):
     engine.dispose()
     (entry,) = log(database_url, "loyalty")
     assert entry["revision"] == "loyalty_0123456789ab"
+    assert entry["phase"] is None  # its file is not installed
     assert entry["at"].startswith("2026-01-02T03:04:05")
     result = run_tecnorev("db", "log", "loyalty", url=database_url)
-    assert "2026-01-02 03:04:05  loyalty  loyalty_0123456789ab  upgrade    0.3.0" in result.stdout
+    assert "2026-01-02 03:04:05  loyalty  loyalty_0123456789ab  -      upgrade    0.3.0" in (
+        result.stdout
+    )
 
 
 def test_limit_must_be_positive(tmp_path):

@@ -79,6 +79,7 @@ def test_a_fresh_database_is_pending_and_is_not_created(database_url):
         "back_to": None,
         "back_refused": None,
         "note": None,
+        "contract_revisions": [],
     }
     assert all(row["state"] == "pending" for row in report["modules"])
 
@@ -201,6 +202,7 @@ def test_a_module_recorded_in_the_database_but_not_installed(database_url):
         "back_to": None,
         "back_refused": None,
         "note": None,
+        "contract_revisions": [],
     }
     assert list(rows(report))[-1] == "loyalty"
     assert {rows(report)[m]["state"] for m in MODULES} == {"up to date"}

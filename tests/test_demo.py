@@ -36,6 +36,8 @@ BOOKKEEPING = {
     "tecnorev_migration_log",
     "tecnorev_forgotten_revision",
     "tecnorev_revision_source",
+    "tecnorev_replica",
+    "tecnorev_backfill",
 }
 
 

@@ -103,6 +103,7 @@ def test_one_host_backs_up_migrates_then_restarts(tmp_path, replicas):
         "db status",
         "deploy: restarting replica 1 of 1",
         f"deploy: replica 1 answers {app.url}",
+        "db contract",
         "deploy: done",
     ), result.stdout
     assert len(list((tmp_path / "backups").glob("shop-*.db"))) == 1
@@ -123,6 +124,8 @@ def test_replicas_migrate_once_then_restart_one_after_the_other(tmp_path, replic
         "replica 1 answers",
         "restarting replica 2 of 2",
         "replica 2 answers",
+        "db contract",
+        "deploy: done",
     ), result.stdout
     assert result.stdout.count("db upgrade heads") == 1
     assert [r.pid for r in fleet] != before and all(

@@ -177,6 +177,8 @@ def schema_objects(url: str) -> dict[str, set[str]]:
         "tecnorev_migration_log",
         "tecnorev_forgotten_revision",
         "tecnorev_revision_source",
+        "tecnorev_replica",
+        "tecnorev_backfill",
     }
     engine = bounded_engine(url, poolclass=sa.pool.NullPool)
     try:

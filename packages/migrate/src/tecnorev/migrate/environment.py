@@ -26,7 +26,18 @@ from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy import event, pool
 
-from tecnorev.migrate import autogen, ledger, safety, squash, stable_batch, state, stored
+from tecnorev.migrate import (
+    autogen,
+    backfill,
+    ledger,
+    phases,
+    replicas,
+    safety,
+    squash,
+    stable_batch,
+    state,
+    stored,
+)
 from tecnorev.migrate.connect import bounded_engine, check_connection
 from tecnorev.migrate.errors import MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
@@ -37,6 +48,10 @@ from tecnorev.migrate.revisions import module_of_revision, module_of_script
 ADVISORY_LOCK_KEY = 7_370_432_214_561_907_302
 # Set by ``tecnorev db upgrade --backup`` on the alembic Config: the folder for the backup.
 BACKUP_DIR_ATTRIBUTE = "tecnorev_backup_dir"
+# Set by ``tecnorev db contract`` / ``upgrade --contract``: contract revisions may run (gated).
+CONTRACT_ATTRIBUTE = "tecnorev_contract"
+# Set by ``upgrade --no-backfill``: declared backfills wait for ``tecnorev db backfill run``.
+NO_BACKFILL_ATTRIBUTE = "tecnorev_no_backfill"
 _RELATIVE = re.compile(r"^[+-]\d+$")
 
 
@@ -253,6 +268,8 @@ class _Recorder:
                 script = self.scripts.get_revision(revision)
                 owner = module_of_script(script, self.registry) if script else None
                 stored.store(connection, revision, owner, script.path if script else None)
+            elif not step.is_stamp:
+                backfill.forget_revision(connection, revision)
 
     def write(self, connection: sa.Connection, revision: str, direction: str, **row: Any) -> None:
         script = self.scripts.get_revision(revision)
@@ -425,6 +442,7 @@ def _run_online(
         if restored:
             print(f"restored the record of {', '.join(restored)} (module installed again)")
         state.check_recorded_versions(connection, scripts)
+        replicas.ensure_table(connection)
         if not external:
             # alembic would treat a transaction opened by these reads as the caller's and
             # never commit it (an upgrade then leaves alembic_version empty).
@@ -439,14 +457,102 @@ def _run_online(
             **options,
         )
         guard_downgrade(env, scripts, registry)
+        plan_phases(env, connection, registry, scripts, policy)
         try:
             with context.begin_transaction():
                 _run_migrations(env, connection, policy, held, recorder)
+        except phases.ContractRefused:
+            raise  # nothing was attempted
         except Exception as exc:
             # a run that applies revisions (not autogenerate's comparison, which runs none)
             if not external and env.context_opts.get("revision_context") is None:
                 recorder.failed(env, connection, _first_line(exc))
             raise
+        if _command_name(env) == "upgrade" and not external:
+            _run_backfills(env, connection, policy)
+
+
+def plan_phases(
+    env: EnvironmentContext,
+    connection: sa.Connection | None,
+    registry: Registry,
+    scripts: ScriptDirectory,
+    policy: safety.LockTimeout | None = None,
+) -> None:
+    """Phases for an upgrade.  On PostgreSQL only expand revisions run, unless contract was
+    asked for; then the replicas are checked before anything runs.  Before each contract
+    revision that runs (SQLite runs both phases), the backfills declared before it run, and
+    it is refused if one is unfinished."""
+    if _command_name(env) != "upgrade":
+        return
+    migration_context = context.get_context()
+    one_phase = migration_context.dialect.name == "sqlite"
+    contract = one_phase or bool(env.config.attributes.get(CONTRACT_ATTRIBUTE))
+    found: dict[str, Any] = {}
+
+    def everything() -> dict[str, Any]:
+        if not found:
+            from tecnorev.migrate.status import all_scripts
+
+            found.update(all_scripts(scripts))
+        return found
+
+    said: set[str] = set()
+
+    def on_hold(held: dict[str, str]) -> None:
+        fresh = sorted(set(held) - said)
+        if not fresh:
+            return
+        said.update(fresh)
+        contracts = sorted(set(held.values()))
+        after = [r for r in fresh if r not in contracts]
+        also = f" and {len(after)} revision(s) after them ({', '.join(after)})" if after else ""
+        _say(
+            f"held back contract revision(s) {', '.join(contracts)}{also}: they run with "
+            f"'{project().command} contract' once every replica runs the new release"
+        )
+
+    def up_front(planned: list[Any]) -> None:
+        if connection is not None and not one_phase:
+            phases.check_contract(connection, planned, everything(), registry, replicas_only=True)
+            if connection.in_transaction():
+                connection.commit()  # alembic starts the first revision's transaction itself
+
+    def before_contract(script: Any) -> None:
+        if connection is None:
+            return  # --sql: nothing runs
+        if not env.config.attributes.get(NO_BACKFILL_ATTRIBUTE):
+            pending = backfill.unfinished(connection)
+            if pending:
+                backfill.run_pending(
+                    connection, backfill.pace(policy), inline=connection.in_transaction()
+                )
+        phases.check_contract(connection, [script], everything(), registry)
+
+    migration_context._migrations_fn = phases.phased(
+        migration_context._migrations_fn,
+        on_hold=None if contract else on_hold,
+        up_front=up_front,
+        before_contract=before_contract,
+    )
+
+
+def _run_backfills(
+    env: EnvironmentContext, connection: sa.Connection, policy: safety.LockTimeout | None
+) -> None:
+    """The backfills the upgrade declared (or an interrupted run left), batch by batch."""
+    if connection.in_transaction():
+        connection.commit()
+    waiting = backfill.unfinished(connection)
+    if connection.in_transaction():
+        connection.commit()
+    if not waiting:
+        return
+    if env.config.attributes.get(NO_BACKFILL_ATTRIBUTE):
+        names = ", ".join(b.label for b in waiting)
+        _say(f"backfills not run (--no-backfill): {names}; '{project().command} backfill run'")
+        return
+    backfill.run_pending(connection, backfill.pace(policy))
 
 
 # Set on the alembic Config: show every squash's originals (verify's equivalence check).
@@ -536,6 +642,7 @@ def run() -> None:
                 transaction_per_migration=True,
                 **options,
             )
+            plan_phases(env, None, registry, scripts)
             with context.begin_transaction():
                 context.run_migrations()
             return

@@ -128,6 +128,11 @@ class ValidateConstraintOp(ops.MigrateOperation):
     schema: str | None = None
 
 
+# Findings a contract revision is made for: it runs only once no replica of a release that
+# used the column or table is left (``tecnorev db contract``).
+CONTRACT_PHASE_ALLOWS = frozenset({"TR105", "TR106"})
+
+
 def _before(seen: Seen, revision: Sequence[Seen]) -> Sequence[Seen]:
     """What the revision did before ``seen``."""
     return revision[: next(i for i, s in enumerate(revision) if s is seen)]
@@ -411,16 +416,18 @@ RULES: dict[str, Rule] = {
             "TR105",
             "column dropped",
             "its data is gone for good, and code still reading it fails until it is deployed",
-            "stop reading and writing the column in one release, drop it in a later one and "
-            "acknowledge with the release that stopped using it",
+            "stop reading and writing the column in one release; drop it in a contract "
+            "revision (phase = 'contract'), which runs only once no replica runs a release "
+            "that uses it",
             _check_drop_column,
         ),
         Rule(
             "TR106",
             "table dropped",
             "its rows are gone for good, and code still using it fails until it is deployed",
-            "stop using the table in one release (back it up if in doubt), drop it in a later "
-            "one and acknowledge",
+            "stop using the table in one release (back it up if in doubt); drop it in a "
+            "contract revision (phase = 'contract'), which runs only once no replica runs a "
+            "release that uses it",
             _check_drop_table,
         ),
         Rule(
@@ -1039,8 +1046,11 @@ def lint_module(module: ModuleType, path: Path | None = None) -> list[Finding]:
     revision = getattr(module, "revision", None)
     seen, failure = _record_upgrade(module)
     raw: list[tuple[str, int | None, str]] = []
+    contract = getattr(module, "phase", "expand") == "contract"
     for item in seen:
         for rule in RULES.values():
+            if contract and rule.id in CONTRACT_PHASE_ALLOWS:
+                continue  # what a contract revision is for: it runs after the old release
             if rule.check is not None:
                 raw.extend((rule.id, item.line, message) for message in rule.check(item, seen))
     if failure is not None:

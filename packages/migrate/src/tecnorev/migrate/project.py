@@ -208,6 +208,7 @@ class SettingInfo:
 def settings_schema() -> list[SettingInfo]:
     """Every setting the engine reads, each checked as the engine would read it.  Tecno Rev
     lists these beside its own (``tecnorev settings``)."""
+    from tecnorev.migrate.backfill import batch_size_setting, pause_setting
     from tecnorev.migrate.errors import MigrateError
     from tecnorev.migrate.safety import (
         DEFAULT_LOCK_RETRIES,
@@ -242,6 +243,18 @@ def settings_schema() -> list[SettingInfo]:
             str(DEFAULT_LOCK_RETRIES),
             "retries of a revision that timed out waiting for a lock",
             error=problem(lock_retries),
+        ),
+        SettingInfo(
+            name("BACKFILL_BATCH_SIZE"),
+            "1000",
+            "rows a backfill updates per batch (one short transaction each)",
+            error=problem(batch_size_setting),
+        ),
+        SettingInfo(
+            name("BACKFILL_PAUSE"),
+            "0s",
+            "pause between a backfill's batches (seconds unless a unit is given)",
+            error=problem(pause_setting),
         ),
         SettingInfo(
             name("MIGRATION_LOCK"),

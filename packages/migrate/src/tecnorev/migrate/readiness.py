@@ -1,6 +1,7 @@
 """Is the database ready for the installed code?  The question a service asks at start-up
 and on every readiness probe: every installed module's code head applied (a database ahead of
-the code, mid rolling deploy, still serves)."""
+the code, mid rolling deploy, still serves; so does one whose only pending revisions are
+contract revisions)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,8 @@ class ReadinessCheck:
 
 
 def behind(report: StatusReport) -> dict[str, list[str]]:
-    """Installed modules whose code head is not applied -> their pending revisions."""
+    """Installed modules whose code needs revisions not applied -> their pending revisions
+    (contract revisions alone hold nothing up: the code runs before and after them)."""
     return {
-        m.module: list(m.pending_revisions)
-        for m in report.modules
-        if m.installed and not m.head_applied
+        m.module: list(m.pending_revisions) for m in report.modules if m.installed and not m.serves
     }

@@ -24,6 +24,8 @@ from tecnorev.migrate import ledger
 from tecnorev.migrate.connect import bounded_engine, unreachable
 from tecnorev.migrate.errors import MigrationError
 from tecnorev.migrate.ledger import distribution_version, forgotten_revision, migration_log
+from tecnorev.migrate.phases import Phase, held_back, phase_of
+from tecnorev.migrate.project import project
 from tecnorev.migrate.revisions import module_hint
 
 if TYPE_CHECKING:
@@ -46,12 +48,16 @@ class State(StrEnum):
     EDITED = "edited since applied"
     # on a revision inside a squashed range whose originals are no longer installed
     STRANDED = "inside a squashed range"
+    # expand applied; only contract revisions wait (tecnorev db contract): both releases serve
+    CONTRACT_PENDING = "contract pending"
 
 
 class ExitCode:
     """``tecnorev db status`` exit codes; with several findings the highest wins."""
 
-    UP_TO_DATE = 0  # every installed module at its head (set-aside modules are fine)
+    # every installed module at its head, or with only contract revisions to apply
+    # (set-aside modules are fine)
+    UP_TO_DATE = 0
     PENDING = 1  # revisions to apply: tecnorev db upgrade heads
     UNAVAILABLE = 2  # the database cannot be read, or the installation is broken
     # the database has revisions the installed code lacks (ahead, not installed, stranded)
@@ -105,10 +111,18 @@ class ModuleStatus:
     back_to: str | None = None
     back_refused: str | None = None
     note: str | None = None  # what to do, where the state needs more than its name
+    # pending contract revisions (held back by upgrade until tecnorev db contract)
+    contract_revisions: tuple[str, ...] = ()
 
     @property
     def pending(self) -> int:
         return len(self.pending_revisions)
+
+    @property
+    def serves(self) -> bool:
+        """The installed code can run on this database: every revision it needs is applied
+        (contract revisions only take the old release's side away)."""
+        return self.head_applied or self.state is State.CONTRACT_PENDING
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,12 +148,14 @@ class ModuleStatus:
             "back_to": self.back_to,
             "back_refused": self.back_refused,
             "note": self.note,
+            "contract_revisions": list(self.contract_revisions),
         }
 
 
 _EXIT_FOR_STATE = {
     State.UP_TO_DATE: ExitCode.UP_TO_DATE,
     State.SET_ASIDE: ExitCode.UP_TO_DATE,
+    State.CONTRACT_PENDING: ExitCode.UP_TO_DATE,
     State.PENDING: ExitCode.PENDING,
     State.AHEAD: ExitCode.AHEAD,
     State.NOT_INSTALLED: ExitCode.AHEAD,
@@ -158,8 +174,9 @@ class StatusReport:
 
     @property
     def ready(self) -> bool:
-        """Every installed module's code head is applied (a database ahead still serves)."""
-        return all(m.head_applied for m in self.modules if m.installed)
+        """Every installed module's code can run (a database ahead still serves, and one with
+        only contract revisions pending)."""
+        return all(m.serves for m in self.modules if m.installed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -405,12 +422,28 @@ def _installed_status(
     heads = sorted(r for r in mine if scripts[r].is_head)
     pending = _in_branch_order((r for r in mine if r not in applied.known), scripts)
     edited = _edited(applied_here, record, scripts)
+    contracts = tuple(r for r in pending if phase_of(scripts[r]) is Phase.CONTRACT)
+    note = None
     if edited:
         state = State.EDITED
     elif ahead:
         state = State.AHEAD
+    elif pending and len(contracts) == len(pending):
+        state = State.CONTRACT_PENDING
+        note = (
+            f"'{project().command} contract {name}' applies {', '.join(contracts)} once every "
+            "replica runs the new release"
+        )
     elif pending:
         state = State.PENDING
+        held = held_back(pending, scripts)
+        waiting = sorted({held[r] for r in pending if r in held and r not in contracts})
+        if waiting:
+            note = (
+                f"revisions after contract {', '.join(waiting)} wait for it: "
+                f"'{project().command} contract {name}' first (once every replica runs the "
+                "release that brought it)"
+            )
     else:
         state = State.UP_TO_DATE
     return ModuleStatus(
@@ -424,6 +457,8 @@ def _installed_status(
         pending_revisions=tuple(pending),
         edited=tuple(edited),
         head_applied=all(h in applied.known for h in heads),
+        note=note,
+        contract_revisions=contracts,
     )
 
 

@@ -33,12 +33,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from tecnorev.migrate import status
+from tecnorev.migrate.backfill import backfill_job
 from tecnorev.migrate.connect import bounded_engine
 from tecnorev.migrate.errors import DatabaseUnavailable, MigrationError
 from tecnorev.migrate.ledger import distribution_version, ledger_metadata
 from tecnorev.migrate.modules import all_mappers
 from tecnorev.migrate.project import project
 from tecnorev.migrate.releases import RELEASES_FILE, read_releases
+from tecnorev.migrate.replicas import replica_report
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,9 +48,11 @@ if TYPE_CHECKING:
 
     from tecnorev.migrate.modules import Registry
 
-# the engine's own tables: the version table and the ledger's
+# the engine's own tables: the version table, the ledger's, the replicas' and backfills'
 _UPGRADE_FAILED = "migrating a scratch database to every head failed"
-BOOKKEEPING_TABLES = frozenset({"alembic_version", *ledger_metadata.tables})
+BOOKKEEPING_TABLES = frozenset(
+    {"alembic_version", *ledger_metadata.tables, replica_report.name, backfill_job.name}
+)
 
 
 @dataclass(frozen=True)

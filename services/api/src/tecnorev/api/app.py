@@ -27,6 +27,7 @@ from tecnorev.migrate import compatibility
 from tecnorev.migrate.errors import DatabaseUnavailable as SchemaUnreachable
 from tecnorev.migrate.modules import Registry as EngineRegistry
 from tecnorev.migrate.readiness import ReadinessCheck, behind
+from tecnorev.migrate.replicas import Reporter, code_heads
 
 log = logging.getLogger("tecnorev.api")
 
@@ -70,6 +71,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     )
     checkouts = [Checkouts(e) for e in {engine, read_engine}]
     readiness = ReadinessCheck(registry)
+    reporter = _replica_reporter(database_url, probe_timeouts, readiness)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,12 +84,18 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         await anyio.to_thread.run_sync(
             lambda: _check_schema(engine, readiness, production=settings.is_production)
         )
+        if reporter is not None:
+            await anyio.to_thread.run_sync(reporter.start)
         yield
+        if reporter is not None:
+            await anyio.to_thread.run_sync(reporter.stop)
         # Past the server's grace period: what still runs is cancelled in the database, so
         # its thread returns, its transaction rolls back and its connection comes home.
         await anyio.to_thread.run_sync(_stop_statements, checkouts)
         for each in (engine, read_engine, probe_engine):
             each.dispose()
+        if reporter is not None:
+            reporter.engine.dispose()
 
     tags = [{"name": m.name, "description": m.description} for m in registry.modules]
     app = make_app(
@@ -116,7 +124,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     )
     async def ready() -> JSONResponse:
         def check() -> JSONResponse:
-            return _readiness(readiness, probe_engine)
+            return _readiness(readiness, probe_engine, reporter)
 
         with anyio.move_on_after(ready_timeout):
             return await anyio.to_thread.run_sync(
@@ -160,7 +168,24 @@ class _ProbeThread:
         return self._limiter
 
 
-def _readiness(readiness: ReadinessCheck, engine: sa.Engine) -> JSONResponse:
+def _replica_reporter(
+    database_url: str | None, timeouts: RequestTimeouts, readiness: ReadinessCheck
+) -> Reporter | None:
+    """This worker's report of the release it runs (PostgreSQL): what ``tecnorev db
+    contract`` waits on during a rolling deploy.  A connection of its own, opened per report."""
+    interval = ApiSettings().replica_report_interval
+    if interval <= 0:
+        return None
+    engine = create_db_engine(database_url, timeouts=timeouts, poolclass=sa.pool.NullPool)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        return None
+    return Reporter(engine, code_heads(readiness.scripts, readiness.registry), interval)
+
+
+def _readiness(
+    readiness: ReadinessCheck, engine: sa.Engine, reporter: Reporter | None = None
+) -> JSONResponse:
     try:
         report = readiness.report(engine)
     except (DatabaseUnavailable, SchemaUnreachable, sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
@@ -174,6 +199,8 @@ def _readiness(readiness: ReadinessCheck, engine: sa.Engine) -> JSONResponse:
         "behind": late,
         "modules": {m.module: m.state.value for m in report.modules},
     }
+    if reporter is not None:
+        body["replica"] = reporter.replica
     return JSONResponse(body, status_code=503 if late else 200)
 
 

@@ -40,6 +40,11 @@ class ApiSettings(SettingsGroup):
     ready_timeout: Duration = Field(
         3.0, description="longest /ready waits for the database before answering 503"
     )
+    replica_report_interval: Duration = Field(
+        10.0,
+        description="how often each worker reports the release it runs, which tecnorev db "
+        "contract waits on (PostgreSQL; a report expires after three intervals; 0 = never)",
+    )
     shutdown_grace: Duration = Field(
         10.0,
         description="how long a stopping worker lets running requests finish before "

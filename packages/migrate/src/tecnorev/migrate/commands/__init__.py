@@ -24,6 +24,9 @@ COMMANDS: tuple[str, ...] = (
     "repair",
     "release",
     "squash",
+    "contract",
+    "backfill",
+    "replicas",
 )
 
 

@@ -148,10 +148,14 @@ def module_graph(scripts: ScriptDirectory, registry: Registry) -> Graph:
 
 
 def revision_graph(scripts: ScriptDirectory, registry: Registry) -> Graph:
+    from tecnorev.migrate.phases import Phase, phase_of
+
     ordered, owners = _ordered(scripts, registry)
     graph = Graph({name: [] for name in _module_order(registry, owners)})
     for script in ordered:
         label = script.revision + (f"\n{script.doc}" if script.doc else "")
+        if phase_of(script) is Phase.CONTRACT:
+            label += "\n(contract)"
         graph.groups[owners[script.revision]].append(Node(script.revision, label, script.is_head))
         for parent in script._versioned_down_revisions:
             graph.edges.append(Edge(parent, script.revision))

@@ -18,7 +18,8 @@ HELP = (
 )
 
 _COLUMNS = (
-    "WHEN (UTC)", "MODULE", "REVISION", "DIRECTION", "VERSION", "MS", "WHO", "SHA256", "NOTE",
+    "WHEN (UTC)", "MODULE", "REVISION", "PHASE", "DIRECTION", "VERSION", "MS", "WHO", "SHA256",
+    "NOTE",
 )  # fmt: skip
 
 
@@ -50,6 +51,7 @@ def run(config: Config, options: Namespace) -> int:
     with open_database(configured_url(config)) as connection:
         entries = read_log(connection, options.module, options.limit)
     registry = get_registry()
+    phases = _phases(config)
     if options.module and not entries and options.module not in registry:
         print(
             f"error: no ledger row names module {options.module!r}, and no installed module "
@@ -58,21 +60,38 @@ def run(config: Config, options: Namespace) -> int:
         )
         return 1
     if options.json:
-        print(json.dumps([e.to_json() for e in entries], indent=2))
+        print(
+            json.dumps(
+                [{**e.to_json(), "phase": phases.get(e.revision)} for e in entries], indent=2
+            )
+        )
         return 0
     if not entries:
         whose = f" for module {options.module!r}" if options.module else ""
         print(f"no migration recorded{whose} yet")
         return 0
-    print(_table(entries))
+    print(_table(entries, phases))
     return 0
 
 
-def _cells(entry: LedgerEntry) -> tuple[str, ...]:
+def _phases(config: Config) -> dict[str, str]:
+    """The phase of each installed revision (the ledger's revisions whose files are gone have
+    none to show)."""
+    from alembic.script import ScriptDirectory
+
+    from tecnorev.migrate.phases import phase_of
+    from tecnorev.migrate.status import all_scripts
+
+    found = all_scripts(ScriptDirectory.from_config(config))
+    return {revision: phase_of(script).value for revision, script in found.items()}
+
+
+def _cells(entry: LedgerEntry, phases: dict[str, str]) -> tuple[str, ...]:
     return (
         f"{entry.at:%Y-%m-%d %H:%M:%S}",
         entry.module or "?",
         entry.revision,
+        phases.get(entry.revision, "-"),
         entry.direction,
         entry.distribution_version or "-",
         "-" if entry.duration_ms is None else str(entry.duration_ms),
@@ -82,8 +101,8 @@ def _cells(entry: LedgerEntry) -> tuple[str, ...]:
     )
 
 
-def _table(entries: list[LedgerEntry]) -> str:
-    rows = [_COLUMNS, *(_cells(e) for e in entries)]
+def _table(entries: list[LedgerEntry], phases: dict[str, str]) -> str:
+    rows = [_COLUMNS, *(_cells(e, phases) for e in entries)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
     right = _COLUMNS.index("MS")
     return "\n".join(

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 NAME = "status"
 HELP = (
     "one row per module: installed version, database revision, code head, pending count and "
-    "state; exit 0 only when every installed module is up to date (1 pending, 2 cannot read "
+    "state; exit 0 only when every installed module is up to date or has only contract "
+    "revisions pending (1 pending, 2 cannot read "
     "the database, 3 database ahead of the code or a module not installed, 4 an applied "
     "migration file was edited)"
 )
@@ -124,7 +125,9 @@ def _advice(report: StatusReport) -> list[str]:
                 f"installed: pip install tecnorev-{row.module}, or set it aside with "
                 f"'{project().command} forget {row.module}'."
             )
-    pending = [row for row in report.modules if row.pending]
+        elif row.state in (State.CONTRACT_PENDING, State.PENDING) and row.note:
+            lines.append(f"{row.module}: {row.note}.")
+    pending = [row for row in report.modules if row.pending and row.state is State.PENDING]
     if pending:
         count = sum(row.pending for row in pending)
         names = ", ".join(row.module for row in pending)
