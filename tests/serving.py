@@ -32,7 +32,10 @@ STORM = 200
 # lock wait (3 s), then the work (2 s, generous on a machine shared with the database).
 # Without admission control the lock holder waits for a thread: 6-12 s answers were seen.
 ANSWER_BOUND = 1.0 + 3.0 + 2.0
-HEALTH_BOUND = 1.0
+# /health starved by the application (the defect guarded against) waited as long as the lock
+# holder: many seconds to minutes.  3 s leaves room for a 2-core machine running the storm,
+# the server, PostgreSQL and other work at once (1.2 s was seen there).
+HEALTH_BOUND = 3.0
 # Every documented answer to a contended request; anything else (500 above all) fails.
 DOCUMENTED = {200, 201, 401, 409, 503}
 START_TIMEOUT = 60.0

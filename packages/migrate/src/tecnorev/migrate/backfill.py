@@ -96,11 +96,13 @@ def declare(
     from alembic import op
 
     revision = revision or _calling_revision()
-    connection = op.get_bind()
     if not name or len(name) > 128:
         raise MigrationError(f"backfill name {name!r}: 1 to 128 characters")
-    ensure_table(connection)
-    connection.execute(
+    if op.get_context().as_sql:
+        op.execute(sa.schema.CreateTable(backfill_job, if_not_exists=True))
+    else:
+        ensure_table(op.get_bind())
+    op.execute(
         backfill_job.insert().values(
             revision=revision,
             name=name,
@@ -110,7 +112,7 @@ def declare(
             assign=assign,
             condition=where,
             state=PENDING,
-            declared_at=utcnow(),
+            declared_at=sa.func.current_timestamp(),
         )
     )
 

@@ -74,10 +74,13 @@ def make_config(
     toml: str | None = None,
     section: str = "alembic",
     url: str | None = None,
+    scratch: bool = False,
 ) -> Config:
     """An alembic Config whose version locations are the installed modules' branches.
 
-    ``ini`` defaults to ``./alembic.ini`` when it exists, else the packaged environment."""
+    ``ini`` defaults to ``./alembic.ini`` when it exists, else the packaged environment.
+    ``scratch``: for a throwaway database, which no replica serves, so ``upgrade`` runs the
+    contract revisions too."""
     from tecnorev.migrate import squash
 
     squash.install()  # every ScriptDirectory made from it shows squashes
@@ -100,6 +103,10 @@ def make_config(
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     locations = os.pathsep.join(str(p) for p in registry.version_locations())
     config.set_main_option("version_locations", locations.replace("%", "%%"))
+    if scratch:
+        from tecnorev.migrate.environment import CONTRACT_ATTRIBUTE
+
+        config.attributes[CONTRACT_ATTRIBUTE] = True
     return config
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -507,10 +508,14 @@ def plan_phases(
         contracts = sorted(set(held.values()))
         after = [r for r in fresh if r not in contracts]
         also = f" and {len(after)} revision(s) after them ({', '.join(after)})" if after else ""
-        _say(
+        message = (
             f"held back contract revision(s) {', '.join(contracts)}{also}: they run with "
             f"'{project().command} contract' once every replica runs the new release"
         )
+        if migration_context.as_sql:
+            print(message, file=sys.stderr)  # stdout is the SQL
+        else:
+            _say(message)
 
     def up_front(planned: list[Any]) -> None:
         if connection is not None and not one_phase:

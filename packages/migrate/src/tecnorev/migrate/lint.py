@@ -759,7 +759,14 @@ def _statements(sql: str) -> list[str]:
     """Statements with comments and string literals removed and whitespace collapsed."""
     sql = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S)
     sql = re.sub(r"'(?:[^']|'')*'", "''", sql)
-    return [" ".join(s.split()) for s in sql.split(";") if s.strip()]
+    statements = (" ".join(s.split()) for s in sql.split(";") if s.strip())
+    # statements inside a DO block, or one of its IF branches, are read as statements too
+    return [_PLPGSQL_PREFIX.sub("", s) for s in statements]
+
+
+_PLPGSQL_PREFIX = re.compile(
+    r"^(?:DO\s+\$\w*\$\s*)?(?:BEGIN\s+)?(?:(?:ELS)?IF\s.+?\sTHEN\s+)?", re.I
+)
 
 
 def _split_actions(actions: str) -> list[str]:

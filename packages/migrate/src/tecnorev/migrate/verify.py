@@ -475,7 +475,9 @@ def check_models(config: Config, code: _Code, scratch_url: str) -> CheckResult:
     result.note = f"compared on a scratch {'PostgreSQL' if kind == 'postgresql' else 'SQLite'} db"
     try:
         with _quiet():
-            command.upgrade(make_config(ini=config.config_file_name, url=scratch_url), "heads")
+            command.upgrade(
+                make_config(ini=config.config_file_name, url=scratch_url, scratch=True), "heads"
+            )
     except DatabaseUnavailable:
         raise  # nothing was compared: not a finding about the migrations
     except Exception as exc:
@@ -544,7 +546,7 @@ def check_squashes(config: Config, scripts: ScriptDirectory, squashed_url: str) 
     names = ", ".join(s.revision for s in shipped)
     result.note = f"{names} against their originals, on a second scratch database"
     with scratch_database(squashed_url) as originals_url:
-        config = make_config(ini=config.config_file_name, url=originals_url)
+        config = make_config(ini=config.config_file_name, url=originals_url, scratch=True)
         config.attributes[ORIGINALS_ATTRIBUTE] = True
         try:
             with _quiet():

@@ -47,7 +47,7 @@ def run(config: Config, options: Namespace) -> int:
         written = command.revision(config, options.message, head=head)
     else:
         with scratch_database(options.scratch_url or database_url(config)) as url:
-            scratch = make_config(ini=config.config_file_name, url=url)
+            scratch = make_config(ini=config.config_file_name, url=url, scratch=True)
             with quiet_alembic(scratch):
                 command.upgrade(scratch, "heads")
             scratch.attributes["tecnorev_skip_empty"] = True

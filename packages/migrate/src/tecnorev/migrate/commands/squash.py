@@ -177,7 +177,7 @@ def _check(config: Config) -> list[str]:
     from tecnorev.migrate.verify import check_squashes
 
     with scratch_database("sqlite://") as url:
-        squashed = make_config(ini=config.config_file_name, url=url)
+        squashed = make_config(ini=config.config_file_name, url=url, scratch=True)
         with quiet_alembic(squashed):
             command.upgrade(squashed, "heads")
         result = check_squashes(config, ScriptDirectory.from_config(config), url)
