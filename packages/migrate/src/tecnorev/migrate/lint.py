@@ -45,7 +45,7 @@ from alembic.util import load_python_file
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import sqltypes
 
-from tecnorev.migrate import helpers
+from tecnorev.migrate import helpers, zero
 from tecnorev.migrate.project import project
 
 if TYPE_CHECKING:
@@ -281,6 +281,8 @@ def _check_rename_column(seen: Seen, revision: Sequence[Seen]) -> Iterator[str]:
     op = seen.operation
     if not isinstance(op, ops.AlterColumnOp) or not seen.on_existing_table:
         return
+    if zero.is_shadow_column(op.column_name):
+        return  # a type change's contract: the shadow takes the name of the column it replaces
     if op.modify_name and op.modify_name != op.column_name:
         yield f"renames column {seen.table}.{op.column_name} to {op.modify_name}{seen.where}"
 
@@ -288,7 +290,16 @@ def _check_rename_column(seen: Seen, revision: Sequence[Seen]) -> Iterator[str]:
 def _check_rename_table(seen: Seen, revision: Sequence[Seen]) -> Iterator[str]:
     op = seen.operation
     if isinstance(op, ops.RenameTableOp) and seen.on_existing_table:
+        if any(_creates_view(s.operation, op.table_name) for s in revision):
+            return  # the old release goes on through a view under the old name
         yield f"renames table {seen.table} to {op.new_table_name}{seen.where}"
+
+
+def _creates_view(operation: ops.MigrateOperation, name: str) -> bool:
+    if not isinstance(operation, ops.ExecuteSQLOp):
+        return False
+    pattern = rf'^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+"?{re.escape(name)}"?\s'
+    return re.match(pattern, str(operation.sqltext), re.I) is not None
 
 
 def _check_enum_values(seen: Seen, revision: Sequence[Seen]) -> Iterator[str]:
