@@ -136,15 +136,97 @@ def test_on_postgres_the_scratch_database_is_created_and_dropped(scratch, postgr
     assert leftovers == []
 
 
-def test_the_lint_result_of_the_written_file_is_printed(scratch, tmp_path):
+def _edit_models(scratch, *changes: tuple[str, str]) -> None:
     models = scratch.root / "models.py"
-    models.write_text(
-        models.read_text().replace(
-            '    description: str = Field(default="", sa_type=sa.Text)\n', ""
-        )
-    )
+    text = models.read_text()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    models.write_text(text)
+
+
+def test_a_dropped_column_is_written_as_expand_and_contract(scratch, tmp_path):
+    _edit_models(scratch, ('    description: str = Field(default="", sa_type=sa.Text)\n', ""))
+    before = set(scratch.migrations.glob("*.py"))
     result = scratch.run(
         "db", "generate", "catalog", "-m", "drop description", url=f"sqlite:///{tmp_path / 'd.db'}"
     )
     assert result.returncode == 0, result.stderr
-    assert "lint:" in result.stdout and "TR105" in result.stdout
+    expand, contract = sorted(new_files(scratch, before), key=lambda p: "phase =" in p.read_text())
+    assert 'zero.drop_column("product", "description")' in expand.read_text()
+    assert 'phase = "contract"' in contract.read_text()
+    assert 'zero.complete_drop_column("product", "description")' in contract.read_text()
+    assert 'zero.uncomplete_drop_column("product", "description", "TEXT")' in contract.read_text()
+    assert f"wrote {contract} (contract)" in result.stdout
+    assert "product.description dropped" in result.stdout
+    assert "lint: nothing that locks" in result.stdout
+
+
+def test_breaking_changes_become_an_expand_and_a_contract_that_apply_in_turn(scratch, postgres_url):
+    url = postgres_url
+    scratch.add_product_field("unit: str | None = Field(default=None, max_length=16)")
+    assert scratch.run("db", "generate", "catalog", "-m", "unit", url=url).returncode == 0
+    assert scratch.run("db", "upgrade", "heads", url=url).returncode == 0
+    _edit_models(
+        scratch,
+        ("unit: str | None = Field(default=None, max_length=16)",
+         'unit: str = Field(default="each", max_length=16)'),
+        ("    description: str = Field(", "    details: str = Field("),
+        ("url: str = Field(max_length=2048)", "url: str = Field(max_length=1024)"),
+    )  # fmt: skip
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run("db", "generate", "catalog", "-m", "next shape", url=url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expand, contract = sorted(new_files(scratch, before), key=lambda p: "phase =" in p.read_text())
+    for said in (
+        "product.description renamed to details",
+        "product.unit becomes NOT NULL (NULLs filled with 'each')",
+        "product_image.url changes type (VARCHAR(2048) to VARCHAR(1024))",
+    ):
+        assert said in result.stdout, result.stdout
+    assert "lint: nothing that locks" in result.stdout, result.stdout
+    text = expand.read_text()
+    assert 'zero.rename_column("product", "description", "details")' in text
+    assert 'zero.set_not_null("product", "unit", fill="\'each\'")' in text
+    assert 'zero.change_column_type("product_image", "url", "VARCHAR(1024)")' in text
+    assert "zero.undo_rename_column" in text and "zero.undo_set_not_null" in text
+    assert expand.stem.split("_next")[0] in contract.read_text()  # the contract follows it
+
+    assert scratch.run("db", "upgrade", "heads", url=url).returncode == 0  # expand only
+    assert {"description", "details"} <= set(_columns(url, "product"))
+    contracted = scratch.run("db", "contract", url=url)
+    assert contracted.returncode == 0, contracted.stdout + contracted.stderr
+    product = _columns(url, "product")
+    assert "description" not in product and not product["details"] and not product["unit"]
+    down = scratch.run("db", "downgrade", "catalog@-2", url=url)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _columns(url, "product")["unit"] and "details" not in _columns(url, "product")
+
+
+def _columns(url: str, table: str) -> dict[str, bool]:
+    """Column names and whether each is nullable."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return {c["name"]: c["nullable"] for c in sa.inspect(connection).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_not_null_without_a_default_to_fill_with_is_refused_with_the_recipe(scratch, tmp_path):
+    _edit_models(
+        scratch,
+        ("parent_id: int | None = Field(\n        default=None, foreign_key=",
+         "parent_id: int = Field(\n        foreign_key="),
+    )  # fmt: skip
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run(
+        "db", "generate", "catalog", "-m", "categorised", url=f"sqlite:///{tmp_path / 'd.db'}"
+    )
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "category.parent_id becomes NOT NULL" in out and "Traceback" not in out
+    assert 'zero.set_not_null("category", "parent_id", fill="<SQL value>")' in out
+    assert new_files(scratch, before) == []

@@ -22,6 +22,7 @@ from alembic.operations import MigrateOperation, ops
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from tecnorev.migrate.autogen_phases import Phases, split_phases
 from tecnorev.migrate.modules import Registry
 from tecnorev.migrate.revisions import module_of_revision, new_revision_id
 
@@ -292,7 +293,12 @@ def make_process_revision_directives(
     keep_rev_id: bool,
     creating: bool = True,
     skip_empty: bool = False,
+    phases: Phases | None = None,
 ) -> Callable[..., None]:
+    """``phases``: when given, breaking changes are written as an expand revision and a
+    contract revision after it (see :mod:`tecnorev.migrate.autogen_phases`), and what was
+    read as what is recorded in it."""
+
     def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
         script: ops.MigrationScript = directives[0]
         module = scope_from_head(script.head, script.branch_label, registry, scripts)
@@ -318,6 +324,14 @@ def make_process_revision_directives(
             _add_depends_on(script, module, owners, registry, scripts)
             if skip_empty and script.upgrade_ops.is_empty():
                 directives[:] = []  # nothing changed: write no file
+                return
+            if phases is not None:
+                contract, phases.said = split_phases(script, list(metadata), renames=phases.renames)
+                if contract is not None:
+                    contract.rev_id = new_revision_id(module)
+                    contract.head = script.rev_id
+                    phases.contract.append(contract.rev_id)
+                    directives.append(contract)
 
     return process_revision_directives
 

@@ -29,6 +29,7 @@ from sqlalchemy import event, pool
 
 from tecnorev.migrate import (
     autogen,
+    autogen_phases,
     backfill,
     ledger,
     phases,
@@ -344,6 +345,7 @@ def _configure_options(
             keep_rev_id=bool(args.get("rev_id")),
             creating=creating,
             skip_empty=bool(env.config.attributes.get("tecnorev_skip_empty")),
+            phases=env.config.attributes.get(autogen_phases.PHASES),
         ),
     )
     return options

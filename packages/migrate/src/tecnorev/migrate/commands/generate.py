@@ -2,11 +2,15 @@
 
 The comparison runs against a scratch database brought to every module's head, so it works
 whatever state the developer's own database is in, and sees only the module's own tables.
+A change that would break the release still running during a rolling deploy (a rename, a type
+change, NOT NULL on an existing column, a dropped column) is written as two revisions: the
+expand one, and a contract one (``phase = "contract"``) after it.
 """
 
 from __future__ import annotations
 
 from argparse import ArgumentParser, Namespace
+from pathlib import Path
 
 from alembic.config import Config
 
@@ -26,6 +30,11 @@ def add_arguments(parser: ArgumentParser) -> None:
         "--empty", action="store_true", help="an empty revision on the module's head (manual)"
     )
     parser.add_argument(
+        "--no-renames",
+        action="store_true",
+        help="a column dropped and one of the same type added are not read as a rename",
+    )
+    parser.add_argument(
         "--scratch-url",
         help="an empty database to compare against (default: a throwaway database on the "
         "configured PostgreSQL server, or a temporary SQLite file)",
@@ -35,6 +44,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 def run(config: Config, options: Namespace) -> int:
     from alembic import command
 
+    from tecnorev.migrate.autogen_phases import PHASES, Phases
     from tecnorev.migrate.cli import make_config
     from tecnorev.migrate.environment import database_url
     from tecnorev.migrate.lint import format_findings, lint_paths
@@ -43,6 +53,7 @@ def run(config: Config, options: Namespace) -> int:
 
     module = get_registry()[options.module].name  # an unknown module is named with the installed
     head = f"{module}@head"
+    phases = Phases(renames=not options.no_renames)
     if options.empty:
         written = command.revision(config, options.message, head=head)
     else:
@@ -51,6 +62,7 @@ def run(config: Config, options: Namespace) -> int:
             with quiet_alembic(scratch):
                 command.upgrade(scratch, "heads")
             scratch.attributes["tecnorev_skip_empty"] = True
+            scratch.attributes[PHASES] = phases
             written = command.revision(scratch, options.message, autogenerate=True, head=head)
     if not written:
         print(
@@ -58,11 +70,34 @@ def run(config: Config, options: Namespace) -> int:
             f"revision use: {project().command} generate {module} -m '...' --empty"
         )
         return 1
-    print(f"wrote {written.path}")
-    findings = lint_paths([written.path])
+    scripts = written if isinstance(written, list) else [written]
+    for script in scripts:
+        if script.revision in phases.contract:
+            _mark_contract(Path(script.path))
+        phase = " (contract)" if script.revision in phases.contract else ""
+        print(f"wrote {script.path}{phase}")
+    if phases.contract:
+        print("written in two phases, since the running release would break on it:")
+        for line in phases.said:
+            print(f"  {line}")
+        print(
+            f"the expand revision runs with `{project().command} upgrade heads`, the contract "
+            f"one with `{project().command} contract` once no replica runs the old release"
+        )
+    findings = lint_paths([s.path for s in scripts])
     if findings:
         print(f"lint:\n{format_findings(findings)}")
     else:
         print("lint: nothing that locks or rewrites a big table or loses data")
     print(f"review it, then: {project().command} upgrade heads")
     return 0
+
+
+def _mark_contract(path: Path) -> None:
+    """``phase = "contract"`` above the revision's identifiers (templates have no slot for
+    it, and one revision per template run is all Alembic renders)."""
+    text = path.read_text(encoding="utf-8")
+    marker = "\nrevision: str = "
+    if marker in text and "\nphase = " not in text:
+        text = text.replace(marker, '\nphase = "contract"\n' + marker, 1)
+        path.write_text(text, encoding="utf-8")
