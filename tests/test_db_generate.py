@@ -154,6 +154,7 @@ def test_a_dropped_column_is_written_as_expand_and_contract(scratch, tmp_path):
     assert result.returncode == 0, result.stderr
     expand, contract = sorted(new_files(scratch, before), key=lambda p: "phase =" in p.read_text())
     assert 'zero.drop_column("product", "description")' in expand.read_text()
+    assert "batch_op" not in expand.read_text()  # zero's calls make their own batches on SQLite
     assert 'phase = "contract"' in contract.read_text()
     assert 'zero.complete_drop_column("product", "description")' in contract.read_text()
     assert 'zero.uncomplete_drop_column("product", "description", "TEXT")' in contract.read_text()
@@ -230,3 +231,14 @@ def test_not_null_without_a_default_to_fill_with_is_refused_with_the_recipe(scra
     assert "category.parent_id becomes NOT NULL" in out and "Traceback" not in out
     assert 'zero.set_not_null("category", "parent_id", fill="<SQL value>")' in out
     assert new_files(scratch, before) == []
+
+
+def test_one_phase_writes_the_plain_operation_and_lint_flags_it(scratch, tmp_path):
+    _edit_models(scratch, ('    description: str = Field(default="", sa_type=sa.Text)\n', ""))
+    before = set(scratch.migrations.glob("*.py"))
+    result = scratch.run("db", "generate", "catalog", "-m", "drop description", "--one-phase",
+                         url=f"sqlite:///{tmp_path / 'd.db'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (written,) = new_files(scratch, before)
+    assert 'drop_column("description")' in written.read_text()  # in a batch on SQLite
+    assert "lint:" in result.stdout and "TR105" in result.stdout

@@ -214,10 +214,12 @@ def split_phases(
             expand_ops.append(step)
             continue
         expand, contract = _split(step, metadata, renames, said)
-        if expand:
-            expand_ops.append(ops.ModifyTableOps(step.table_name, expand, schema=step.schema))
-        if contract:
-            contract_ops.append(ops.ModifyTableOps(step.table_name, contract, schema=step.schema))
+        # zero's calls stand outside the table's block, which SQLite renders as a batch
+        kept = [o for o in expand if not isinstance(o, ZeroCall)]
+        if kept:
+            expand_ops.append(ops.ModifyTableOps(step.table_name, kept, schema=step.schema))
+        expand_ops.extend(o for o in expand if isinstance(o, ZeroCall))
+        contract_ops.extend(contract)
     if not contract_ops:
         return None, said
     script.upgrade_ops = ops.UpgradeOps(expand_ops)

@@ -30,6 +30,12 @@ def add_arguments(parser: ArgumentParser) -> None:
         "--empty", action="store_true", help="an empty revision on the module's head (manual)"
     )
     parser.add_argument(
+        "--one-phase",
+        action="store_true",
+        help="write breaking changes as plain alembic operations in one revision (lint flags "
+        "them): for a table small enough to lock, or a database no old release uses",
+    )
+    parser.add_argument(
         "--no-renames",
         action="store_true",
         help="a column dropped and one of the same type added are not read as a rename",
@@ -62,7 +68,8 @@ def run(config: Config, options: Namespace) -> int:
             with quiet_alembic(scratch):
                 command.upgrade(scratch, "heads")
             scratch.attributes["tecnorev_skip_empty"] = True
-            scratch.attributes[PHASES] = phases
+            if not options.one_phase:
+                scratch.attributes[PHASES] = phases
             written = command.revision(scratch, options.message, autogenerate=True, head=head)
     if not written:
         print(
