@@ -182,7 +182,9 @@ def _sync(table: str, old: str, new: str) -> None:
     """The trigger keeping ``old`` and ``new`` equal, whichever release writes."""
     o, n = _q(old), _q(new)
     # INSERT: whichever release wrote fills the other column.  UPDATE: the column that changed
-    # wins (the old release changes only the old one, the new release only the new one).
+    # wins (the old release changes only the old one, the new release only the new one); an
+    # update of other columns fills a row the backfill has not reached, which the NOT NULL
+    # check would refuse otherwise.
     _trigger(
         table,
         old,
@@ -193,6 +195,8 @@ def _sync(table: str, old: str, new: str) -> None:
     NEW.{n} := NEW.{o};
   ELSIF NEW.{n} IS DISTINCT FROM OLD.{n} THEN
     NEW.{o} := NEW.{n};
+  ELSIF NEW.{n} IS NULL THEN
+    NEW.{n} := NEW.{o};
   END IF;""",
     )
 
@@ -318,8 +322,9 @@ def _type_sync(table: str, column: str, conversion: str) -> None:
         table,
         column,
         "type",
+        # on every update, not only of the column: a row the backfill has not reached yet
+        # must not reach the shadow's NOT NULL check empty
         f"NEW.{shadow} := {_row_expression(conversion)};",
-        events=f"INSERT OR UPDATE OF {_q(column)}",
     )
 
 
@@ -496,9 +501,7 @@ def _row_expression(expression: str) -> str:
     return f"(SELECT {expression} FROM (SELECT NEW.*) AS _row)"
 
 
-def _trigger(
-    table: str, column: str, kind: str, body: str, *, events: str = "INSERT OR UPDATE"
-) -> None:
+def _trigger(table: str, column: str, kind: str, body: str) -> None:
     function, trigger = _q(_name("fn", table, column, kind)), _q(_name("sync", table, column, kind))
     op.execute(
         f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -508,7 +511,7 @@ BEGIN
 END $$"""
     )
     op.execute(
-        f"CREATE TRIGGER {trigger} BEFORE {events} ON {_q(table)} "
+        f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {_q(table)} "
         f"FOR EACH ROW EXECUTE FUNCTION {function}()"
     )
 
