@@ -2,7 +2,7 @@
 """Bootstrap for a fresh checkout: needs nothing but Python 3.11+.
 
     python3 dev.py run               the product on the embedded database (nox -s run)
-    python3 dev.py test              the whole CI suite (nox: lint, tests, package, wheels)
+    python3 dev.py test              the CI suite (nox: lint, tests, package, wheels, rehearsal)
     python3 dev.py test -- -k foo    ... with arguments for pytest after "--"
     python3 dev.py nox -s build      any nox command line
 

@@ -35,7 +35,7 @@ from packaging.utils import canonicalize_name
 nox.needs_version = ">=2025.2"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "no"  # every session starts from a fresh environment
-nox.options.sessions = ["lint", "tests", "package", "wheels"]  # `nox` alone = the CI suite
+nox.options.sessions = ["lint", "tests", "package", "wheels", "rehearsal"]  # `nox` = CI
 
 ROOT = Path(__file__).resolve().parent
 ROOT_PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -485,7 +485,10 @@ def bench(session: nox.Session) -> None:
     through `tecnorev serve` under 32 clients, next to the same SQL run by pgbench (the database
     floor); needs pgbench and PostgreSQL at TEST_DATABASE_URL, and uses wrk when installed.
     `nox -s bench -- squash [--revisions 200 --postgres]`: a fresh `upgrade heads` of a module of
-    200 revisions before and after `tecnorev db squash`."""
+    200 revisions before and after `tecnorev db squash`.
+    `nox -s bench -- backfill [--rows 1000000 --batch-size 1000,200 --pause 0.01]`: a batched
+    backfill of a product table of 1,000,000 rows alone and under 32 clients placing orders, and
+    the orders' latency during it and without; needs wrk and PostgreSQL at TEST_DATABASE_URL."""
     _install_editable(session)
     args = list(session.posargs)
     if args[:1] == ["api"]:
@@ -495,6 +498,9 @@ def bench(session: nox.Session) -> None:
         return
     if args[:1] == ["squash"]:
         session.run("python", "bench/bench_squash.py", *args[1:])
+        return
+    if args[:1] == ["backfill"]:
+        session.run("python", "bench/bench_backfill.py", *args[1:])
         return
     if args[:1] == ["cli"]:
         args = args[1:]
@@ -506,7 +512,8 @@ def deploy(session: nox.Session) -> None:
     """Deploy with deploy/deploy.py: backup, migrate once, restart replica by replica gated on
     `tecnorev db status` (`nox -s deploy -- all --restart 'systemctl restart tecnorev'`).
     Without arguments, a rehearsal: two placeholder replicas, real processes restarted, on a
-    throwaway SQLite database."""
+    throwaway SQLite database.  `nox -s rehearsal` rehearses a real rolling deploy: two releases,
+    PostgreSQL, HAProxy, load, and a naive migration that must fail."""
     _install_editable(session)
     script = str(ROOT / "deploy" / "deploy.py")
     if session.posargs:
@@ -535,3 +542,55 @@ def deploy(session: nox.Session) -> None:
         finally:
             for command, _port in replicas:
                 session.run(*shlex.split(command.format("stop")), external=True)
+
+
+@nox.session
+def rehearsal(session: nox.Session) -> None:
+    """The rolling-deploy rehearsal (deploy/rehearsal.py): today's release and a catalog 0.1.1
+    (deploy/rehearsal/catalog-0.1.1: a column renamed, one retyped, one made NOT NULL) on one
+    PostgreSQL database, two replicas behind HAProxy restarted one by one by deploy.py under
+    constant reads and writes: 0 failed requests, 0 lost writes, no lock wait reaching
+    lock_timeout.  Then the same change as one naive revision, which must fail requests.
+    Needs PostgreSQL at TEST_DATABASE_URL and haproxy."""
+    admin_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    missing = [] if _reachable(admin_url) else [f"PostgreSQL at {_redact(admin_url)}"]
+    if shutil.which("haproxy") is None and shutil.which("haproxy", path="/usr/sbin") is None:
+        missing.append("haproxy (Debian package haproxy)")
+    if missing:
+        if _in_ci():
+            session.error(f"the rehearsal needs {' and '.join(missing)}")
+        session.skip(f"not available: {', '.join(missing)}")
+    # The old release: this session's venv, from our wheels like a deployment's.  No .pyc
+    # written ahead (for both venvs): most of what pip would compile is never imported here.
+    _install_from_wheels(session, "--no-compile", *(p.dist for p in PACKAGES.values()))
+    hatch = str(_build_tools(session) / "hatch")
+    script = str(ROOT / "deploy" / "rehearsal.py")
+    with tempfile.TemporaryDirectory(prefix="tecnorev-rehearsal-") as tmp:
+        work = Path(tmp)
+        for variant in ("zero", "naive"):
+            session.run("python", script, "build-variant", variant, "--hatch", hatch,
+                        "--out", str(work / f"wheel-{variant}"), silent=True)  # fmt: skip
+        variant_wheel = next((work / "wheel-zero").glob("*.whl"))
+        naive_wheel = next((work / "wheel-naive").glob("*.whl"))
+        # the new release: everything but catalog from the wheelhouse, catalog 0.1.1
+        new = work / "release-0.1.1"
+        session.run("python", "-m", "venv", str(new), silent=True)
+        others = [p.dist for p in PACKAGES.values() if p.short != "catalog"]
+        session.run(
+            str(new / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
+            *PIP_OFFLINE, str(_wheelhouse(session)), str(variant_wheel), *others,
+            external=True, silent=True,
+        )  # fmt: skip
+        session.run(
+            "python",
+            script,
+            "run",
+            "--new-venv",
+            str(new),
+            "--naive-wheel",
+            str(naive_wheel),
+            "--work",
+            str(work),
+            "--admin-url",
+            admin_url,
+        )  # fmt: skip  (no posargs: `dev.py test -- -k x` gives them to pytest)

@@ -20,8 +20,10 @@ Steps, each stopping the deployment when it fails:
 4. rollout: each ``--restart`` command in turn (``systemctl restart tecnorev@1``, ``kubectl
    rollout restart ...``); with ``--health-url``, the replica must answer 2xx before the next
    one restarts, so a broken release stops after one replica.
-5. contract: ``tecnorev db contract``, which itself waits for no replica of the old release to
-   be left (replicas report what they run); skipped with ``--no-contract``, to contract later.
+5. contract: ``tecnorev db contract --wait SECONDS`` (``--contract-wait``, 120 s): refused
+   while a replica of the old release is left (replicas report what they run; a stopped one
+   withdraws its report, a killed one's expires after three report intervals), it asks again
+   until then; skipped with ``--no-contract``, to contract later.
 
 ``DATABASE_URL`` (environment or ``.env``) names the database, as for every ``tecnorev``
 command.  Standard library only: it runs with the deployment's own Python.
@@ -85,8 +87,8 @@ def gate(tecnorev: str) -> None:
         )
 
 
-def contract(tecnorev: str) -> None:
-    if run([tecnorev, "db", "contract"]) != 0:
+def contract(tecnorev: str, wait: float) -> None:
+    if run([tecnorev, "db", "contract", "--wait", f"{wait:g}"]) != 0:
         raise DeployError(
             "the contract step was refused or failed (see above): every replica runs the new "
             "release against the expanded schema, which serves both; run "
@@ -148,6 +150,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--health-timeout", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--tecnorev", default=default_tecnorev(), help="the tecnorev command")
     parser.add_argument("--no-contract", action="store_true", help="'all' stops after the rollout")
+    parser.add_argument(
+        "--contract-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long contract waits for the old release's replicas to be gone (default 120)",
+    )
     options = parser.parse_args(argv)
     if options.step in ("all", "rollout") and not options.restart:
         parser.error(f"'{options.step}' needs at least one --restart command")
@@ -167,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gate(options.tecnorev)
             rollout(options.restart, options.health_url, options.health_timeout)
         if options.step == "contract" or (options.step == "all" and not options.no_contract):
-            contract(options.tecnorev)
+            contract(options.tecnorev, options.contract_wait)
     except DeployError as exc:
         say(f"FAILED: {exc}")
         return 1

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -188,9 +190,24 @@ def test_postgresql_expands_then_contracts_once_no_old_replica_is_left(
     log = ok(project, postgres_url, "log", "--json").stdout
     assert "failed-upgrade" not in log  # a refusal is not a failed attempt
 
-    # the old replica is restarted on the new release (it withdraws, a new one reports)
-    ok(project, postgres_url, "replicas", "--forget", "web-1:4242:aa")
-    ok(project, postgres_url, "contract", "zd")
+    # with --wait, contract asks again until the old replica is restarted on the new release
+    # (it withdraws its report)
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tecnorev.core.cli import main; sys.exit(main())",
+         "db", "contract", "zd", "--wait", "240"],
+        env={**os.environ, **project["env"], "DATABASE_URL": postgres_url}, cwd=project["cwd"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in waiting.stderr], daemon=True).start()
+        while "waiting up to 240s" not in lines.get(timeout=120):
+            pass
+        ok(project, postgres_url, "replicas", "--forget", "web-1:4242:aa")
+        waiting.wait(timeout=120)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0
     code, row, _ready = zd_status(project, postgres_url)
     assert (code, row["state"]) == (0, "up to date")
     assert columns(postgres_url) == {"id": False, "hits": False, "title": False}
