@@ -170,6 +170,9 @@ def test_postgresql_expands_then_contracts_once_no_old_replica_is_left(
     assert columns(postgres_url) == {"id": False, "name": False, "hits": False, "title": True}
     assert ok(project, postgres_url, "upgrade", "heads").returncode == 0  # idempotent
     assert zd_status(project, postgres_url)[1]["state"] == "contract pending"
+    # the guide's `check` compares against a database at every head: it says how to get there
+    checked = db(project, postgres_url, "check")
+    assert checked.returncode == 1 and "upgrade heads --contract" in checked.stderr, checked.stderr
 
     # a live replica still runs the expand release: contract is refused, nothing changes
     report_replica(postgres_url, "web-1:4242:aa", [EXPAND], expires_in="1 minute")

@@ -219,3 +219,23 @@ def test_timeouts_read_durations(monkeypatch):
     assert RequestTimeouts.from_env() == RequestTimeouts(
         lock=0.5, statement=60, idle_in_transaction=45
     )
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback", "close", "invalidate"])
+def test_the_sqlite_writer_queue_is_released_however_a_transaction_ends(tmp_path, end):
+    from tecnorev.core.db import _writer_queue, create_db_engine
+
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    engine = create_db_engine(url)
+    try:
+        connection = engine.connect()
+        connection.exec_driver_sql("SELECT 1")  # begins: the queue is taken
+        queue = _writer_queue(url)
+        assert not queue.acquire(timeout=0)
+        getattr(connection, end)()  # invalidate: the pool takes the connection back
+        if end != "invalidate":
+            connection.close()
+        assert queue.acquire(timeout=0)  # free again, for the next transaction
+        queue.release()
+    finally:
+        engine.dispose()

@@ -52,11 +52,46 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
     return pragmas
 
 
-def _sqlite_begin(connection: sa.Connection) -> None:
-    # IMMEDIATE takes the write lock up front, where busy_timeout queues the transaction.  A
-    # deferred one that read first and writes later fails at once with "database is locked"
-    # when another writer committed meanwhile: no wait can help a stale snapshot.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+# One queue per database file in this process.  SQLite's busy handler polls with growing sleeps
+# (up to 100 ms), so under many writers one can lose every race until its timeout; a lock the
+# waiting threads block on hands the file over on each commit instead.
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_GUARD = threading.Lock()
+_HOLDS = "tecnorev_sqlite_writer"  # connection-record info key: this connection holds the queue
+
+
+def _writer_queue(url: str) -> threading.Lock:
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(make_url(url).database or url, threading.Lock())
+
+
+def _sqlite_transactions(engine: sa.Engine, url: str, busy: float) -> None:
+    """Every transaction starts with BEGIN IMMEDIATE, after this process's queue for the file.
+
+    IMMEDIATE takes the write lock up front, where busy_timeout queues the transaction.  A
+    deferred one that read first and writes later fails at once with "database is locked"
+    when another writer committed meanwhile: no wait can help a stale snapshot."""
+    queue = _writer_queue(url)
+
+    def release(info: dict[str, Any]) -> None:
+        if info.pop(_HOLDS, False):
+            queue.release()
+
+    def begin(connection: sa.Connection) -> None:
+        # past the bound, go on without the queue: SQLite's own busy timeout then answers
+        if queue.acquire(timeout=busy):
+            connection.info[_HOLDS] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            release(connection.info)
+            raise
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "commit", lambda connection: release(connection.info))
+    event.listen(engine, "rollback", lambda connection: release(connection.info))
+    # a connection returned (or invalidated) with its transaction never ended must not keep it
+    event.listen(engine, "checkin", lambda _dbapi, record: release(record.info))
 
 
 @dataclass(frozen=True)
@@ -107,7 +142,7 @@ def create_db_engine(
         busy = timeouts.lock if timeouts else SQLITE_BUSY_TIMEOUT
         event.listen(engine, "connect", _sqlite_pragmas(busy))
         if not autocommit:
-            event.listen(engine, "begin", _sqlite_begin)
+            _sqlite_transactions(engine, url, busy)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     connect_args = kwargs.setdefault("connect_args", {})

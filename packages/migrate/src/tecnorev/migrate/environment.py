@@ -671,6 +671,8 @@ def run() -> None:
         if str(exc) == "Target database is not up to date.":
             raise CommandError(
                 "the database is not at every module's head, and autogenerate compares "
-                f"against it: run '{project().command} upgrade heads' first"
+                f"against it: run '{project().command} upgrade heads' first (on PostgreSQL "
+                f"'{project().command} upgrade heads --contract' also applies the contract "
+                "revisions that upgrade holds back)"
             ) from exc
         raise
