@@ -265,7 +265,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite against every package installed editable (config: root pyproject)."""
+    """The workspace tests (tests/) and the composed service's (services/), every package
+    installed editable (config: root pyproject).  Each package's own tests run once, in its
+    `package` session: alone, from its wheel.  With arguments (`dev.py test -- -k x`), pytest
+    gets them instead, over every test path."""
     _install_editable(session, extras="test")
     # The workspace tests build our wheels offline (pip wheel --no-build-isolation), so the build
     # backend named in the packages' [build-system] must be importable here too.
@@ -281,7 +284,7 @@ def tests(session: nox.Session) -> None:
         _dev_requirement("pypiserver"),
         *sorted(build_backends),
     )
-    session.run("pytest", *session.posargs, env=_test_env())
+    session.run("pytest", *(session.posargs or ["tests", "services"]), env=_test_env())
 
 
 @nox.session
