@@ -278,13 +278,21 @@ def tests(session: nox.Session) -> None:
     session.install(
         _dev_requirement("pytest"),
         _dev_requirement("pytest-timeout"),
+        _dev_requirement("pytest-xdist"),
         _dev_requirement("ruff"),
         _dev_requirement("schemathesis"),
         # the package index the release round trip publishes to and installs from
         _dev_requirement("pypiserver"),
         *sorted(build_backends),
     )
-    session.run("pytest", *(session.posargs or ["tests", "services"]), env=_test_env())
+    if session.posargs:
+        session.run("pytest", *session.posargs, env=_test_env())
+        return
+    # Two at a time (most of a test is a `tecnorev` process starting, or a database waiting),
+    # then the few that need the server's connections to themselves, alone.
+    paths = ["tests", "services"]
+    session.run("pytest", "-n", "2", "-m", "not exclusive", *paths, env=_test_env())
+    session.run("pytest", "-m", "exclusive", *paths, env=_test_env())
 
 
 @nox.session
@@ -491,7 +499,10 @@ def bench(session: nox.Session) -> None:
     200 revisions before and after `tecnorev db squash`.
     `nox -s bench -- backfill [--rows 1000000 --batch-size 1000,200 --pause 0.01]`: a batched
     backfill of a product table of 1,000,000 rows alone and under 32 clients placing orders, and
-    the orders' latency during it and without; needs wrk and PostgreSQL at TEST_DATABASE_URL."""
+    the orders' latency during it and without; needs wrk and PostgreSQL at TEST_DATABASE_URL.
+    `nox -s bench -- observability [--workers 1 --duration 10]`: the product list and order
+    placement with metrics off, on, with JSON access logs and with the outbox dispatchers, next
+    to the pgbench floor; and a cancellation with the outbox against one without subscribers."""
     _install_editable(session)
     args = list(session.posargs)
     if args[:1] == ["api"]:
@@ -504,6 +515,9 @@ def bench(session: nox.Session) -> None:
         return
     if args[:1] == ["backfill"]:
         session.run("python", "bench/bench_backfill.py", *args[1:])
+        return
+    if args[:1] == ["observability"]:
+        session.run("python", "bench/bench_observability.py", *args[1:])
         return
     if args[:1] == ["cli"]:
         args = args[1:]

@@ -72,7 +72,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -578,8 +578,10 @@ class Server:
         log_level: str = "warning",
         *,
         stop_grace: float = 20.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.env = env or {}  # settings of this server only
         self.workers = workers
         self.log_level = log_level
         self.port = _free_port()
@@ -596,6 +598,7 @@ class Server:
             "DATABASE_URL": self.url,
             "SECRET_KEY": SECRET_KEY,
             "TECNOREV_ENV": "development",
+            **self.env,
         }
         command = [
             str(BIN / "tecnorev"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -1493,34 +1496,15 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
                 f"\nserver: tecnorev serve --workers {workers} --log-level {options.log_level} "
                 f"(port {server.port})"
             )
-            for load in loads.values():
-                fresh = _fresh(load, data)
-                check_request(server.base_url, fresh)
-                loadgen.run(
-                    fresh,
-                    base_url=server.base_url,
-                    clients=options.clients,
-                    duration=options.warmup,
-                    tool=options.tool,
-                )
+            warm_up(options, server, data, loads.values())
             for name, load in loads.items():
                 idle = wait_for_idle(options.wait_idle)
-                fresh = _fresh(load, data)
-                assert server.process is not None
                 split: list[int] = []
                 probe = threading.Timer(
                     options.duration / 2, server.record_connections, args=(split,)
                 )
                 probe.start()
-                with CpuMeter(_database_name(url), server.process.pid) as meter:
-                    result = loadgen.run(
-                        fresh,
-                        base_url=server.base_url,
-                        clients=options.clients,
-                        duration=options.duration,
-                        tool=options.tool,
-                    )
-                    cpu = meter.stop(result.cpu_seconds)
+                result, cpu = measure_load(options, server, url, _fresh(load, data))
                 report.measurements.append(Measurement(name, workers, result, cpu, idle))
                 print(
                     f"  {name:<16} {result.rate:8.0f} req/s  p50 {result.p50_ms:6.1f} ms  "
@@ -1536,6 +1520,37 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
                     )
     if options.profile is not None:
         profile(options, url, data, loads, log)
+
+
+def warm_up(options: Options, server: Server, data: DataSet, loads: Iterable[loadgen.Load]) -> None:
+    """Check each load's request answers, then run it for the warm-up time."""
+    for load in loads:
+        fresh = _fresh(load, data)
+        check_request(server.base_url, fresh)
+        loadgen.run(
+            fresh,
+            base_url=server.base_url,
+            clients=options.clients,
+            duration=options.warmup,
+            tool=options.tool,
+        )
+
+
+def measure_load(
+    options: Options, server: Server, url: str, load: loadgen.Load
+) -> tuple[loadgen.LoadResult, CpuSplit]:
+    """One measurement: the load for the set time, and where the CPU went meanwhile."""
+    assert server.process is not None
+    with CpuMeter(_database_name(url), server.process.pid) as meter:
+        result = loadgen.run(
+            load,
+            base_url=server.base_url,
+            clients=options.clients,
+            duration=options.duration,
+            tool=options.tool,
+        )
+        cpu = meter.stop(result.cpu_seconds)
+    return result, cpu
 
 
 def _statuses(result: loadgen.LoadResult) -> str:

@@ -150,7 +150,10 @@ def assert_serves_exactly(server: Server, modules: list[str]) -> None:
     assert paths[SERVICE_TAG] == {"/health", "/ready"}
     for module in modules:
         assert all(p.startswith("/api/v1/") for p in paths.get(module, ())), paths
-    assert server.get("/health") == (200, {"status": "ok", "modules": modules})
+    status, health = server.get("/health")
+    assert (status, health["status"]) == (200, "ok")
+    assert set(health["modules"]) == {"core", *modules}  # core's outbox: every project has it
+    assert set(health["distributions"]) >= {"tecnorev-core", *(f"tecnorev-{m}" for m in modules)}
 
 
 OTHER_MODULES_CODES = ("orders:", "coupons:", "shipments:", "payments:", "inventory:", "branches:")
@@ -203,7 +206,7 @@ def test_the_service_is_what_is_installed_and_a_new_package_appears_after_restar
             assert_serves_exactly(server, ["auth", "catalog"])
             status, ready = server.get("/ready")
             assert status == 200, ready
-            assert ready["modules"] == {"auth": "up to date", "catalog": "up to date"}
+            assert ready["modules"] == {m: "up to date" for m in ("auth", "core", "catalog")}
             assert_no_codes_but(venv, url, server, {"users:read", "users:manage", "catalog:manage"})
 
             # Installed into the running deployment's environment: the process serving
@@ -342,7 +345,7 @@ def test_production_with_pending_migrations_exits_before_starting_workers(venv, 
     )
     assert result.returncode != 0
     assert result.stderr.startswith(
-        "error: refusing to serve: migrations pending for auth, catalog"
+        "error: refusing to serve: migrations pending for auth, core, catalog"
     )
     assert "tecnorev db upgrade heads" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

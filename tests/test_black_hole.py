@@ -96,7 +96,8 @@ class Case:
     @property
     def command(self) -> str:
         """The command path as the CLI names it: 'db upgrade', 'users create-admin'."""
-        return " ".join(self.args[:2]) if self.args[0] in ("db", "demo", "users") else self.args[0]
+        groups = ("db", "demo", "users", "events")
+        return " ".join(self.args[:2]) if self.args[0] in groups else self.args[0]
 
 
 CASES = [
@@ -141,6 +142,11 @@ CASES = [
         "database at {black_hole}: timeout expired.",
     ),
     Case(("demo", "load")),
+    Case(("events", "list")),
+    Case(("events", "show", "1")),
+    Case(("events", "retry", "--all-dead")),
+    Case(("events", "prune")),
+    Case(("worker",)),
     Case(("users", "create-admin", "--email", "admin@example.com")),
     Case(("users", "set-password", "--email", "admin@example.com")),
     Case(("serve", "--port", "{free_port}")),

@@ -82,7 +82,10 @@ def test_a_partial_database_adopts_what_is_there(database_url):
     result = run_tecnorev("db", "adopt", url=database_url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "matching their head: auth, catalog" in result.stdout
-    assert "not present (tecnorev db upgrade heads creates them): inventory, sales" in result.stdout
+    assert (
+        "not present (tecnorev db upgrade heads creates them): core, inventory, sales"
+        in result.stdout
+    )
     result = run_tecnorev("db", "upgrade", "heads", url=database_url)
     assert result.returncode == 0, result.stderr
     assert "-> auth_" not in result.stderr and "-> inventory_" in result.stderr

@@ -60,7 +60,7 @@ def test_empty_revision_extends_the_module_head(scratch, tmp_path):
 def test_unknown_module_lists_the_installed_ones(tmp_path):
     result = run_tecnorev("db", "generate", "loyalty", "-m", "x", url=f"sqlite:///{tmp_path}/d.db")
     assert result.returncode == 2
-    assert "no installed module named 'loyalty' (installed: auth, catalog" in result.stderr
+    assert "no installed module named 'loyalty' (installed: auth, core, catalog" in result.stderr
 
 
 def test_foreign_key_into_an_undeclared_module_is_refused(scratch, tmp_path):

@@ -161,7 +161,7 @@ def test_a_module_that_is_neither_installed_nor_in_the_ledger_is_an_error(databa
     assert result.returncode == 1
     assert result.stderr == (
         "error: no ledger row names module 'loyalty', and no installed module has that name "
-        "(installed: auth, catalog, inventory, sales, logistics, payments)\n"
+        "(installed: auth, core, catalog, inventory, sales, logistics, payments)\n"
     )
 
 

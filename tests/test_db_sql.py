@@ -233,7 +233,7 @@ def test_a_forgotten_revision_coming_back_counts_as_applied(database_url):
 
 def test_an_unknown_module_is_refused(database_url):
     result = run_tecnorev("db", "sql", "billing", url=database_url)
-    assert_refused(result, "no installed module named 'billing' (installed: auth, catalog")
+    assert_refused(result, "no installed module named 'billing' (installed: auth, core, catalog")
 
 
 @pytest.mark.parametrize(
@@ -245,7 +245,7 @@ def test_an_unknown_module_is_refused(database_url):
         # every module's head but catalog's and auth's (which catalog's head needs)
         (
             "base:heads",
-            "'heads' names revisions of inventory, logistics, payments, sales, not of catalog",
+            "'heads' names revisions of core, inventory, logistics, payments, sales, not of catalog",
         ),
         ("base:auth@head", "'auth@head' names revisions of auth, not of catalog"),
         ("catalog@head:base", "it goes down (it would revert"),

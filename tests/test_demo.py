@@ -225,7 +225,7 @@ def test_demo_load_on_a_database_without_migrations_says_what_to_do(database_url
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: the database lacks migrations of auth, catalog")
+    assert result.stderr.startswith("error: the database lacks migrations of auth, core, catalog")
     assert "tecnorev db upgrade heads" in result.stderr
 
 
@@ -237,6 +237,6 @@ def test_demo_load_on_a_partly_migrated_database_names_the_missing_modules(datab
         list(load_demo(engine=engine))
 
     missing = str(refused.value).split("migrations of ")[1].split(";")[0].split(", ")
-    assert set(missing) == {"inventory", "sales", "logistics", "payments"}
+    assert set(missing) == {"core", "inventory", "sales", "logistics", "payments"}
     with Session(engine) as session:
         assert count(session, User) == 0  # nothing was stored

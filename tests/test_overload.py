@@ -31,7 +31,7 @@ from .serving import (
     token,
 )
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.exclusive]
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from .serving import (
     token,
 )
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
 
 
 @pytest.fixture(scope="module")

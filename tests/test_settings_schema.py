@@ -36,6 +36,8 @@ READERS = {
 FOREIGN = {
     "PGOPTIONS": "libpq's server options, kept ahead of the API's own",
     "ALEMBIC_CONFIG": "Alembic's choice of ini file",
+    "PROMETHEUS_MULTIPROC_DIR": "prometheus-client's folder of the workers' metric files",
+    "OTEL_TRACES_EXPORTER": "OpenTelemetry's standard choice of trace exporter",
 }
 TECNOREV = str(Path(sys.executable).parent / "tecnorev")
 NAME = re.compile(r"\b(TECNOREV_[A-Z][A-Z0-9_]*|DATABASE_URL|SECRET_KEY|TEST_DATABASE_URL)\b")

@@ -23,6 +23,7 @@ from tecnorev.auth.permissions import declared
 from tecnorev.auth.security import decode_access_token
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
+from tecnorev.core.logs import bind_user
 from tecnorev.core.web import API_PREFIX, ReadSessionDep, SessionDep, run_read
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
@@ -83,6 +84,7 @@ async def current_user(session: SessionDep, token: BearerToken) -> Principal:
         raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
     # the token is checked here, on the event loop (no I/O); only the lookup needs a thread
     claims = decode_access_token(token)
+    bind_user(claims.user_id)
     return await run_in_threadpool(load_principal, session, claims.user_id, claims.family_id)
 
 
@@ -100,6 +102,7 @@ async def optional_user(
     if not token:
         return None
     claims = decode_access_token(token)
+    bind_user(claims.user_id)
     return await run_read(partial(load_principal, session, claims.user_id, claims.family_id))
 
 

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from tecnorev.auth import service
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.auth.errors import InvalidCredentials
+from tecnorev.auth.metrics import LOGIN_FAILURES, LOGINS_THROTTLED
 from tecnorev.auth.permissions import USERS_MANAGE, USERS_READ
 from tecnorev.auth.schemas import (
     MePublic,
@@ -24,7 +25,7 @@ from tecnorev.auth.schemas import (
     UserRolesUpdate,
     UserUpdate,
 )
-from tecnorev.auth.throttle import throttle_of
+from tecnorev.auth.throttle import TooManyAttempts, throttle_of
 from tecnorev.core.web import SessionDep
 from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery
 
@@ -78,10 +79,15 @@ def log_in(
     one address, logins are refused with 429 ``too_many_attempts`` and ``Retry-After``."""
     throttle = throttle_of(request.app.state)
     address = request.client.host if request.client else "unknown"
-    throttle.attempt(email=form.username, address=address)
+    try:
+        throttle.attempt(email=form.username, address=address)
+    except TooManyAttempts:
+        LOGINS_THROTTLED.inc()
+        raise
     try:
         tokens = service.log_in(session, email=form.username, password=form.password)
     except InvalidCredentials:
+        LOGIN_FAILURES.inc()
         throttle.failed(address=address)
         raise
     throttle.succeeded(email=form.username)

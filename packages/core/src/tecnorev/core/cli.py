@@ -173,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
     from tecnorev.core.errors import DatabaseUnavailable, TecnorevError
+    from tecnorev.core.logs import configure_logging
 
     try:
+        configure_logging("info")  # `serve` configures again, with its level
         app = _build_app()
         app(args, prog_name="tecnorev", standalone_mode=True)
     except SystemExit as exc:

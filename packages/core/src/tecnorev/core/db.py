@@ -239,10 +239,12 @@ def session_scope(
     by default the installed modules')."""
     from sqlmodel import Session  # imported here: migration commands use this module too
 
-    from tecnorev.core.events import deliver, take_committed
+    from tecnorev.core.events import REGISTRY, deliver, take_committed
 
     engine = engine or get_engine()
     with Session(engine) as session:
+        if registry is not None:
+            session.info[REGISTRY] = registry
         try:
             yield session
             session.commit()

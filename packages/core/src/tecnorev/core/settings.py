@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from dotenv import dotenv_values, find_dotenv
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
@@ -151,7 +151,21 @@ ENVIRONMENTS = ("development", "production", "test")
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 WholeNumber = Annotated[int, BeforeValidator(parse_whole_number)]
 DatabaseUrl = Annotated[str, AfterValidator(_normalized)]
-Switch = Annotated[bool, BeforeValidator(lambda raw: str(raw).strip().lower() not in ("", "0"))]
+_ON = ("1", "true", "yes", "on")
+_OFF = ("", "0", "false", "no", "off")
+
+
+def parse_switch(raw: object) -> bool:
+    """``1``/``0`` (or true/false, yes/no, on/off); a default given as a bool stays itself."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _ON or text in _OFF:
+        return text in _ON
+    raise ValueError("must be 1 or 0 (or true/false, yes/no, on/off)")
+
+
+Switch = Annotated[bool, BeforeValidator(parse_switch)]
 
 
 def default_text(text: str) -> dict[str, str]:
@@ -257,6 +271,13 @@ class CoreSettings(SettingsGroup):
     )
     debug: Switch = Field(
         False, description="1 shows a command's full traceback instead of its one-line error"
+    )
+    log_format: Annotated[
+        Literal["auto", "text", "json"], BeforeValidator(lambda raw: str(raw).strip().lower())
+    ] = Field("auto", description="log lines as text or json (auto: json in production)")
+    metrics: Switch = Field(True, description="0 turns the per-request metrics and /metrics off")
+    build_id: str | None = Field(
+        None, description="the build this deployment runs (a commit, an image tag), in /health"
     )
 
     @property

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -305,6 +305,25 @@ def module_heads() -> dict[str, str]:
 
     scripts = ScriptDirectory.from_config(make_config())
     return {name: scripts.get_revision(f"{name}@head").revision for name in get_registry().names}
+
+
+def metric_samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus exposition, read with prometheus-client's own parser:
+    ``(name, sorted label pairs) -> value`` (see :func:`metric`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def metric(
+    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """One sample's value (0 when absent, as Prometheus reads a counter never incremented)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def run_together(

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
 from tecnorev.core.direct import Direct
+from tecnorev.core.metrics import count_on_commit
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import (
     BranchCodeTaken,
@@ -37,6 +38,7 @@ from tecnorev.inventory.errors import (
     UnknownProduct,
     UnknownUser,
 )
+from tecnorev.inventory.metrics import STOCK_MOVEMENTS
 from tecnorev.inventory.models import (
     Branch,
     BranchStaff,
@@ -277,6 +279,7 @@ def _record(
 ) -> None:
     """Write one ledger movement per (product, signed delta) in one multi-row INSERT."""
     now = utcnow()
+    count_on_commit(session, STOCK_MOVEMENTS, len(deltas), kind=reason.value.lower())
     _INSERT_MOVEMENTS.run_many(
         session.connection(),
         [

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from tecnorev.core.db import is_unique_violation
+from tecnorev.core.metrics import count_on_commit
 from tecnorev.core.paging import decode_id_cursor, encode_cursor
 from tecnorev.core.types import utcnow
 from tecnorev.payments.errors import (
@@ -29,6 +30,7 @@ from tecnorev.payments.errors import (
     PaymentNotFound,
     PaymentReferenceTaken,
 )
+from tecnorev.payments.metrics import PAYMENTS, REFUNDS
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales import service as sales
 from tecnorev.sales.errors import OrderNotFound
@@ -103,6 +105,7 @@ def record_payment(
         if is_unique_violation(exc):
             raise _reference_taken(provider, provider_reference) from exc
         raise
+    count_on_commit(session, PAYMENTS, currency=currency)
     if paid + amount == total and order.status is OrderStatus.PENDING:
         sales.confirm_order(session, order_id=order_id, actor_id=actor_id)
     return payment
@@ -122,7 +125,10 @@ def refund_order_payments(session: Session, *, order_id: int) -> list[int]:
         .values(status=PaymentStatus.REFUNDED, updated_at=utcnow(), updated_by_id=None)
         .returning(p.id)
     ).scalars()
-    return sorted(refunded)
+    ids = sorted(refunded)
+    if ids:
+        count_on_commit(session, REFUNDS, len(ids))
+    return ids
 
 
 def _reference_used(session: Session, provider: str, provider_reference: str) -> bool:

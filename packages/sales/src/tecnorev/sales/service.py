@@ -25,6 +25,7 @@ from tecnorev.core.db import is_unique_violation
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import Conflict, DomainError, PermissionDenied
 from tecnorev.core.events import publish
+from tecnorev.core.metrics import count_on_commit
 from tecnorev.core.paging import InvalidCursor, cursor_id, decode_cursor, encode_cursor
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import BranchInactive, InvalidQuantity, UnknownBranch
@@ -52,6 +53,7 @@ from tecnorev.sales.errors import (
     ProductUnavailable,
     UsageLimitBelowTimesUsed,
 )
+from tecnorev.sales.metrics import ORDERS_CANCELLED, ORDERS_PLACED
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderItem, OrderStatus
 from tecnorev.sales.placed import NewLine, NewOrder, PlacedOrder
 from tecnorev.sales.schemas import CouponCreate, CouponUpdate
@@ -316,6 +318,7 @@ def place_order(
         idempotency_key=idempotency_key,
         created_at=now,
     )
+    count_on_commit(session, ORDERS_PLACED)
     return PlacedOrder(order, lines)
 
 
@@ -563,6 +566,7 @@ def cancel_order(
             .values(times_used=_coupon.c.times_used - 1, updated_at=utcnow())
         )
     session.flush()
+    count_on_commit(session, ORDERS_CANCELLED)
     publish(
         session,
         "sales.order_cancelled",

@@ -9,13 +9,23 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.to_thread
 import sqlalchemy as sa
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
+from tecnorev.api import tracing
+from tecnorev.api.observability import (
+    MigrationState,
+    OutboxBacklog,
+    installed_versions,
+    token_matches,
+)
 from tecnorev.api.pools import plan_pools, pool_timeout
 from tecnorev.api.settings import ApiSettings
+from tecnorev.core import metrics
 from tecnorev.core.db import Checkouts, RequestTimeouts, check_connection, create_db_engine
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable, DiscoveryError
+from tecnorev.core.outbox.dispatch import BackgroundDispatcher, Dispatcher
+from tecnorev.core.outbox.settings import OutboxSettings
 from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.settings import get_settings, signing_key
 from tecnorev.core.settings_schema import validate_settings
@@ -31,7 +41,7 @@ from tecnorev.migrate.replicas import Reporter, code_heads
 
 log = logging.getLogger("tecnorev.api")
 
-VERSION = "0.1.0"
+VERSION = installed_versions()["distributions"].get("tecnorev-api", "0+unknown")
 # No ping before each checkout (a round trip per request): a connection the server dropped
 # fails one request with a 503, and SQLAlchemy then replaces every pooled connection.
 POOL_RECYCLE_SECONDS = 1800
@@ -70,8 +80,14 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         pool_timeout=ready_timeout,
     )
     checkouts = [Checkouts(e) for e in {engine, read_engine}]
+    tracer = tracing.tracer_provider(ApiSettings().tracing)
+    tracing.trace_statements(tracer, {engine, read_engine})
+    metrics.watch_pool(engine, "write")
+    if read_engine is not engine:
+        metrics.watch_pool(read_engine, "read")
     readiness = ReadinessCheck(registry)
     reporter = _replica_reporter(database_url, probe_timeouts, readiness)
+    dispatcher = _dispatcher(database_url, timeouts, registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +102,11 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         )
         if reporter is not None:
             await anyio.to_thread.run_sync(reporter.start)
+        if dispatcher is not None:
+            dispatcher.start()
         yield
+        if dispatcher is not None:
+            await anyio.to_thread.run_sync(dispatcher.stop)
         if reporter is not None:
             await anyio.to_thread.run_sync(reporter.stop)
         # Past the server's grace period: what still runs is cancelled in the database, so
@@ -94,12 +114,19 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         await anyio.to_thread.run_sync(_stop_statements, checkouts)
         for each in (engine, read_engine, probe_engine):
             each.dispose()
+        metrics.worker_stopped()
         if reporter is not None:
             reporter.engine.dispose()
+        if tracer is not None:
+            tracer.shutdown()  # exports what is left
 
-    tags = [{"name": m.name, "description": m.description} for m in registry.modules]
+    routers = list(module_routers(registry))
+    served = {name for name, _ in routers}  # a module without endpoints gets no tag
+    tags = [
+        {"name": m.name, "description": m.description} for m in registry.modules if m.name in served
+    ]
     app = make_app(
-        module_routers(registry),
+        routers,
         engine=engine,
         read_engine=read_engine,
         registry=registry,
@@ -108,13 +135,52 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         tags=[{"name": "service", "description": "health and readiness"}, *tags],
         lifespan=lifespan,
         admission=admission,
+        telemetry=tracing.fastapi_telemetry(tracer),
     )
+    app.state.tracer_provider = tracer
     probe_thread = _ProbeThread()
 
-    @app.get("/health", tags=["service"], summary="the process is up")
+    service = ApiSettings()
+    versions = installed_versions()
+
+    @app.get("/health", tags=["service"], summary="the process is up, and what it runs")
     async def health() -> dict[str, object]:
         # async: answered on the event loop, whatever the threads and the database are doing
-        return {"status": "ok", "modules": registry.names}
+        return {
+            "status": "ok",
+            "version": VERSION,
+            "build": settings.build_id,
+            "modules": registry.names,
+            **versions,
+        }
+
+    # on a port of their own, `tecnorev serve` serves them
+    if settings.metrics and service.metrics_port is None:
+        scraped = [MigrationState(readiness, probe_engine), OutboxBacklog(probe_engine)]
+        scrape_thread = _ProbeThread()  # a slow scrape never delays /ready
+
+        @app.get("/metrics", include_in_schema=False)  # text for Prometheus, not the API
+        async def scrape(request: Request) -> Response:
+            token = service.metrics_token
+            if token is not None and not token_matches(
+                token.get_secret_value(), request.headers.get("authorization")
+            ):
+                return JSONResponse(
+                    {"error": {"code": "unauthorized", "message": "a metrics token is required"}},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            with anyio.move_on_after(ready_timeout * 2):
+                body = await anyio.to_thread.run_sync(
+                    lambda: metrics.exposition(scraped),
+                    limiter=scrape_thread.limiter(),
+                    abandon_on_cancel=True,
+                )
+                return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
+            return JSONResponse(
+                {"error": {"code": "timeout", "message": "collecting the metrics took too long"}},
+                status_code=503,
+            )
 
     @app.get(
         "/ready",
@@ -181,6 +247,19 @@ def _replica_reporter(
         engine.dispose()
         return None
     return Reporter(engine, code_heads(readiness.scripts, readiness.registry), interval)
+
+
+def _dispatcher(
+    database_url: str | None, timeouts: RequestTimeouts, registry: Registry
+) -> BackgroundDispatcher | None:
+    """This worker's outbox dispatcher (unless ``tecnorev worker`` processes do it): one
+    connection for deliveries, one listening for NOTIFY on PostgreSQL."""
+    if not OutboxSettings().outbox_in_service:
+        return None
+    engine = create_db_engine(
+        database_url, timeouts=timeouts, pool_size=1, max_overflow=1, pool_recycle=1800
+    )
+    return BackgroundDispatcher(Dispatcher(engine, registry=registry))
 
 
 def _readiness(

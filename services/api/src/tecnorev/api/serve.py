@@ -5,9 +5,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from importlib.util import find_spec
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -35,11 +38,39 @@ def serve(
     log_level: Annotated[
         str | None, typer.Option(help="debug, info, warning or error (default: TECNOREV_LOG_LEVEL)")
     ] = None,
+    log_config: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="a logging configuration (.json, .yaml or .ini) used instead of the built-in "
+            "one (default: TECNOREV_LOG_CONFIG)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API composed from the installed modules (docs at /docs)."""
+    """Serve the API composed from the installed modules (docs at /docs, metrics at /metrics)."""
+    # First: prometheus-client picks per-process files or memory when it is first imported,
+    # and every worker must write where the scrape reads.
+    metrics_dir = _metrics_directory()
+    try:
+        _serve(host, port, workers, reload, log_level, log_config)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    reload: bool,
+    log_level: str | None,
+    log_config: Path | None,
+) -> None:
     import uvicorn
 
     from tecnorev.api.settings import ApiSettings
+    from tecnorev.core.logs import configure_logging, logging_config
     from tecnorev.core.settings import get_settings, signing_key
     from tecnorev.core.settings_schema import validate_settings
 
@@ -51,6 +82,10 @@ def serve(
     port = port or service.port
     log_level = (log_level or service.log_level).lower()
     workers = workers or service.workers
+    chosen_config = str(log_config or service.log_config or "") or None
+    if chosen_config is not None and not Path(chosen_config).is_file():
+        raise ConfigError(f"TECNOREV_LOG_CONFIG={chosen_config!r} is not a file")
+    configure_logging(log_level)
     # each worker sizes its pools for this many workers sharing the server's connections
     os.environ["TECNOREV_WORKERS"] = str(workers)
     grace = service.shutdown_grace
@@ -85,17 +120,22 @@ def serve(
         "loop": "uvloop" if fast else "auto",
         "http": "httptools" if fast else "auto",
         "log_level": log_level,
+        # each worker configures its logging from this (and so writes as the parent does)
+        "log_config": chosen_config or logging_config(log_level),
+        "access_log": False,  # the service writes its own, with route, duration, request id
         "proxy_headers": True,
         # then requests still running are cancelled, their statements too (see create_app)
         "timeout_graceful_shutdown": grace,
     }
     _check_free(host, port)
     admitted = AdmissionLimits.from_env(pools.write).limit
-    typer.echo(
-        f"tecnorev serve: {workers} worker(s), each with {pools.write} writing + {pools.read} "
-        f"reading connections ({pools.reason}) and up to {admitted} requests at once",
-        err=True,
-    )
+    logging.getLogger("tecnorev.api").info(
+        "tecnorev serve: %d worker(s), each with %d writing + %d reading connections (%s) and "
+        "up to %d requests at once",
+        workers, pools.write, pools.read, pools.reason, admitted,
+    )  # fmt: skip
+    if service.metrics_port is not None:
+        _serve_metrics(host, service.metrics_port)
     # Linux spreads connections over a SO_REUSEPORT group; other systems do not
     if reload or workers == 1 or not sys.platform.startswith("linux"):
         uvicorn.run(SERVED_APP, workers=None if reload else workers, reload=reload, **options)
@@ -104,6 +144,48 @@ def serve(
 
 
 SERVED_APP = "tecnorev.api.serve:served_app"
+
+
+def _metrics_directory() -> str | None:
+    """Where the workers' metrics files go: the operator's PROMETHEUS_MULTIPROC_DIR (emptied:
+    files of an earlier run would add to this one's), else a directory of this run, removed
+    at exit (returned)."""
+    from tecnorev.core.metrics import MULTIPROCESS_DIR
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        return None
+    made = tempfile.mkdtemp(prefix="tecnorev-metrics-")
+    os.environ[MULTIPROCESS_DIR] = made
+    return made
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """/metrics on a port of its own, answered by this process from the workers' files: a
+    port the firewall keeps to the monitoring network."""
+    import prometheus_client
+    import sqlalchemy as sa
+
+    from tecnorev.api.observability import MigrationState
+    from tecnorev.api.settings import ApiSettings
+    from tecnorev.core.db import RequestTimeouts, create_db_engine
+    from tecnorev.core.metrics import multiprocess_registry
+    from tecnorev.core.registry import get_registry
+    from tecnorev.migrate.readiness import ReadinessCheck
+
+    _check_free(host, port)
+    wait = ApiSettings().ready_timeout
+    engine = create_db_engine(
+        timeouts=RequestTimeouts(wait, wait, wait), poolclass=sa.pool.NullPool
+    )
+    registry = multiprocess_registry()
+    registry.register(MigrationState(ReadinessCheck(get_registry()), engine))
+    prometheus_client.start_http_server(port, addr=host, registry=registry)
+    logging.getLogger("tecnorev.api").info("metrics on http://%s:%d/metrics", host, port)
 
 
 def served_app() -> FastAPI:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SecretStr
 
-from tecnorev.core.settings import Duration, SettingsGroup, WholeNumber, default_text
+from tecnorev.core.settings import Duration, SettingsGroup, Switch, WholeNumber, default_text
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -44,6 +44,24 @@ class ApiSettings(SettingsGroup):
         10.0,
         description="how often each worker reports the release it runs, which tecnorev db "
         "contract waits on (PostgreSQL; a report expires after three intervals; 0 = never)",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="a bearer token /metrics requires (unset: /metrics is open)"
+    )
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None,
+        description="serve /metrics on this port of its own (same address) instead of the "
+        "API's port",
+    )
+    tracing: Switch = Field(
+        False,
+        description="1 sends OpenTelemetry traces (requests and their SQL) where the OTEL_* "
+        "settings say; needs tecnorev-api[tracing]",
+    )
+    log_config: str | None = Field(
+        None,
+        description="a logging configuration file (.json, .yaml or .ini, as uvicorn reads "
+        "them) used instead of the built-in one",
     )
     shutdown_grace: Duration = Field(
         10.0,

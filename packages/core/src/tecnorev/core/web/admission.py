@@ -29,6 +29,7 @@ import anyio
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tecnorev.core import metrics
 from tecnorev.core.settings import CoreSettings
 from tecnorev.core.web.errors import send_error
 
@@ -101,6 +102,7 @@ class Admission:
                 with anyio.fail_after(self.limits.body_timeout):
                     received = await _whole_body(receive)
             except TimeoutError:
+                metrics.ADMISSION_REFUSED.labels("body_timeout").inc()
                 await send_error(
                     send, 408, "request_timeout", "the request body arrived too slowly"
                 )
@@ -134,6 +136,7 @@ class Admission:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         self._refused += 1
+        metrics.ADMISSION_REFUSED.labels("overloaded").inc()
         now = time.monotonic()
         if now >= self._quiet_until:  # a storm logs a line every few seconds, not one a request
             log.warning(

@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.errors import DiscoveryError
 from tecnorev.core.web.admission import Admission, AdmissionLimits
+from tecnorev.core.web.docs import serve_docs_offline
 from tecnorev.core.web.errors import ERROR_RESPONSES, install_error_handlers, send_error
+from tecnorev.core.web.observe import RequestObserver
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -90,6 +92,9 @@ def make_app(
     """A FastAPI app with each ``(tag, router)`` under ``/api/v1``; events published in its
     requests go to ``registry``'s subscribers (default: the installed modules).
 
+    Every request gets an id, an access log line and its metrics (``web.observe``); the docs
+    pages are served from assets in the wheel (``web.docs``).
+
     At most ``admission.limit`` requests run at once (default 40, see ``web.admission``),
     except those for ``unqueued_paths``, which must not take a thread of the default pool.
 
@@ -98,7 +103,15 @@ def make_app(
     a route demanding a permission code (a dependency carrying ``permission``, as auth's
     ``require_permission`` makes) that no module of ``registry`` declares.
     """
-    app = FastAPI(title=title, version=version, openapi_tags=list(tags), **fastapi_options)
+    app = FastAPI(
+        title=title,
+        version=version,
+        openapi_tags=list(tags),
+        docs_url=None,  # served below from the wheel's own assets, not a CDN
+        redoc_url=None,
+        **fastapi_options,
+    )
+    serve_docs_offline(app)
     app.state.engine = engine
     app.state.read_engine = read_engine  # for ReadSessionDep; default: made from ``engine``
     app.state.registry = registry
@@ -109,6 +122,8 @@ def make_app(
         Admission, limits=admission or AdmissionLimits(), exempt=frozenset(unqueued_paths)
     )
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    # outermost: every answer gets its request id, access line and metrics, refusals too
+    app.add_middleware(RequestObserver, prefix=API_PREFIX, quiet_paths=frozenset(unqueued_paths))
     claimed: dict[tuple[str, str], str] = {}
     declared = None if registry is None else set(registry.permissions)
     for tag, router in routers:

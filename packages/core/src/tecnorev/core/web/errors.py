@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
+from tecnorev.core import metrics
 from tecnorev.core.errors import DomainError
 
 log = logging.getLogger("tecnorev.api")
@@ -172,6 +173,7 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
     sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
     sqlite_code = None if sqlite_code is None else sqlite_code & 0xFF
     if pgcode == LOCK_NOT_AVAILABLE:
+        metrics.DATABASE_WAITS.labels("lock").inc()
         # One record is held by another request for longer than lock_timeout: a conflict on
         # that resource (409, as the other races), not a server fault.  Not 423, which
         # names a WebDAV lock the client could discover and own.
@@ -186,6 +188,7 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
             409, "concurrent_update", "the data changed concurrently; retry the request"
         )
     if pgcode == QUERY_CANCELED:
+        metrics.DATABASE_WAITS.labels("statement").inc()
         log.warning("statement timeout on %s %s: %s", request.method, request.url.path, exc.orig)
         return error_response(
             503,
@@ -194,6 +197,7 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
             headers={"Retry-After": "5"},
         )
     if sqlite_code in _SQLITE_BUSY:
+        metrics.DATABASE_WAITS.labels("busy").inc()
         # The whole file is locked for writing, longer than the busy timeout: the server is
         # saturated, not one record contended.
         log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
@@ -228,6 +232,7 @@ async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
     # Every connection of the process is in use for longer than the checkout may wait.
+    metrics.DATABASE_WAITS.labels("pool").inc()
     log.warning("no free connection for %s %s: %s", request.method, request.url.path, exc)
     return error_response(
         503, "overloaded", "the server is busy; retry after the delay it gives",

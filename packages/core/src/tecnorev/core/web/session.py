@@ -25,7 +25,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
-from tecnorev.core.events import deliver, has_queued, take_committed
+from tecnorev.core.events import REGISTRY, deliver, has_queued, take_committed
 from tecnorev.core.settings import CoreSettings
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     engine = request_engine(request)
     registry = getattr(request.app.state, "registry", None)
     session = Session(engine, expire_on_commit=False)
+    if registry is not None:
+        session.info[REGISTRY] = registry
     try:
         yield session
     except DomainError as exc:
