@@ -16,7 +16,9 @@ outbox is empty afterwards).  Its cost shows on a cancellation, which stores two
 commit: measured in process, cancellations with the installed subscribers against the same
 cancellations with none (no row, no delivery), median of each.
 
-Figures and ratios are printed, never asserted; ``bare`` is the baseline of the ratios.
+Each variant runs ``--rounds`` times, the rounds in alternating order (so that none always
+comes first, after the floors, or last); the table has the mean of its rounds.  Figures and
+ratios are printed, never asserted; ``bare`` is the baseline of the ratios.
 
     python bench/bench_observability.py                 # 1 worker, 32 clients, 10 s each
     python bench/bench_observability.py --workers 2 --duration 20
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--cancellations", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2, help="measurements of each variant")
     args = parser.parse_args(argv)
     options = dataclasses.replace(
         api.parse_options(["--workers", str(args.workers)]),
@@ -88,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         api.migrate(url)
         data = api.load_data(url, products=options.products, customers=options.customers)
         api.measure_floor(options, url, data, report)
-        for variant, (env, level) in VARIANTS.items():
-            log = Path(tmp) / f"{variant.replace(' ', '-')}.log"
-            rows += measure_variant(options, url, data, variant, env, level, log)
+        order = list(VARIANTS)
+        for round_ in range(args.rounds):
+            for variant in order if round_ % 2 == 0 else reversed(order):
+                env, level = VARIANTS[variant]
+                log = Path(tmp) / f"{variant.replace(' ', '-')}-{round_}.log"
+                rows += measure_variant(options, url, data, variant, env, level, log)
         outbox_rows = _count(url, "SELECT count(*) FROM tecnorev_outbox")
         print(f"\noutbox rows after every order placement run: {outbox_rows}")
         cancel_cost = measure_cancellations(url, data, args.cancellations)
@@ -183,20 +189,25 @@ def _count(url: str, query: str) -> int:
 
 
 def print_table(rows: list[Row], report: api.Report, cancel_cost: dict[str, float]) -> None:
-    bare = {row.scenario: row for row in rows if row.variant == "bare"}
+    means: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for key in dict.fromkeys((row.variant, row.scenario) for row in rows):
+        mine = [row for row in rows if (row.variant, row.scenario) == key]
+        means[key] = (
+            statistics.mean(row.result.rate for row in mine),
+            statistics.mean(row.result.p99_ms for row in mine),
+            statistics.mean(1000 * row.cpu.server / max(1, row.result.requests) for row in mine),
+        )
     head = (
         f"{'variant':<20} {'scenario':<16} {'req/s':>7} {'p99 ms':>7} {'server ms/req':>13} "
         f"{'vs bare':>8} {'vs floor':>8}"
     )
     print("\n" + head + "\n" + "-" * len(head))
-    for row in rows:
-        base = bare[row.scenario].result.rate
-        floor = report.floors.get(row.scenario)
-        per = 1000 * row.cpu.server / max(1, row.result.requests)
+    for (variant, scenario), (rate, p99, per) in means.items():
+        base = means[("bare", scenario)][0]
+        floor = report.floors.get(scenario)
         print(
-            f"{row.variant:<20} {row.scenario:<16} {row.result.rate:7.0f} "
-            f"{row.result.p99_ms:7.1f} {per:13.2f} {row.result.rate / base:8.0%} "
-            + (f"{row.result.rate / floor.tps:8.0%}" if floor and floor.tps else f"{'-':>8}")
+            f"{variant:<20} {scenario:<16} {rate:7.0f} {p99:7.1f} {per:13.2f} {rate / base:8.0%} "
+            + (f"{rate / floor.tps:8.0%}" if floor and floor.tps else f"{'-':>8}")
         )
     with_outbox, without = cancel_cost["with the outbox"], cancel_cost["without subscribers"]
     print(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -185,6 +186,29 @@ def test_metrics_of_two_workers_add_up_to_what_clients_saw(tmp_path):
         line["pid"] for line in json_lines(server.output) if line["logger"] == "tecnorev.access"
     }
     assert len(served_by) == 2, served_by
+
+
+def test_metrics_on_a_port_of_their_own_sum_the_workers(tmp_path):
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    migrate(url, "heads")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    server = start_server(url, 2, tmp_path, TECNOREV_METRICS_PORT=str(metrics_port))
+    try:
+        for _ in range(30):
+            assert httpx.get(server.base + "/api/v1/catalog/products", timeout=30).is_success
+        on_the_api = httpx.get(server.base + "/metrics", timeout=30)
+        scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30)
+    finally:
+        server.stop()
+    assert on_the_api.status_code == 404
+    assert scrape.status_code == 200
+    found = metric_samples(scrape.text)
+    products = {"method": "GET", "route": "/api/v1/catalog/products", "status": "200"}
+    assert metric(found, "tecnorev_http_request_duration_seconds_count", **products) == 30
+    assert metric(found, "tecnorev_migration_pending_revisions", module="catalog") == 0
+    assert metric(found, "tecnorev_migration_database_up") == 1
 
 
 def _chromium() -> str:

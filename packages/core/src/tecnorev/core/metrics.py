@@ -140,10 +140,11 @@ def is_multiprocess() -> bool:
     )
 
 
-def multiprocess_registry() -> CollectorRegistry:
-    """A registry that reads every worker's metrics (or this process's, when alone)."""
+def multiprocess_registry(*, from_files: bool | None = None) -> CollectorRegistry:
+    """A registry that reads every worker's metrics from the shared directory, or this
+    process's own (default: whichever this process writes to)."""
     registry = CollectorRegistry()
-    if is_multiprocess():
+    if is_multiprocess() if from_files is None else from_files:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_Everything())

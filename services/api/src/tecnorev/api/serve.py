@@ -135,7 +135,8 @@ def _serve(
         workers, pools.write, pools.read, pools.reason, admitted,
     )  # fmt: skip
     if service.metrics_port is not None:
-        _serve_metrics(host, service.metrics_port)
+        # the workers are processes of their own (files), or this very process (memory)
+        _serve_metrics(host, service.metrics_port, from_files=reload or workers > 1)
     # Linux spreads connections over a SO_REUSEPORT group; other systems do not
     if reload or workers == 1 or not sys.platform.startswith("linux"):
         uvicorn.run(SERVED_APP, workers=None if reload else workers, reload=reload, **options)
@@ -164,7 +165,7 @@ def _metrics_directory() -> str | None:
     return made
 
 
-def _serve_metrics(host: str, port: int) -> None:
+def _serve_metrics(host: str, port: int, *, from_files: bool) -> None:
     """/metrics on a port of its own, answered by this process from the workers' files: a
     port the firewall keeps to the monitoring network."""
     import prometheus_client
@@ -182,7 +183,7 @@ def _serve_metrics(host: str, port: int) -> None:
     engine = create_db_engine(
         timeouts=RequestTimeouts(wait, wait, wait), poolclass=sa.pool.NullPool
     )
-    registry = multiprocess_registry()
+    registry = multiprocess_registry(from_files=from_files)
     registry.register(MigrationState(ReadinessCheck(get_registry()), engine))
     prometheus_client.start_http_server(port, addr=host, registry=registry)
     logging.getLogger("tecnorev.api").info("metrics on http://%s:%d/metrics", host, port)

@@ -14,7 +14,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core import metrics
-from tecnorev.core.logs import REQUEST_ID_HEADER, request_id_from, request_scope
+from tecnorev.core.logs import REQUEST_ID_HEADER, enter_request, leave_request, request_id_from
 from tecnorev.core.settings import CoreSettings
 
 log = logging.getLogger("tecnorev.access")
@@ -50,30 +50,37 @@ class RequestObserver:
                 message["headers"] = [*message.get("headers", ()), (_HEADER, request_id.encode())]
             await send(message)
 
-        with request_scope(request_id):
-            _tag_span(request_id)
+        token = enter_request(request_id)
+        _tag_span(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
             try:
-                await self.app(scope, receive, send_with_id)
+                self._record(scope, status, time.perf_counter() - started)
             finally:
-                elapsed = time.perf_counter() - started
-                route = self._template(scope)
-                method = scope["method"]
-                if self.metrics:
-                    metrics.IN_FLIGHT.dec()
-                    metrics.REQUEST_DURATION.labels(method, route, str(status)).observe(elapsed)
-                if scope["path"] not in self.quiet_paths and log.isEnabledFor(logging.INFO):
-                    log.info(
-                        "%s %s %d %.1fms",
-                        method, scope["path"], status, elapsed * 1000,
-                        extra={
-                            "method": method,
-                            "route": route,
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                            "client": (scope.get("client") or ("", 0))[0] or None,
-                        },
-                    )  # fmt: skip
+                leave_request(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        """The request's metrics and access line (still inside its context: the line carries
+        its id and user)."""
+        route = self._template(scope)
+        method = scope["method"]
+        if self.metrics:
+            metrics.IN_FLIGHT.dec()
+            metrics.REQUEST_DURATION.labels(method, route, str(status)).observe(elapsed)
+        if scope["path"] not in self.quiet_paths and log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %d %.1fms",
+                method, scope["path"], status, elapsed * 1000,
+                extra={
+                    "method": method,
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": (scope.get("client") or ("", 0))[0] or None,
+                },
+            )  # fmt: skip
 
     def _template(self, scope: Scope) -> str:
         route = getattr(scope.get("route"), "path", None)
