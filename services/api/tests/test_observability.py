@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tecnorev.api import create_app
+from tecnorev.core.errors import ConfigError
 from tecnorev.core.registry import get_registry
 from tecnorev.core.testing import metric, metric_samples, migrate
 
@@ -36,7 +37,8 @@ def test_metrics_count_requests_by_route_template_and_show_the_migration_state(m
     route = {"method": "GET", "route": "/api/v1/catalog/products/{product_id}"}
     # one series per template and status, never one per id
     assert (
-        metric(after, count, **route, status="404") - metric(before, count, **route, status="404")
+        metric(after, count, **route, status="404")
+        - metric(before, count, missing=0, **route, status="404")
         == 3
     )
     assert not any("999999" in str(labels) for _, labels in after)
@@ -71,15 +73,22 @@ def test_metrics_answer_while_the_database_is_unreachable():
 
 
 def test_a_metrics_token_keeps_metrics_from_anyone_without_it(database_url, monkeypatch):
-    monkeypatch.setenv("TECNOREV_METRICS_TOKEN", "scrape-8c1e2f")
+    monkeypatch.setenv("TECNOREV_METRICS_TOKEN", "scrape-8c1e2f-5d7a9b")
     with TestClient(create_app(database_url=database_url)) as client:
         anonymous = client.get("/metrics")
-        wrong = client.get("/metrics", headers={"Authorization": "Bearer scrape-0000"})
-        right = client.get("/metrics", headers={"Authorization": "Bearer scrape-8c1e2f"})
-    assert anonymous.status_code == wrong.status_code == 401
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer scrape-0000-0000000"})
+        odd = client.get("/metrics", headers={"Authorization": b"Bearer \xf1\xf1\xf1"})
+        right = client.get("/metrics", headers={"Authorization": "Bearer scrape-8c1e2f-5d7a9b"})
+    assert anonymous.status_code == wrong.status_code == odd.status_code == 401
     assert anonymous.headers["www-authenticate"] == "Bearer"
     assert "tecnorev_http" not in anonymous.text
     assert right.status_code == 200 and "tecnorev_http_request_duration_seconds" in right.text
+
+
+def test_a_short_metrics_token_is_refused_with_its_name(database_url, monkeypatch):
+    monkeypatch.setenv("TECNOREV_METRICS_TOKEN", "letmein")
+    with pytest.raises(ConfigError, match=r"TECNOREV_METRICS_TOKEN.*at least 16 characters"):
+        create_app(database_url=database_url)
 
 
 def test_metrics_on_a_port_of_their_own_are_not_on_the_api(database_url, monkeypatch):
@@ -97,7 +106,7 @@ def test_metrics_on_a_port_of_their_own_are_not_on_the_api(database_url, monkeyp
         ("x" * 128, True),
         ("x" * 129, False),  # too long
         ("two words", False),
-        ("line\\nbreak", False),
+        ("back\\slash", False),
         ("<script>", False),
         ("", False),
     ],
@@ -125,9 +134,10 @@ def test_a_request_id_is_taken_when_plain_and_bounded_else_made(sent, kept, data
 def test_probes_and_scrapes_write_no_access_line(database_url, caplog):
     caplog.set_level(logging.INFO, logger="tecnorev.access")
     with TestClient(create_app(database_url=database_url)) as client:
-        for path in ("/health", "/ready", "/metrics"):
+        for path in ("/health", "/ready", "/metrics", "/nowhere"):
             client.get(path)
-    assert [r for r in caplog.records if r.name == "tecnorev.access"] == []
+    lines = [r for r in caplog.records if r.name == "tecnorev.access"]
+    assert [line.path for line in lines] == ["/nowhere"]  # the one that is not a probe
 
 
 def test_the_docs_pages_load_nothing_from_another_host(database_url):

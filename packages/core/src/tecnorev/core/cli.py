@@ -176,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tecnorev.core.logs import configure_logging
 
     try:
-        configure_logging("info")  # `serve` configures again, with its level
+        try:
+            configure_logging("info")  # `serve` configures again, with its level
+        except TecnorevError:  # a bad setting: the command that reads it says so
+            configure_logging("info", "text")
         app = _build_app()
         app(args, prog_name="tecnorev", standalone_mode=True)
     except SystemExit as exc:

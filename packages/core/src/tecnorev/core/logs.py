@@ -128,11 +128,13 @@ install_record_factory()
 
 
 class RequestFields(logging.Filter):
-    """``request``: `` [<request id>]`` inside a request, for the text format."""
+    """``request``: `` [<request id> user=<id>]`` inside a request, for the text format."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = getattr(record, "request_id", None)
-        record.request = f" [{request_id}]" if request_id else ""
+        user_id = getattr(record, "user_id", None)
+        user = f" user={user_id}" if user_id is not None else ""
+        record.request = f" [{request_id}{user}]" if request_id else ""
         return True
 
 
@@ -182,6 +184,8 @@ _RESERVED = [
 
 def resolved_format(fmt: LogFormat | None = None) -> Literal["text", "json"]:
     """``auto``: JSON in production, text elsewhere."""
+    if fmt in ("text", "json"):
+        return fmt
     from tecnorev.core.settings import get_settings
 
     settings = get_settings()

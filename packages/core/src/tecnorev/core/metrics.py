@@ -36,6 +36,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Counter", "Gauge", "Histogram", "count_on_com
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _PENDING = "tecnorev.metrics.pending"
+_SAVEPOINTS = "tecnorev.metrics.savepoints"
 
 # Requests: by route template (never the raw path, whose ids would make a series per row)
 REQUEST_DURATION = Histogram(
@@ -96,18 +97,32 @@ def count_on_commit(
     session.info.setdefault(_PENDING, []).append((counter, amount, labels))
 
 
+@sa_event.listens_for(OrmSession, "after_transaction_create")
+def _savepoint_began(session: OrmSession, transaction: Any) -> None:
+    if transaction.nested:  # where its counts start, to drop them if it rolls back
+        pending = session.info.get(_PENDING, ())
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = len(pending)
+
+
 @sa_event.listens_for(OrmSession, "after_commit")
 def _committed(session: OrmSession) -> None:
-    if session.in_nested_transaction():
+    if session.in_nested_transaction():  # a savepoint released: its counts wait for the end
+        session.info.get(_SAVEPOINTS, {}).pop(session.get_nested_transaction(), None)
         return
     for counter, amount, labels in session.info.pop(_PENDING, ()):
         (counter.labels(**labels) if labels else counter).inc(amount)
 
 
-@sa_event.listens_for(OrmSession, "after_soft_rollback")
-def _rolled_back(session: OrmSession, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _ended(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:  # committed (counted above) or rolled back: nothing left
         session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
+        return
+    start = session.info.get(_SAVEPOINTS, {}).pop(transaction, None)
+    pending = session.info.get(_PENDING)
+    if start is not None and pending:  # a savepoint rolled back: so did what it counted
+        del pending[start:]
 
 
 def watch_pool(engine: sa.Engine, name: str) -> None:

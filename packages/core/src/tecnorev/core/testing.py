@@ -320,10 +320,18 @@ def metric_samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ..
 
 
 def metric(
-    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float],
+    name: str,
+    missing: float | None = None,
+    **labels: str,
 ) -> float:
-    """One sample's value (0 when absent, as Prometheus reads a counter never incremented)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """One sample's value; a sample that is not there fails, unless ``missing`` says what it
+    stands for (0 for a labelled counter never incremented)."""
+    key = (name, tuple(sorted(labels.items())))
+    if key not in samples:
+        assert missing is not None, f"no sample {name}{labels} in the exposition"
+        return missing
+    return samples[key]
 
 
 def run_together(

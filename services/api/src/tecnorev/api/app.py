@@ -79,6 +79,15 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         max_overflow=0,
         pool_timeout=ready_timeout,
     )
+    # scrapes read the migration state and the outbox on a connection of their own: a slow
+    # one cannot hold /ready's
+    scrape_engine = create_db_engine(
+        database_url,
+        timeouts=probe_timeouts,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=ready_timeout,
+    )
     checkouts = [Checkouts(e) for e in {engine, read_engine}]
     tracer = tracing.tracer_provider(ApiSettings().tracing)
     tracing.trace_statements(tracer, {engine, read_engine})
@@ -112,7 +121,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         # Past the server's grace period: what still runs is cancelled in the database, so
         # its thread returns, its transaction rolls back and its connection comes home.
         await anyio.to_thread.run_sync(_stop_statements, checkouts)
-        for each in (engine, read_engine, probe_engine):
+        for each in (engine, read_engine, probe_engine, scrape_engine):
             each.dispose()
         metrics.worker_stopped()
         if reporter is not None:
@@ -156,7 +165,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
 
     # on a port of their own, `tecnorev serve` serves them
     if settings.metrics and service.metrics_port is None:
-        scraped = [MigrationState(readiness, probe_engine), OutboxBacklog(probe_engine)]
+        scraped = [MigrationState(readiness, scrape_engine), OutboxBacklog(scrape_engine)]
         scrape_thread = _ProbeThread()  # a slow scrape never delays /ready
 
         @app.get("/metrics", include_in_schema=False)  # text for Prometheus, not the API

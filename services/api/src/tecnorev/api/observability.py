@@ -98,8 +98,13 @@ class OutboxBacklog:
 
 
 def token_matches(expected: str, authorization: str | None) -> bool:
+    """A constant-time comparison, on bytes: a header may hold any latin-1 character."""
     scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), expected)
+    return (
+        bool(expected)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode("utf-8"), expected.encode("utf-8"))
+    )
 
 
 PLATFORM = ("fastapi", "sqlalchemy", "sqlmodel", "alembic", "uvicorn", "psycopg2-binary")

@@ -157,8 +157,10 @@ def _metrics_directory() -> str | None:
     if given:
         folder = Path(given)
         folder.mkdir(parents=True, exist_ok=True)
+        own = f"_{os.getpid()}.db"  # this process's own, if it writes there already
         for stale in folder.glob("*.db"):
-            stale.unlink()
+            if not stale.name.endswith(own):
+                stale.unlink()
         return None
     made = tempfile.mkdtemp(prefix="tecnorev-metrics-")
     os.environ[MULTIPROCESS_DIR] = made
@@ -171,7 +173,7 @@ def _serve_metrics(host: str, port: int, *, from_files: bool) -> None:
     import prometheus_client
     import sqlalchemy as sa
 
-    from tecnorev.api.observability import MigrationState
+    from tecnorev.api.observability import MigrationState, OutboxBacklog
     from tecnorev.api.settings import ApiSettings
     from tecnorev.core.db import RequestTimeouts, create_db_engine
     from tecnorev.core.metrics import multiprocess_registry
@@ -185,6 +187,7 @@ def _serve_metrics(host: str, port: int, *, from_files: bool) -> None:
     )
     registry = multiprocess_registry(from_files=from_files)
     registry.register(MigrationState(ReadinessCheck(get_registry()), engine))
+    registry.register(OutboxBacklog(engine))
     prometheus_client.start_http_server(port, addr=host, registry=registry)
     logging.getLogger("tecnorev.api").info("metrics on http://%s:%d/metrics", host, port)
 

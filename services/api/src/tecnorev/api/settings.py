@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from tecnorev.core.settings import Duration, SettingsGroup, Switch, WholeNumber, default_text
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+def _unguessable(token: SecretStr) -> SecretStr:
+    if len(token.get_secret_value()) < 16:
+        raise ValueError("must be at least 16 characters, so that it cannot be guessed")
+    return token
 
 
 class ApiSettings(SettingsGroup):
@@ -45,7 +51,7 @@ class ApiSettings(SettingsGroup):
         description="how often each worker reports the release it runs, which tecnorev db "
         "contract waits on (PostgreSQL; a report expires after three intervals; 0 = never)",
     )
-    metrics_token: SecretStr | None = Field(
+    metrics_token: Annotated[SecretStr, AfterValidator(_unguessable)] | None = Field(
         None, description="a bearer token /metrics requires (unset: /metrics is open)"
     )
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(

@@ -35,6 +35,7 @@ from tecnorev.core.events import (
 from tecnorev.core.logs import request_scope
 from tecnorev.core.outbox.models import DeliveryStatus, OutboxMessage
 from tecnorev.core.outbox.settings import OutboxSettings
+from tecnorev.core.registry import get_registry
 from tecnorev.core.types import utcnow
 
 if TYPE_CHECKING:
@@ -67,13 +68,18 @@ class Retry:
 
 
 def _claim(engine: sa.Engine) -> sa.Select:
+    """A pending row that is due (one rescheduled since it was listed waits its turn)."""
     query = sa.select(
         _outbox.c.event,
         _outbox.c.subscriber,
         _outbox.c.payload,
         _outbox.c.request_id,
         _outbox.c.attempts,
-    ).where(_outbox.c.id == sa.bindparam("id"), _outbox.c.status == DeliveryStatus.PENDING)
+    ).where(
+        _outbox.c.id == sa.bindparam("id"),
+        _outbox.c.status == DeliveryStatus.PENDING,
+        _outbox.c.available_at <= sa.bindparam("now", type_=_outbox.c.available_at.type),
+    )
     if engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return query
@@ -86,30 +92,43 @@ def deliver_one(
     registry: Registry | None = None,
     retry: Retry | None = None,
 ) -> str:
-    """Attempt row ``delivery`` if it is pending and nobody holds it: ``delivered``, ``retry``
-    (it raised; due again later), ``dead`` (it raised on its last attempt, or its subscriber
-    is no longer installed) or ``skipped``."""
+    """Attempt row ``delivery`` if it is pending, due and nobody holds it: ``delivered``,
+    ``retry`` (it raised; due again later), ``dead`` (it raised on its last attempt) or
+    ``skipped`` (taken, done, not due, or subscribed by a module this process lacks: a
+    dispatcher that has it delivers it)."""
     retry = retry or Retry.from_settings()
     with Session(engine, expire_on_commit=False) as session:
         if registry is not None:
             session.info[REGISTRY] = registry
-        row = session.execute(_claim(engine), {"id": delivery}).mappings().first()
-        if row is None:
+        row = session.execute(_claim(engine), {"id": delivery, "now": utcnow()}).mappings().first()
+        handler = None
+        if row is not None:
+            handler = subscribers(registry_of(session)).get(row["event"], {}).get(row["subscriber"])
+        if handler is None:
             session.rollback()
             return "skipped"
         attempt = row["attempts"] + 1
-        handler = subscribers(registry_of(session)).get(row["event"], {}).get(row["subscriber"])
         event = Event(row["event"], row["payload"], (), row["request_id"])
+        claimed = session.get_transaction()
         # the publishing request's id on every line the subscriber logs, wherever it runs
         with request_scope(row["request_id"] or f"outbox-{delivery}"):
-            failure = _run(session, handler, event, row["subscriber"])
+            failure = _run(session, handler, event)
+            if failure is None and session.get_transaction() is not claimed:
+                # it committed or rolled back the claiming transaction itself: its work and
+                # this row's state can no longer commit together
+                session.rollback()
+                failure = "the subscriber ended the delivery's transaction (it must not commit)"
             if failure is None:
-                _mark(session, delivery, DeliveryStatus.DELIVERED, attempt, delivered_at=utcnow())
+                marked = _mark(
+                    session, delivery, DeliveryStatus.DELIVERED, attempt, delivered_at=utcnow()
+                )
                 session.commit()
-                outcome = "delivered"
+                outcome = "delivered" if marked else "skipped"
             else:
-                dead = handler is None or attempt >= retry.max_attempts
+                dead = attempt >= retry.max_attempts
                 wait = retry.wait_after(attempt)
+                if session.get_transaction() is not claimed:
+                    session.rollback()
                 _mark(
                     session,
                     delivery,
@@ -138,12 +157,8 @@ def deliver_one(
     return outcome
 
 
-def _run(
-    session: Session, handler: Callable[..., Any] | None, event: Event, subscriber: str
-) -> str | None:
+def _run(session: Session, handler: Callable[..., Any], event: Event) -> str | None:
     """Run the subscriber in a savepoint; what went wrong, or None."""
-    if handler is None:
-        return f"no installed module subscribes {subscriber} to {event.name}"
     try:
         with session.begin_nested():
             handler(session, event)
@@ -155,12 +170,18 @@ def _run(
 
 def _mark(
     session: Session, delivery: int, status: DeliveryStatus, attempt: int, **values: Any
-) -> None:
-    session.execute(
+) -> bool:
+    """Record the attempt, if the row is still as claimed (pending, that many attempts)."""
+    result = session.execute(
         sa.update(_outbox)
-        .where(_outbox.c.id == delivery)
+        .where(
+            _outbox.c.id == delivery,
+            _outbox.c.status == DeliveryStatus.PENDING,
+            _outbox.c.attempts == attempt - 1,
+        )
         .values(status=status, attempts=attempt, **values)
     )
+    return bool(result.rowcount)
 
 
 class Dispatcher:
@@ -184,6 +205,15 @@ class Dispatcher:
         self._listener: Any = None
 
     def due(self) -> list[int]:
+        """Due pending rows this dispatcher can deliver (those of modules it lacks wait for a
+        dispatcher that has them: an older worker mid rolling deploy must not kill them)."""
+        known = [
+            target
+            for targets in subscribers(self.registry or get_registry()).values()
+            for target in targets
+        ]
+        if not known:
+            return []
         with self.engine.connect() as connection:
             return list(
                 connection.execute(
@@ -191,6 +221,7 @@ class Dispatcher:
                     .where(
                         _outbox.c.status == DeliveryStatus.PENDING,
                         _outbox.c.available_at <= utcnow(),
+                        _outbox.c.subscriber.in_(known),
                     )
                     .order_by(_outbox.c.available_at, _outbox.c.id)
                     .limit(self.batch)
@@ -201,9 +232,43 @@ class Dispatcher:
         """Attempt every due row (up to a batch); how many were attempted."""
         attempted = 0
         for delivery in self.due():
-            outcome = deliver_one(self.engine, delivery, registry=self.registry, retry=self.retry)
+            try:
+                outcome = deliver_one(
+                    self.engine, delivery, registry=self.registry, retry=self.retry
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                # The database failed mid-delivery: count the attempt apart, so the row backs
+                # off (and ends dead) instead of heading every batch, and go on with the rest.
+                self._count_failed_attempt(delivery, exc)
+                outcome = "retry"
             attempted += outcome != "skipped"
         return attempted
+
+    def _count_failed_attempt(self, delivery: int, exc: Exception) -> None:
+        log.warning("delivery %d: the database failed: %s", delivery, _first_line(exc))
+        try:
+            with self.engine.begin() as connection:
+                attempts = connection.execute(
+                    sa.select(_outbox.c.attempts).where(
+                        _outbox.c.id == delivery, _outbox.c.status == DeliveryStatus.PENDING
+                    )
+                ).scalar_one_or_none()
+                if attempts is None:
+                    return
+                attempt = attempts + 1
+                dead = attempt >= self.retry.max_attempts
+                connection.execute(
+                    sa.update(_outbox)
+                    .where(_outbox.c.id == delivery, _outbox.c.attempts == attempts)
+                    .values(
+                        attempts=attempt,
+                        status=DeliveryStatus.DEAD if dead else DeliveryStatus.PENDING,
+                        last_error=f"the database failed: {_first_line(exc)}",
+                        available_at=utcnow() + timedelta(seconds=self.retry.wait_after(attempt)),
+                    )
+                )
+        except sa.exc.SQLAlchemyError as again:  # still down: run() backs off as a whole
+            raise again from exc
 
     def run(self, stop: threading.Event) -> None:
         failures = 0
@@ -299,4 +364,6 @@ class BackgroundDispatcher:
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("dispatcher: still delivering after %.0fs; leaving it", timeout)
+        else:
+            self.dispatcher.engine.dispose()
         self._thread = None
