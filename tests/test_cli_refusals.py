@@ -139,7 +139,7 @@ def test_plain_alembic_runs_env_commands_with_discovered_modules(tmp_path):
 def test_bad_database_url_is_explained(url, expected):
     result = run_tecnorev("db", "current", url=url)
     assert_refused(result, expected)
-    assert result.returncode == 2
+    assert result.returncode == 3
 
 
 def test_unreachable_database_is_explained():
@@ -149,6 +149,7 @@ def test_unreachable_database_is_explained():
         "cannot connect to the database at postgresql+psycopg2://postgres@127.0.0.1:1/none",
         "Check DATABASE_URL",
     )
+    assert result.returncode == 3
 
 
 def test_dotenv_in_the_working_directory_is_read(tmp_path):

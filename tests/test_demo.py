@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from tecnorev.auth.service import authenticate
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.core.db import create_db_engine
 from tecnorev.core.demo import load_demo
-from tecnorev.core.errors import ConfigError
+from tecnorev.core.errors import MigrationError
 from tecnorev.core.registry import Registry, get_registry
 from tecnorev.core.testing import migrate, run_tecnorev
 from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, StockEntry
@@ -221,6 +222,8 @@ def test_a_registry_of_some_modules_loads_theirs_and_the_rest_completes_it(datab
 
 
 def test_demo_load_on_a_database_without_migrations_says_what_to_do(database_url):
+    if database_url.startswith("sqlite"):
+        Path(sa.make_url(database_url).database).touch()  # an empty database, not none
     result = run_tecnorev("demo", "load", url=database_url)
 
     assert result.returncode == 1
@@ -229,11 +232,20 @@ def test_demo_load_on_a_database_without_migrations_says_what_to_do(database_url
     assert "tecnorev db upgrade heads" in result.stderr
 
 
+def test_demo_load_without_a_sqlite_file_refuses_and_creates_none(tmp_path):
+    missing = tmp_path / "none.db"
+    result = run_tecnorev("demo", "load", url=f"sqlite:///{missing}")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: there is no database at {missing}")
+    assert not missing.exists()
+
+
 def test_demo_load_on_a_partly_migrated_database_names_the_missing_modules(database_url, engine):
     migrate(database_url, "auth@head")
     migrate(database_url, "catalog@head")
 
-    with pytest.raises(ConfigError, match="lacks migrations of ") as refused:
+    with pytest.raises(MigrationError, match="lacks migrations of ") as refused:
         list(load_demo(engine=engine))
 
     missing = str(refused.value).split("migrations of ")[1].split(";")[0].split(", ")

@@ -4,9 +4,12 @@ The installed modules' descriptors name their command groups (``Module.commands`
 entry-point groups add those of other distributions:
 
 - ``tecnorev.cli``: a Typer app (a group of commands) or a function (one command);
-- ``tecnorev.cli.argv``: a command that parses its own arguments, ``fn(argv) -> exit code``,
-  reached without loading the rest of the CLI.  ``tecnorev db`` is one (tecnorev-migrate's
-  command line), so it costs little more than plain ``alembic``.
+- ``tecnorev.cli.argv``: a command line of its own, ``fn(argv) -> exit code``, reached without
+  loading the rest of the CLI.  ``tecnorev db`` is one (tecnorev-migrate's), so it costs little
+  more than plain ``alembic``.  When the function's module also has ``command(prog)``
+  returning its click command, that command is mounted for help and shell completion.
+
+Every command's exit codes and ``error:`` messages follow :mod:`tecnorev.migrate.exitcodes`.
 
 No ``from __future__ import annotations`` here: typer reads the ``Annotated`` options of the
 commands defined inside ``_build_app`` at run time, where ``typer`` is a local name.
@@ -25,25 +28,34 @@ ARGV_ENTRY_POINT_GROUP = "tecnorev.cli.argv"
 
 def _build_app():  # noqa: ANN202 - typer is imported lazily
     import typer
+    from typer.core import TyperGroup
 
-    from tecnorev.core.errors import TecnorevError
+    from tecnorev.core.errors import ConfigError, TecnorevError
     from tecnorev.core.registry import get_registry
 
     app = typer.Typer(
         help="Tecno Rev: a modular retail backend.  'tecnorev db --help' for migrations.",
         no_args_is_help=True,
-        add_completion=False,
     )
+
+    @app.callback()
+    def root(
+        _version: Annotated[
+            bool,
+            typer.Option(
+                "--version",
+                is_eager=True,
+                callback=_show_versions,
+                help="the installed versions of the tecnorev distributions",
+            ),
+        ] = False,
+    ) -> None:
+        """Tecno Rev: a modular retail backend.  'tecnorev db --help' for migrations."""
 
     @app.command("modules")
     def modules() -> None:
         """List the installed modules in dependency order."""
-        try:
-            registry = get_registry()
-        except TecnorevError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-        for module in registry.modules:
+        for module in get_registry().modules:
             deps = ", ".join(module.depends_on) or "-"
             version = _version(module.distribution)
             typer.echo(f"{module.name:<12} {version:<10} depends on: {deps}")
@@ -69,23 +81,19 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
 
         directory = path or (Path("packages") if Path("packages").is_dir() else Path("."))
         deps = [d.strip() for d in depends_on.split(",") if d.strip()]
-        try:
-            root = new_module(
-                name,
-                directory=directory,
-                depends_on=deps,
-                description=description,
-                installed={m.name: m.depends_on for m in get_registry().modules},
-            )
-        except TecnorevError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-        typer.echo(f"created {root}")
+        created = new_module(
+            name,
+            directory=directory,
+            depends_on=deps,
+            description=description,
+            installed={m.name: m.depends_on for m in get_registry().modules},
+        )
+        typer.echo(f"created {created}")
         typer.echo(
             "it declares its permission codes in permissions.py, its settings in config.py "
             f"and its commands (tecnorev {name} ...) in cli.py\n"
             "next: add a table class to models.py, then\n"
-            f"  pip install -e {root}\n"
+            f"  pip install -e {created}\n"
             f"  tecnorev db generate {name} -m 'create {name} tables'\n"
             "  tecnorev db upgrade heads"
         )
@@ -97,7 +105,7 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
         ] = False,
     ) -> None:
         """List every setting of the installed parts: value, source (default, environment,
-        .env), owner and what it does; secrets masked.  Exit 2 when one is wrong."""
+        .env), owner and what it does; secrets masked.  Exit 3 when one is wrong."""
         import json
         from dataclasses import asdict
 
@@ -117,8 +125,7 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
                     typer.echo(f"{'':<{width}}  error: {s.error}")
         bad = [s for s in listed if s.error]
         if bad:
-            typer.echo(f"error: {len(bad)} setting(s) cannot be used", err=True)
-            raise typer.Exit(2)
+            raise ConfigError(f"{len(bad)} setting(s) cannot be used")
 
     demo_app = typer.Typer(help="Demonstration data.", no_args_is_help=True)
     app.add_typer(demo_app, name="demo")
@@ -131,15 +138,6 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
 
         for module, summary in load_demo():
             typer.echo(f"{module:<12} {summary}")
-
-    for ep in entry_points(group=ARGV_ENTRY_POINT_GROUP):
-        # listed in the help; main() hands their arguments over before typer sees them
-        dist = ep.dist.name if ep.dist else "a distribution"
-        app.command(
-            ep.name,
-            help=f"the command line of {dist}: tecnorev {ep.name} --help",
-            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        )(lambda: None)
 
     groups: list[tuple[str, str]] = []
     try:
@@ -157,7 +155,15 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
             app.add_typer(target, name=ep.name)
         else:
             app.command(ep.name)(target)
-    return app
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    for ep in entry_points(group=ARGV_ENTRY_POINT_GROUP):
+        # main() hands their arguments over before this app is built; mounted here for the
+        # help, the suggestions and shell completion
+        own = importlib.import_module(ep.module)
+        if hasattr(own, "command"):
+            group.add_command(own.command(f"tecnorev {ep.name}"), ep.name)
+    return group
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,23 +178,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    from tecnorev.core.errors import DatabaseUnavailable, TecnorevError
+    from tecnorev.core.errors import TecnorevError
     from tecnorev.core.logs import configure_logging
+    from tecnorev.migrate.commandline import run_click
 
     try:
-        try:
-            configure_logging("info")  # `serve` configures again, with its level
-        except TecnorevError:  # a bad setting: the command that reads it says so
-            configure_logging("info", "text")
-        app = _build_app()
-        app(args, prog_name="tecnorev", standalone_mode=True)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    except TecnorevError as exc:  # a message for a person, from any command group
-        print(f"error: {exc}", file=sys.stderr)
-        # 2, as for 'tecnorev db' and 'serve': the command never got to do its work
-        return 2 if isinstance(exc, DatabaseUnavailable) else 1
-    return 0
+        configure_logging("info")  # `serve` configures again, with its level
+    except TecnorevError:  # a bad setting: the command that reads it says so
+        configure_logging("info", "text")
+    return run_click(_build_app(), args, "tecnorev")
+
+
+def _show_versions(value: bool) -> None:
+    if not value:
+        return
+    import typer
+
+    from tecnorev.migrate.versions import print_versions
+
+    print_versions()
+    raise typer.Exit(0)
 
 
 def _version(distribution: str | None) -> str:

@@ -13,9 +13,10 @@ import importlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tecnorev.core.errors import ConfigError, DiscoveryError
+from tecnorev.core.errors import DiscoveryError, MigrationError
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -53,14 +54,15 @@ def load_demo(engine: Any = None, registry: Registry | None = None) -> Iterator[
 
     registry = registry or get_registry()
     engine = engine or get_engine()
-    check_connection(engine)
+    _refuse_missing_sqlite_file(engine.url)
+    check_connection(engine)  # on SQLite, connecting would create an empty file
     registry.load_models()
     # The tables are there, or nothing can load; a later revision still pending shows as the
     # loader's database error, and the transaction keeps nothing.
     present = set(sa.inspect(engine).get_table_names())
     late = [m.name for m in registry.modules if registry.tables_of(m.name) - present]
     if late:
-        raise ConfigError(
+        raise MigrationError(
             f"the database lacks migrations of {', '.join(late)}; "
             "run 'tecnorev db upgrade heads' first"
         )
@@ -73,3 +75,13 @@ def load_demo(engine: Any = None, registry: Registry | None = None) -> Iterator[
                 session.flush()
                 done.append((module.name, summary))
     yield from done
+
+
+def _refuse_missing_sqlite_file(url: Any) -> None:
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if not Path(database).exists():
+        raise MigrationError(
+            f"there is no database at {database}: create it with 'tecnorev db upgrade heads' first"
+        )

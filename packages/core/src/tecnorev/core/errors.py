@@ -1,17 +1,25 @@
-"""Errors the platform raises for the people operating it: each message says what to do next."""
+"""Errors the platform raises for the people operating it: each message says what to do next.
+
+Each class names its exit code (the one table, :mod:`tecnorev.migrate.exitcodes`)."""
 
 from __future__ import annotations
 
 import math
 
+from tecnorev.migrate.exitcodes import ExitCode
+
 
 class TecnorevError(Exception):
     """Base class: the message is meant for a person and is printed without a traceback."""
+
+    exit_code = ExitCode.FAILED
 
 
 class ConfigError(TecnorevError):
     """The configuration (environment, ``.env``) is missing or invalid.  ``problems`` maps
     each bad setting's name to what is wrong with it, where the error is about settings."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
     def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -21,9 +29,19 @@ class ConfigError(TecnorevError):
 class DatabaseUnavailable(TecnorevError):
     """The configured database cannot be reached."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
 
 class DiscoveryError(TecnorevError):
     """The installed modules do not form a consistent whole."""
+
+    exit_code = ExitCode.BROKEN
+
+
+class UnknownModule(DiscoveryError):
+    """A command was given a module name no installed module has (a usage error)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class MigrationError(TecnorevError):

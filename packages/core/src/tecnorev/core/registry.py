@@ -15,7 +15,7 @@ from functools import cached_property, lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
-from tecnorev.core.errors import DiscoveryError
+from tecnorev.core.errors import DiscoveryError, UnknownModule
 from tecnorev.core.module import ENTRY_POINT_GROUP, Module, Permission
 
 if TYPE_CHECKING:
@@ -117,8 +117,13 @@ class Registry:
         for module in self.modules:
             if module.name == name:
                 return module
+        from tecnorev.migrate.errors import did_you_mean
+
         installed = ", ".join(self.names) or "none"
-        raise DiscoveryError(f"no installed module named {name!r} (installed: {installed})")
+        raise UnknownModule(
+            f"no installed module named {name!r} (installed: {installed})."
+            + did_you_mean(name, self.names)
+        )
 
     @property
     def names(self) -> list[str]:

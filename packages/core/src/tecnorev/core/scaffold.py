@@ -121,6 +121,7 @@ def _files(name: str, depends_on: list[str], description: str) -> tuple[str, dic
     settings_class = Scaffold(name, package, "", (), {}).settings_class
     revision, first_revision, first_revision_text = _first_revision(name)
     return revision, {
+        # the same shape as the project's own packages (packages/catalog/pyproject.toml)
         "pyproject.toml": f"""[build-system]
 requires = ["hatchling>=1.27"]
 build-backend = "hatchling.build"
@@ -131,14 +132,15 @@ version = "0.1.0"
 description = "Tecno Rev {title}: {description}"
 readme = "README.md"
 requires-python = ">=3.11"
+license = "MIT"
 dependencies = [
   "tecnorev-core>=0.1.0,<0.2",
+  # applies this package's migrations (tecnorev db)
   "tecnorev-migrate>=0.1.0,<0.2",
-{deps}  "fastapi>=0.118",
-]
+{deps}]
 
 [project.optional-dependencies]
-test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx>=0.28"]
+test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx2>=2.16"]
 
 [project.entry-points."tecnorev.modules"]
 {name} = "tecnorev.{name}:module"
@@ -146,6 +148,9 @@ test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx>=0.28"]
 [tool.hatch.build.targets.wheel]
 # PEP 420 namespace: ship src/tecnorev without an __init__.py of its own.
 packages = ["src/tecnorev"]
+
+[tool.hatch.build.targets.sdist]
+include = ["src", "tests", "README.md"]
 """,
         "README.md": f"# tecnorev-{name}\n\nTecno Rev {title}: {description}.\n",
         f"{package}/__init__.py": f'''"""{description.capitalize()}."""
@@ -322,4 +327,7 @@ def new_module(
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    from tecnorev.migrate.formatting import format_paths
+
+    format_paths([root])
     return root

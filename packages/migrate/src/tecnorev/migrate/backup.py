@@ -88,7 +88,7 @@ class BackupError(MigrationError):
 def backup_database(url: str | sa.URL, directory: Path) -> Path:
     """Back up the database at ``url`` into a new timestamped file in ``directory``."""
     url = sa.make_url(url)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if url.get_backend_name() == "postgresql":
         target = _new_file(directory, url.database or "postgres", ".dump")
         _write_atomically(target, lambda partial: _pg_dump(url, partial))
@@ -112,9 +112,13 @@ def _new_file(directory: Path, stem: str, suffix: str) -> Path:
 
 
 def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write through a partial file readable by its owner only (a backup holds password
+    hashes), created so before any byte lands in it."""
     partial = target.with_name(target.name + ".partial")
     try:
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         write(partial)
+        os.chmod(partial, 0o600)  # in case the writer replaced the file
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

@@ -1,9 +1,10 @@
-"""``tecnorev db`` (or ``tecnorev-migrate``): alembic's own command line, seeing exactly the
-installed modules.
+"""``tecnorev db`` (or ``tecnorev-migrate``): alembic's commands, seeing exactly the installed
+modules, and ours, on the same click command line as the rest of ``tecnorev``.
 
 Every alembic command keeps its name, options and meaning; the version locations come from
 the project's entry-point group (see ``tecnorev.migrate.project``).  Our own commands
-(``commands/``) use names alembic does not have.
+(``commands/``) use names alembic does not have.  Exit codes and messages follow
+:mod:`tecnorev.migrate.exitcodes`.
 Without an ``alembic.ini`` in the working directory the environment shipped in this package
 is used, so installed wheels migrate from any directory.
 """
@@ -17,14 +18,16 @@ import traceback
 from argparse import Namespace
 from collections.abc import Sequence
 from importlib import resources
-from importlib.util import find_spec
 from pathlib import Path
 
 from alembic.config import CommandLine, Config
 from alembic.util import CommandError
+from typer._click.globals import get_current_context
+from typer.core import TyperGroup
 
 from tecnorev.migrate import commands
-from tecnorev.migrate.errors import MigrateError
+from tecnorev.migrate.commandline import command_of, params_of, run_click
+from tecnorev.migrate.errors import DiscoveryError, MigrateError, MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
 from tecnorev.migrate.project import debug as debug_enabled
 from tecnorev.migrate.project import project
@@ -56,11 +59,39 @@ def current(config: Config, check_heads: bool = False, verbose: bool = False) ->
             key=lambda s: order.get(module_of_script(s, registry) or "", len(order)),
         )
         for script in applied:
-            config.print_stdout(script.cmd_format(verbose, include_branches=True))
+            config.print_stdout(plain(script.cmd_format(verbose, include_branches=True)))
         return []
 
     with EnvironmentContext(config, scripts, fn=display_version, dont_mutate=True):
         scripts.run_env()
+
+
+def heads(config: Config, verbose: bool = False, resolve_dependencies: bool = False) -> None:
+    """Show the head revisions (alembic's ``heads``, in plain words)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(config)
+    found = scripts.get_revisions("heads" if resolve_dependencies else scripts.get_heads())
+    for script in found:
+        if script is not None:
+            line = script.cmd_format(verbose, include_branches=True, tree_indicators=False)
+            config.print_stdout(plain(line))
+
+
+def plain(line: str) -> str:
+    """Alembic's "(effective head)" is a module's newest revision that another module's
+    revision depends on: for a user, the head of its module like any other."""
+    return line.replace(" (effective head)", " (head)")
+
+
+def init(config: Config | None = None) -> None:
+    """``alembic init`` has nothing to set up here: refuse, naming what to do instead."""
+    command = project().command
+    raise MigrationError(
+        f"'{command} init' is not needed: the migration environment ships with "
+        "tecnorev-migrate and each module carries its own migrations folder. Start a module "
+        f"with 'tecnorev module new <name>', then '{command} generate <name> -m '...''"
+    )
 
 
 def packaged_script_location() -> str:
@@ -91,13 +122,13 @@ def make_config(
     if ini is None:
         config.set_main_option("script_location", packaged_script_location())
         config.set_main_option("revision_environment", "true")
-    if find_spec("ruff") is not None:  # format new revisions as the project formats code
-        config.set_section_option("post_write_hooks", "hooks", "ruff_format")
-        config.set_section_option("post_write_hooks", "ruff_format.type", "module")
-        config.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
-        config.set_section_option(
-            "post_write_hooks", "ruff_format.options", "format REVISION_SCRIPT_FILENAME"
-        )
+    if not config.get_section("post_write_hooks", {}).get("hooks"):
+        # ruff is a dependency: new revisions are formatted as the project formats code
+        from tecnorev.migrate.formatting import HOOK, register_hook
+
+        register_hook()
+        config.set_section_option("post_write_hooks", "hooks", HOOK)
+        config.set_section_option("post_write_hooks", f"{HOOK}.type", HOOK)
     config.set_main_option("path_separator", "os")
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -111,6 +142,8 @@ def make_config(
 
 
 class DbCommandLine(CommandLine):
+    """Alembic's argparse definitions with ours added: the source of the click commands."""
+
     def _generate_args(self, prog: str | None) -> None:
         super()._generate_args(prog)
         for name in commands.COMMANDS:
@@ -118,14 +151,36 @@ class DbCommandLine(CommandLine):
             parser = self.subparsers.add_parser(command.NAME, help=command.HELP)
             command.add_arguments(parser)
             parser.set_defaults(cmd=(command.run, [], []), tecnorev_command=command)
-        alembic_current = self.subparsers.choices["current"].get_default("cmd")
-        self.subparsers.choices["current"].set_defaults(cmd=(current, *alembic_current[1:]))
-        self.subparsers.choices["downgrade"].add_argument(
+        choices = self.subparsers.choices
+        for name, fn in (("current", current), ("heads", heads)):
+            alembic_cmd = choices[name].get_default("cmd")
+            choices[name].set_defaults(cmd=(fn, *alembic_cmd[1:]))
+        # alembic's init, taking no arguments here since it only says what to do instead
+        del choices["init"]
+        self.subparsers._choices_actions = [
+            a for a in self.subparsers._choices_actions if a.dest != "init"
+        ]
+        refused = self.subparsers.add_parser("init", help="not needed here: says what to do")
+        refused.set_defaults(cmd=(init, [], []))
+        downgrade = choices["downgrade"]
+        downgrade.add_argument(
             "--cascade",
             action="store_true",
             help="also revert the modules that depend on the target (named when refused)",
         )
-        upgrade = self.subparsers.choices["upgrade"]
+        downgrade.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="list the tables and columns the downgrade would drop, with their row "
+            "counts, and change nothing",
+        )
+        downgrade.add_argument(
+            "-y",
+            "--yes",
+            action="store_true",
+            help="drop tables and columns holding rows without asking",
+        )
+        upgrade = choices["upgrade"]
         upgrade.add_argument(
             "--backup",
             action="store_true",
@@ -148,8 +203,6 @@ class DbCommandLine(CommandLine):
     def run_cmd(self, config: Config, options: Namespace) -> None:
         from alembic.util.exc import AutogenerateDiffsDetected
 
-        from tecnorev.migrate.autogen import describe_diff
-
         fn, positional, kwarg = options.cmd
         own = getattr(options, "tecnorev_command", None)
         try:
@@ -163,30 +216,33 @@ class DbCommandLine(CommandLine):
         except AutogenerateDiffsDetected as exc:
             if options.raiseerr:
                 raise
-            lines = "\n".join(f"  - {describe_diff(d)}" for d in exc.diffs)
-            print(
-                f"FAILED: the models differ from the migrations:\n{lines}\n"
-                "Generate a revision for the module concerned: "
-                f"{project().command} revision --autogenerate --head <module>@head -m '...'",
-                file=sys.stderr,
-            )
-            sys.exit(1)
+            from tecnorev.migrate.drift import explain_diffs
+
+            raise MigrationError(explain_diffs(config, exc.diffs)) from exc
         except CommandError as exc:
             if options.raiseerr:
                 raise
-            print(f"FAILED: {exc}", file=sys.stderr)
-            sys.exit(1)
+            raise MigrationError(str(exc)) from exc
 
-    def main(self, argv: Sequence[str] | None = None) -> None:
-        options = self.parser.parse_args(argv)
-        if not hasattr(options, "cmd"):
-            self.parser.error("too few arguments")
+    def run(self, options: Namespace) -> None:
+        """Run one parsed command (the ``Namespace`` argparse would have made)."""
+        try:
+            self._run(options)
+        except CommandError as exc:  # alembic's refusals, also from our pre-flight steps
+            if options.raiseerr or isinstance(exc, MigrateError):
+                raise
+            raise MigrationError(str(exc)) from exc
+
+    def _run(self, options: Namespace) -> None:
         if getattr(options, "cascade", False):
             options.x = [*(options.x or []), "cascade=true"]
+        name = options.cmd[0].__name__
+        if name == "init":
+            init()
         registry = get_registry()
-        if not registry.modules and options.cmd[0].__name__ not in ("init", "list_templates"):
+        if not registry.modules and name != "list_templates":
             group = project().entry_point_group
-            raise MigrateError(
+            raise DiscoveryError(
                 f"no module is installed (entry point group {group!r}), so there are no "
                 "migrations to work with: install a module's distribution"
             )
@@ -205,6 +261,9 @@ class DbCommandLine(CommandLine):
             )
             for noisy in ("alembic.runtime.plugins", "alembic.ddl.postgresql"):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
+        from tecnorev.migrate.targets import check_targets
+
+        check_targets(config, options, registry)
         if getattr(options, "backup", False):
             from tecnorev.migrate.environment import BACKUP_DIR_ATTRIBUTE
 
@@ -217,14 +276,24 @@ class DbCommandLine(CommandLine):
             from tecnorev.migrate.environment import NO_BACKFILL_ATTRIBUTE
 
             config.attributes[NO_BACKFILL_ATTRIBUTE] = True
-        if options.cmd[0].__name__ == "merge" and not options.rev_id:
+        if name == "merge" and not options.rev_id:
             options.rev_id = _merge_rev_id(config, options)
-        if options.cmd[0].__name__ == "downgrade" and not getattr(options, "sql", False):
+        if name == "downgrade" and not options.sql:
+            from tecnorev.migrate.losses import confirm_losses
             from tecnorev.migrate.stepback import step_back_if_ahead
 
             stepped = step_back_if_ahead(config, options.revision, registry)
             if stepped:
                 print(stepped, flush=True)
+            dry_run, yes = options.dry_run, options.yes
+            if not confirm_losses(config, options.revision, dry_run=dry_run, yes=yes):
+                return
+        if name == "upgrade" and not options.sql:
+            from tecnorev.migrate.targets import say_when_nothing_to_do
+
+            with say_when_nothing_to_do(config, options.revision):
+                self.run_cmd(config, options)
+            return
         self.run_cmd(config, options)
 
 
@@ -257,51 +326,71 @@ def _migration_frame(exc: BaseException) -> str:
     return found
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def command(prog: str | None = None) -> TyperGroup:
+    """The ``db`` command group: alembic's commands and ours."""
+    from typer.core import TyperOption
+
+    from tecnorev.migrate.versions import show_versions
+
+    line = DbCommandLine(prog=prog or project().command)
+
+    def keep_options(**values: object) -> None:
+        get_current_context().obj = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in values.items()
+        }
+
+    group = TyperGroup(
+        name="db",
+        help="Migrations: alembic's commands, seeing every installed module's branch, and "
+        "Tecno Rev's own (status, generate, lint, ...).",
+        params=[
+            *params_of(line.parser),
+            TyperOption(
+                param_decls=["--version"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=show_versions,
+                help="the installed versions of the tecnorev distributions",
+            ),
+        ],
+        callback=keep_options,
+        no_args_is_help=True,
+    )
+    for action in line.subparsers._choices_actions:
+        parser = line.subparsers.choices[action.dest]
+        group.add_command(command_of(action.dest, action.help, parser, line.run))
+    return group
+
+
+def explain_unexpected(exc: Exception) -> str:
+    """The one-paragraph message for an error no command turned into one of ours."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+        detail = str(exc.orig).strip()
+    else:
+        detail = str(exc).strip()
+    where = _migration_frame(exc)
+    kept = (
+        " The failing revision's transaction was rolled back (steps it ran in an "
+        "autocommit block, such as a concurrent index, are committed as they go)."
+        if where
+        else ""
+    )
+    return (
+        f"{type(exc).__name__}: {detail}{where}.{kept}\n"
+        f"Set {project().setting_name('DEBUG')}=1 to see the full traceback."
+    )
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         debug = debug_enabled()
     except MigrateError:
         debug = False  # the same error comes again, with its message, from the command
-    try:
-        DbCommandLine(prog=project().command).main(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    except MigrateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # the reader went away (``tecnorev db upgrade heads --sql | head``): not a failure of
-        # ours; point stdout at devnull so the interpreter's final flush stays quiet
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except CommandError as exc:  # --raiseerr, or raised outside alembic's own handler
-        if debug:
-            raise
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        if debug:
-            raise
-        import sqlalchemy.exc
-
-        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
-            detail = str(exc.orig).strip()
-        else:
-            detail = str(exc).strip()
-        where = _migration_frame(exc)
-        kept = (
-            " The failing revision's transaction was rolled back (steps it ran in an "
-            "autocommit block, such as a concurrent index, are committed as they go)."
-            if where
-            else ""
-        )
-        print(
-            f"FAILED: {type(exc).__name__}: {detail}{where}.{kept}\n"
-            f"Set {project().setting_name('DEBUG')}=1 to see the full traceback.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    prog = prog or project().command
+    return run_click(command(prog), argv, prog, debug=debug, unexpected=explain_unexpected)
 
 
 def entry() -> None:

@@ -25,7 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tecnorev.migrate.errors import DiscoveryError
+from tecnorev.migrate.errors import DiscoveryError, unknown_module
 from tecnorev.migrate.project import project
 
 if TYPE_CHECKING:
@@ -167,8 +167,7 @@ class Registry:
         for module in self.modules:
             if module.name == name:
                 return module
-        installed = ", ".join(self.names) or "none"
-        raise DiscoveryError(f"no installed module named {name!r} (installed: {installed})")
+        raise unknown_module(name, self.names)
 
     @property
     def names(self) -> list[str]:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from tecnorev.migrate import ledger
 from tecnorev.migrate.connect import bounded_engine, unreachable
 from tecnorev.migrate.errors import MigrationError
+from tecnorev.migrate.exitcodes import ExitCode as Code
 from tecnorev.migrate.ledger import distribution_version, forgotten_revision, migration_log
 from tecnorev.migrate.phases import Phase, held_back, phase_of
 from tecnorev.migrate.project import project
@@ -53,16 +54,20 @@ class State(StrEnum):
 
 
 class ExitCode:
-    """``tecnorev db status`` exit codes; with several findings the highest wins."""
+    """``tecnorev db status`` exit codes, from the one table (:mod:`.exitcodes`); with several
+    findings the most urgent wins (``_URGENCY``)."""
 
     # every installed module at its head, or with only contract revisions to apply
     # (set-aside modules are fine)
-    UP_TO_DATE = 0
-    PENDING = 1  # revisions to apply: tecnorev db upgrade heads
-    UNAVAILABLE = 2  # the database cannot be read, or the installation is broken
+    UP_TO_DATE = Code.OK
+    PENDING = Code.FAILED  # revisions to apply: tecnorev db upgrade heads
+    UNAVAILABLE = Code.UNAVAILABLE  # the database cannot be read
     # the database has revisions the installed code lacks (ahead, not installed, stranded)
-    AHEAD = 3
-    EDITED = 4  # an applied migration file was changed afterwards
+    AHEAD = Code.AHEAD
+    EDITED = Code.BROKEN  # an applied migration file was changed afterwards
+
+
+_URGENCY = (ExitCode.UP_TO_DATE, ExitCode.PENDING, ExitCode.AHEAD, ExitCode.EDITED)
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,8 @@ class StatusReport:
 
     @property
     def exit_code(self) -> int:
-        return max((_EXIT_FOR_STATE[m.state] for m in self.modules), default=0)
+        found = [_EXIT_FOR_STATE[m.state] for m in self.modules]
+        return int(max(found, key=_URGENCY.index, default=ExitCode.UP_TO_DATE))
 
     @property
     def ready(self) -> bool:

@@ -43,7 +43,6 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(config: Config, options: Namespace) -> int:
     import json
-    import sys
 
     from tecnorev.migrate.modules import get_registry
     from tecnorev.migrate.status import configured_url, open_database, read_log
@@ -53,12 +52,13 @@ def run(config: Config, options: Namespace) -> int:
     registry = get_registry()
     phases = _phases(config)
     if options.module and not entries and options.module not in registry:
-        print(
-            f"error: no ledger row names module {options.module!r}, and no installed module "
-            f"has that name (installed: {', '.join(registry.names)})",
-            file=sys.stderr,
+        from tecnorev.migrate.errors import UnknownModule, did_you_mean
+
+        names = registry.names
+        raise UnknownModule(
+            f"no ledger row names module {options.module!r}, and no installed module has that "
+            f"name (installed: {', '.join(names)}).{did_you_mean(options.module, names)}"
         )
-        return 1
     if options.json:
         print(
             json.dumps(

@@ -54,8 +54,9 @@ def run(config: Config, options: Namespace) -> int:
     except CommandError:
         script = None
     if script is None or script.revision != options.revision:
-        print(f"error: no installed revision is named {options.revision!r}", file=sys.stderr)
-        return 1
+        from tecnorev.migrate.errors import BadArgument
+
+        raise BadArgument(f"no installed revision is named {options.revision!r}")
     registry = get_registry()
     with migration_connection(config, lock=True) as connection, connection.begin():
         has_ledger = sa.inspect(connection).has_table(ledger.migration_log.name)

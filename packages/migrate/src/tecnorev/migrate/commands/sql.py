@@ -45,16 +45,11 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(config: Config, options: Namespace) -> int:
     from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
 
-    from tecnorev.migrate.errors import DiscoveryError
     from tecnorev.migrate.modules import get_registry
 
     registry = get_registry()
-    try:
-        registry[options.module]
-    except DiscoveryError as exc:
-        raise CommandError(str(exc)) from exc
+    registry[options.module]  # an unknown name is a usage error naming the closest ones
     scripts = ScriptDirectory.from_config(config)
     note = _Notes(quiet=bool(getattr(options, "quiet", False)))
     start, destination = _parse_range(options.range, options.module)

@@ -16,9 +16,8 @@ NAME = "status"
 HELP = (
     "one row per module: installed version, database revision, code head, pending count and "
     "state; exit 0 only when every installed module is up to date or has only contract "
-    "revisions pending (1 pending, 2 cannot read "
-    "the database, 3 database ahead of the code or a module not installed, 4 an applied "
-    "migration file was edited)"
+    "revisions pending (1 pending, 3 cannot read the database, 4 an applied migration file "
+    "was edited, 5 database ahead of the code or a module not installed)"
 )
 
 _COLUMNS = ("MODULE", "VERSION", "DATABASE", "CODE HEAD", "PENDING", "STATE")

@@ -1,0 +1,118 @@
+"""What a downgrade would drop, measured on the live database: the downgrade runs inside a
+transaction that is rolled back (PostgreSQL and, through the migration engine, SQLite have
+transactional DDL), and the catalog before and after is compared.  Reading the revisions'
+operations instead would miss batch table rebuilds and hand-written SQL."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import typer
+from alembic import command
+from alembic.config import Config
+
+from tecnorev.migrate.errors import MigrationError
+from tecnorev.migrate.project import project
+
+
+@dataclass(frozen=True)
+class Loss:
+    table: str
+    column: str | None  # None: the whole table
+    rows: int  # rows of the table, or rows with a value in the column
+
+    def describe(self) -> str:
+        what = f"column {self.table}.{self.column}" if self.column else f"table {self.table}"
+        return f"{what}: {self.rows} row(s)" + (" with a value" if self.column else "")
+
+
+def _schema(connection: sa.Connection) -> dict[str, set[str]]:
+    from tecnorev.migrate.verify import BOOKKEEPING_TABLES
+
+    inspector = sa.inspect(connection)
+    return {
+        table: {c["name"] for c in inspector.get_columns(table)}
+        for table in inspector.get_table_names()
+        if table not in BOOKKEEPING_TABLES and not table.startswith("sqlite_")
+    }
+
+
+def _count(connection: sa.Connection, table: str, column: str | None) -> int:
+    preparer = connection.dialect.identifier_preparer
+    query = f"SELECT count(*) FROM {preparer.quote(table)}"
+    if column is not None:
+        query += f" WHERE {preparer.quote(column)} IS NOT NULL"
+    return int(connection.exec_driver_sql(query).scalar_one())
+
+
+def measure_losses(config: Config, target: str) -> list[Loss]:
+    """The tables and columns ``downgrade target`` would drop, with their rows; nothing is
+    changed."""
+    from tecnorev.migrate.connect import check_connection
+    from tecnorev.migrate.environment import database_url, migration_engine
+    from tecnorev.migrate.scratch import quiet_alembic
+
+    engine = migration_engine(database_url(config))
+    try:
+        check_connection(engine)
+        with engine.connect() as connection:
+            outer = connection.begin()
+            try:
+                before = _schema(connection)
+                # the environment runs inside a caller's transaction and never commits it
+                config.attributes["connection"] = connection
+                trial = connection.begin_nested()
+                try:
+                    with quiet_alembic(config):
+                        command.downgrade(config, target)
+                    after = _schema(connection)
+                finally:
+                    config.attributes.pop("connection", None)
+                    trial.rollback()
+                dropped = [
+                    Loss(table, None, _count(connection, table, None))
+                    for table in sorted(before.keys() - after.keys())
+                ]
+                dropped += [
+                    Loss(table, column, _count(connection, table, column))
+                    for table in sorted(before.keys() & after.keys())
+                    for column in sorted(before[table] - after[table])
+                ]
+            finally:
+                outer.rollback()
+    finally:
+        engine.dispose()
+    return dropped
+
+
+def confirm_losses(config: Config, target: str, *, dry_run: bool, yes: bool) -> bool:
+    """Whether ``downgrade target`` may run: with --dry-run never (the losses are listed);
+    when it drops rows, only with --yes or a person's consent at a terminal."""
+    losses = measure_losses(config, target)
+    holding = [loss for loss in losses if loss.rows]
+    if dry_run:
+        if not losses:
+            typer.echo(f"downgrade {target} would drop no table or column")
+        for loss in losses:
+            typer.echo(f"would drop {loss.describe()}")
+        typer.echo("nothing was changed (--dry-run)")
+        return False
+    if not holding:
+        return True
+    listed = "\n".join(f"  {loss.describe()}" for loss in holding)
+    rows = sum(loss.rows for loss in holding)
+    if yes:
+        typer.echo(f"dropping {rows} row(s) (--yes):\n{listed}")
+        return True
+    if not sys.stdin.isatty():
+        raise MigrationError(
+            f"downgrade {target} would lose {rows} row(s):\n{listed}\n"
+            f"refused without a terminal to ask: pass --yes to drop them, or back up first "
+            f"('{project().command} upgrade --backup' makes one)"
+        )
+    typer.echo(f"downgrade {target} would lose {rows} row(s):\n{listed}")
+    if not typer.confirm("drop them?", default=False):
+        raise MigrationError(f"downgrade {target} cancelled: nothing was changed")
+    return True
