@@ -347,7 +347,7 @@ def test_a_connect_timeout_in_the_url_wins(black_hole):
     started = time.monotonic()
     result = run_tecnorev("db", "status", url=url, env=env, timeout=HARD_LIMIT)
     assert time.monotonic() - started >= 3
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.strip() == refused_line(url).replace(
         SETTING, "connect_timeout=3 in DATABASE_URL"
     )

@@ -114,7 +114,7 @@ def test_backup_before_a_migration_then_restore_round_trips(database_url, backen
     assert "note" in columns(database_url, "product")
 
     refused = run_tecnorev("db", "restore", str(file), url=database_url)
-    assert refused.returncode == 2
+    assert refused.returncode == 1
     assert re.search(
         r"error: refusing to restore into .+: it is not empty \(\d+ objects: .+\), and restoring "
         r"replaces everything in it\. Restore into an empty database, or run again with --force "
@@ -177,7 +177,7 @@ def test_restore_refuses_what_is_not_a_backup_of_this_database(tmp_path, postgre
     sqlite_backup = tmp_path / "app.db"
     migrate(f"sqlite:///{sqlite_backup}", "auth@head")
     result = run_tecnorev("db", "restore", str(sqlite_backup), url=postgres_url)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert (
         f"error: {sqlite_backup} is a SQLite backup but DATABASE_URL points to PostgreSQL "
         in result.stderr
@@ -200,7 +200,7 @@ def test_missing_postgresql_client_tools_are_named(tmp_path, postgres_url):
     result = run_tecnorev("db", "upgrade", "heads", "--backup", url=postgres_url, env=no_tools)
     assert result.returncode == 1
     assert (
-        "FAILED: pg_dump was not found on PATH, so the database cannot be backed up and "
+        "error: pg_dump was not found on PATH, so the database cannot be backed up and "
         "nothing was changed. Install the PostgreSQL client tools of the server's major "
         "version" in result.stderr
     )
@@ -209,7 +209,7 @@ def test_missing_postgresql_client_tools_are_named(tmp_path, postgres_url):
     dump = tmp_path / "x.dump"
     dump.write_bytes(b"PGDMP" + b"\0" * 32)
     result = run_tecnorev("db", "restore", str(dump), url=postgres_url, env=no_tools)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "error: pg_restore was not found on PATH, so the database cannot be restored" in (
         result.stderr
     )
@@ -223,7 +223,7 @@ def test_a_damaged_dump_restores_nothing(tmp_path, postgres_url):
     garbage = tmp_path / "garbage.dump"
     garbage.write_bytes(b"PGDMP" + b"\x01" * 64)  # a header pg_restore streams as "empty"
     result = run_tecnorev("db", "restore", str(garbage), "--force", url=postgres_url)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert f"error: pg_restore could not read {garbage}, so nothing was restored: " in (
         result.stderr
     )
@@ -241,7 +241,7 @@ def test_a_damaged_dump_restores_nothing(tmp_path, postgres_url):
     )
     assert listing.returncode == 0  # so the restore gets as far as streaming into psql
     result = run_tecnorev("db", "restore", str(truncated), "--force", url=postgres_url)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert (
         f"error: pg_restore could not read {truncated}, so nothing was restored: "
         "pg_restore: error: could not read from input file: end of file" in result.stderr
@@ -264,7 +264,7 @@ def test_restore_over_a_database_in_use_stops_and_says_so(tmp_path, postgres_url
             env={"TECNOREV_LOCK_TIMEOUT": "300ms"},
         )  # fmt: skip
     engine.dispose()
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert f"error: psql could not restore {file} into " in result.stderr
     assert "the database was left as it was" in result.stderr
     assert "canceling statement due to lock timeout" in result.stderr
@@ -280,6 +280,6 @@ def test_backup_with_sql_is_refused(tmp_path):
     )
     assert result.returncode == 1
     assert (
-        "FAILED: --backup needs a database connection; with --sql nothing is run, so there is "
+        "error: --backup needs a database connection; with --sql nothing is run, so there is "
         "nothing to back up" in result.stderr
     )

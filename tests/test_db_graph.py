@@ -365,7 +365,7 @@ def test_revisions_are_ordered_the_same_whatever_order_alembic_gives():
 def test_an_unknown_format_is_refused(capsys):
     assert cli.main(["graph", "--format", "png"]) == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'png'" in err and "'mermaid', 'dot'" in err
+    assert "error: Invalid value for '--format': 'png' is not one of mermaid, dot" in err
 
 
 # --------------------------------------------------------------------------- awkward names

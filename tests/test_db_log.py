@@ -158,10 +158,10 @@ def test_nothing_recorded_yet(database_url):
 def test_a_module_that_is_neither_installed_nor_in_the_ledger_is_an_error(database_url):
     upgrade_heads(database_url)
     result = run_tecnorev("db", "log", "loyalty", url=database_url)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == (
         "error: no ledger row names module 'loyalty', and no installed module has that name "
-        "(installed: auth, core, catalog, inventory, sales, logistics, payments)\n"
+        "(installed: auth, core, catalog, inventory, sales, logistics, payments).\n"
     )
 
 
@@ -188,4 +188,4 @@ def test_an_uninstalled_module_keeps_its_rows(database_url):
 def test_limit_must_be_positive(tmp_path):
     result = run_tecnorev("db", "log", "--limit", "0", url=f"sqlite:///{tmp_path / 'x.db'}")
     assert result.returncode == 2
-    assert "argument --limit: expected a positive number, got '0'" in result.stderr
+    assert "Invalid value for '--limit': expected a positive number, got '0'" in result.stderr

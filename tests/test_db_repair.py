@@ -67,7 +67,7 @@ def test_a_semantic_edit_blocks_until_repaired_with_a_reason(tmp_path, database_
     assert short.returncode == 1
     assert "a reason of at least 10 characters" in short.stderr
     unknown = _db("repair", "catalog_000000000000", "--reason", "x" * 12, url=database_url, env=env)
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert "no installed revision is named 'catalog_000000000000'" in unknown.stderr
     assert _db("status", url=database_url, env=env).returncode == 4  # nothing was recorded
 

@@ -142,7 +142,7 @@ def test_ddl_gives_up_naming_the_blocker_when_it_never_ends(scratch, at_heads):
 
     assert migrator.stdout.count("retrying in") == 2
     assert (
-        "FAILED: revision catalog_alter could not get the locks it needs: its DDL waited 0.3s "
+        "error: revision catalog_alter could not get the locks it needs: its DDL waited 0.3s "
         "(TECNOREV_LOCK_TIMEOUT) on each of 3 attempts" in migrator.stderr
     )
     assert f"Blocked by pid {blocker_pid} (user postgres, idle in transaction" in migrator.stderr
@@ -263,9 +263,9 @@ def _accepts(port: int) -> bool:
 def test_transaction_pooling_is_refused_with_the_fix(postgres_url):
     with pgbouncer(postgres_url, "transaction") as pooled:
         result = run_tecnorev("db", "upgrade", "heads", url=pooled)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert (
-        "FAILED: DATABASE_URL goes through a connection pooler in transaction mode (such as "
+        "error: DATABASE_URL goes through a connection pooler in transaction mode (such as "
         "pgbouncer with pool_mode=transaction): two of this migrator's connections were served "
         "by the same server session" in result.stderr
     )
@@ -366,9 +366,9 @@ def test_a_malformed_lock_timeout_is_refused_before_anything_runs(at_heads, scra
         "db", "upgrade", "heads", url=at_heads,
         env={**scratch.env, "TECNOREV_LOCK_TIMEOUT": "soon"},
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert (
-        "FAILED: TECNOREV_LOCK_TIMEOUT='soon' is not a duration: use e.g. 3s, 500ms, or 0"
+        "error: TECNOREV_LOCK_TIMEOUT='soon' is not a duration: use e.g. 3s, 500ms, or 0"
         in result.stderr
     )
     assert "catalog_probe" not in recorded_revisions(at_heads)

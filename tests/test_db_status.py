@@ -187,7 +187,7 @@ def test_a_module_recorded_in_the_database_but_not_installed(database_url):
     assert current.returncode != 0
 
     code, report = status(database_url)
-    assert code == ExitCode.AHEAD == 3
+    assert code == ExitCode.AHEAD == 5
     loyalty = rows(report)["loyalty"]
     assert loyalty == {
         "module": "loyalty",
@@ -210,7 +210,7 @@ def test_a_module_recorded_in_the_database_but_not_installed(database_url):
     assert report["ready"] is True
 
     result = run_tecnorev("db", "status", url=database_url)
-    assert result.returncode == 3
+    assert result.returncode == 5
     assert re.search(
         r"^loyalty\s+0\.3\.0\s+loyalty_0123456789ab\s+-\s+-\s+not installed$", result.stdout, re.M
     )
@@ -247,7 +247,7 @@ def test_a_database_ahead_of_the_code(database_url):
     assert report["ready"] is True  # DESIGN §6: a database ahead of the code still serves
 
     result = run_tecnorev("db", "status", url=database_url)
-    assert result.returncode == 3
+    assert result.returncode == 5
     assert (
         "catalog: the database has catalog_0123456789ab, which this installation of "
         "tecnorev-catalog 0.1.0 does not know: install the newer version"
@@ -256,7 +256,7 @@ def test_a_database_ahead_of_the_code(database_url):
 
 def test_an_unreachable_database_exits_2_with_a_message():
     result = run_tecnorev("db", "status", url="postgresql+psycopg2://postgres@127.0.0.1:1/nowhere")
-    assert result.returncode == ExitCode.UNAVAILABLE == 2
+    assert result.returncode == ExitCode.UNAVAILABLE == 3
     assert (
         "error: cannot connect to the database at postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
         in result.stderr

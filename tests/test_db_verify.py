@@ -413,7 +413,7 @@ def test_an_installation_that_breaks_a_requirement_is_refused(scratch, tmp_path)
     """pip keeps requirements met; a --no-deps install or a hand downgrade does not."""
     scratch.distribution("tecnorev-auth", "0.2.0", "tecnorev-core<0.2,>=0.1.0")
     code, output = scratch.run("db", "status", url=f"sqlite:///{tmp_path / 'x.db'}")
-    assert code == 2
+    assert code == 4
     assert output.startswith("error: the installed modules do not work together: ")
     assert (
         "tecnorev-catalog 0.1.0 (module catalog) works with tecnorev-auth<0.2,>=0.1.0, but "
@@ -424,7 +424,7 @@ def test_an_installation_that_breaks_a_requirement_is_refused(scratch, tmp_path)
         assert f"(module {dependent}) works with tecnorev-auth<0.2,>=0.1.0" in output
     # nor does the API serve them
     code, output = scratch.run("serve", url=f"sqlite:///{tmp_path / 'x.db'}")
-    assert code == 1
+    assert code == 4
     assert output.startswith("error: the installed modules do not work together: ")
 
 
@@ -452,11 +452,11 @@ def test_a_reference_to_a_revision_nobody_has(scratch, tmp_path):
         "catalog", "catalog_0123456789ab", CATALOG_HEAD, "loyalty_0123456789ab"
     )
     code, output = scratch.run("db", "verify", url=f"sqlite:///{tmp_path / 'x.db'}")
-    assert code == 1
+    assert code == 4
     assert (
         f"revision 'loyalty_0123456789ab' is named as a down_revision or in depends_on "
         f"(named in {path}), but no installed module has it"
     ) in output
     code, output = scratch.run("db", "status", url=f"sqlite:///{tmp_path / 'x.db'}")
-    assert code == 2
+    assert code == 4
     assert "error: revision 'loyalty_0123456789ab' is named as a down_revision" in output

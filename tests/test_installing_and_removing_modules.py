@@ -128,7 +128,7 @@ def test_a_module_joins_leaves_is_set_aside_and_comes_back(venv, wheels, tmp_pat
             assert "Traceback" not in result.stderr
 
         status = run("status")
-        assert status.returncode == 3, status.stdout + status.stderr
+        assert status.returncode == 5, status.stdout + status.stderr
         assert re.search(r"^payments\b.*not installed", status.stdout, re.M), status.stdout
 
         result = run("forget", "payments")

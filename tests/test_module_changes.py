@@ -242,6 +242,6 @@ def test_sqlite_rebuild_with_foreign_keys_on_would_lose_child_rows(tmp_path):
 def test_a_broken_installation_is_explained(scratch, tmp_path, edit, expected):
     edit(scratch.root)
     result = scratch.run("db", "check", url=f"sqlite:///{tmp_path / 'x.db'}")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 4, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr

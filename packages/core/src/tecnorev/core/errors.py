@@ -38,6 +38,12 @@ class DiscoveryError(TecnorevError):
     exit_code = ExitCode.BROKEN
 
 
+class BadArgument(TecnorevError):
+    """A command was given an argument it cannot use (a usage error)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class UnknownModule(DiscoveryError):
     """A command was given a module name no installed module has (a usage error)."""
 

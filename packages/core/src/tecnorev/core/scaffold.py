@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from tecnorev.core.errors import TecnorevError
+from tecnorev.core.errors import BadArgument, TecnorevError, UnknownModule
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 SCAFFOLD_ENTRY_POINT_GROUP = "tecnorev.scaffold"
@@ -51,7 +51,7 @@ class Scaffold:
 
 def _check_name(name: str, depends_on: list[str], installed: list[str]) -> None:
     if not _NAME.match(name) or keyword.iskeyword(name):
-        raise TecnorevError(
+        raise BadArgument(
             f"{name!r} is not a usable module name: use 2-31 lowercase letters, digits or "
             "underscores, starting with a letter"
         )
@@ -59,10 +59,12 @@ def _check_name(name: str, depends_on: list[str], installed: list[str]) -> None:
         raise TecnorevError(f"a module named {name!r} already exists")
     missing = [d for d in depends_on if d not in installed]
     if missing:
-        raise TecnorevError(
+        from tecnorev.migrate.errors import did_you_mean
+
+        raise UnknownModule(
             f"{name!r} would depend on {', '.join(missing)}, which "
             f"{'is' if len(missing) == 1 else 'are'} not installed "
-            f"(installed: {', '.join(installed) or 'none'})"
+            f"(installed: {', '.join(installed) or 'none'})." + did_you_mean(missing[0], installed)
         )
 
 

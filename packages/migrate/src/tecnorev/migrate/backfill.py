@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from tecnorev.migrate.errors import MigrationError
+from tecnorev.migrate.errors import ConfigError, MigrationError
 from tecnorev.migrate.ledger import ledger_metadata
 from tecnorev.migrate.revisions import module_hint
 from tecnorev.migrate.types import UTCDateTime, utcnow
@@ -223,7 +223,7 @@ def pause_setting() -> float:
     match = _DURATION.match(raw.lower())
     if not match:
         name = project().setting_name("BACKFILL_PAUSE")
-        raise MigrationError(f"{name}={raw!r} is not a duration: use e.g. 50ms, 0.2s or 0")
+        raise ConfigError(f"{name}={raw!r} is not a duration: use e.g. 50ms, 0.2s or 0")
     return float(match.group(1)) * _UNIT_MS[match.group(2) or "s"] / 1000
 
 

@@ -219,18 +219,16 @@ class DbCommandLine(CommandLine):
             from tecnorev.migrate.drift import explain_diffs
 
             raise MigrationError(explain_diffs(config, exc.diffs)) from exc
-        except CommandError as exc:
-            if options.raiseerr:
-                raise
-            raise MigrationError(str(exc)) from exc
 
     def run(self, options: Namespace) -> None:
         """Run one parsed command (the ``Namespace`` argparse would have made)."""
         try:
             self._run(options)
         except CommandError as exc:  # alembic's refusals, also from our pre-flight steps
-            if options.raiseerr or isinstance(exc, MigrateError):
+            if options.raiseerr:
                 raise
+            if isinstance(exc.__cause__, MigrateError):  # env.py's form of our errors
+                raise exc.__cause__ from None
             raise MigrationError(str(exc)) from exc
 
     def _run(self, options: Namespace) -> None:
@@ -263,7 +261,8 @@ class DbCommandLine(CommandLine):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
         from tecnorev.migrate.targets import check_targets
 
-        check_targets(config, options, registry)
+        if getattr(options, "tecnorev_command", None) is None:  # ours check their own
+            check_targets(config, options, registry)
         if getattr(options, "backup", False):
             from tecnorev.migrate.environment import BACKUP_DIR_ATTRIBUTE
 

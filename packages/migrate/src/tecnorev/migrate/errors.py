@@ -38,6 +38,12 @@ class MigrationError(MigrateError):
     """A migration command was refused or cannot run as asked."""
 
 
+class BrokenRevision(MigrateError):
+    """A revision file cannot be used as it is (it names a revision nobody has, ...)."""
+
+    exit_code = ExitCode.BROKEN
+
+
 class BadArgument(MigrateError):
     """A command was given an argument it cannot use (a usage error)."""
 

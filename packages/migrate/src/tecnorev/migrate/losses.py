@@ -1,7 +1,11 @@
 """What a downgrade would drop, measured on the live database: the downgrade runs inside a
 transaction that is rolled back (PostgreSQL and, through the migration engine, SQLite have
 transactional DDL), and the catalog before and after is compared.  Reading the revisions'
-operations instead would miss batch table rebuilds and hand-written SQL."""
+operations instead would miss batch table rebuilds and hand-written SQL.
+
+Rows the revisions themselves insert (seeded roles and permissions) come back with the next
+upgrade, so they are not counted as lost: in the same rolled-back transaction the revisions
+are applied again and what they insert is subtracted."""
 
 from __future__ import annotations
 
@@ -21,11 +25,21 @@ from tecnorev.migrate.project import project
 class Loss:
     table: str
     column: str | None  # None: the whole table
-    rows: int  # rows of the table, or rows with a value in the column
+    rows: int  # rows of the table (or with a value in the column) beyond those revisions seed
 
     def describe(self) -> str:
         what = f"column {self.table}.{self.column}" if self.column else f"table {self.table}"
         return f"{what}: {self.rows} row(s)" + (" with a value" if self.column else "")
+
+
+def _counts(connection: sa.Connection, items: list[tuple[str, str | None]]) -> list[int]:
+    present = _schema(connection)
+    return [
+        _count(connection, table, column)
+        if table in present and (column is None or column in present[table])
+        else 0
+        for table, column in items
+    ]
 
 
 def _schema(connection: sa.Connection) -> dict[str, set[str]]:
@@ -53,6 +67,7 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
     from tecnorev.migrate.connect import check_connection
     from tecnorev.migrate.environment import database_url, migration_engine
     from tecnorev.migrate.scratch import quiet_alembic
+    from tecnorev.migrate.state import recorded_versions
 
     engine = migration_engine(database_url(config))
     try:
@@ -63,28 +78,36 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
                 before = _schema(connection)
                 # the environment runs inside a caller's transaction and never commits it
                 config.attributes["connection"] = connection
+                applied = recorded_versions(connection)
                 trial = connection.begin_nested()
                 try:
                     with quiet_alembic(config):
                         command.downgrade(config, target)
-                    after = _schema(connection)
+                        after = _schema(connection)
+                        dropped: list[tuple[str, str | None]] = [
+                            (table, None) for table in sorted(before.keys() - after.keys())
+                        ]
+                        dropped += [
+                            (table, column)
+                            for table in sorted(before.keys() & after.keys())
+                            for column in sorted(before[table] - after[table])
+                        ]
+                        for revision in sorted(applied):
+                            command.upgrade(config, revision)
+                        seeded = _counts(connection, dropped)
                 finally:
                     config.attributes.pop("connection", None)
                     trial.rollback()
-                dropped = [
-                    Loss(table, None, _count(connection, table, None))
-                    for table in sorted(before.keys() - after.keys())
-                ]
-                dropped += [
-                    Loss(table, column, _count(connection, table, column))
-                    for table in sorted(before.keys() & after.keys())
-                    for column in sorted(before[table] - after[table])
+                held = _counts(connection, dropped)
+                losses = [
+                    Loss(table, column, max(rows - seeds, 0))
+                    for (table, column), rows, seeds in zip(dropped, held, seeded, strict=True)
                 ]
             finally:
                 outer.rollback()
     finally:
         engine.dispose()
-    return dropped
+    return losses
 
 
 def confirm_losses(config: Config, target: str, *, dry_run: bool, yes: bool) -> bool:
@@ -97,6 +120,8 @@ def confirm_losses(config: Config, target: str, *, dry_run: bool, yes: bool) -> 
             typer.echo(f"downgrade {target} would drop no table or column")
         for loss in losses:
             typer.echo(f"would drop {loss.describe()}")
+        if losses:
+            typer.echo("(rows the revisions insert themselves are not counted)")
         typer.echo("nothing was changed (--dry-run)")
         return False
     if not holding:

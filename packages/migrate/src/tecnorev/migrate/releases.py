@@ -25,7 +25,7 @@ from importlib.metadata import PackageNotFoundError, requires
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tecnorev.migrate.errors import MigrationError
+from tecnorev.migrate.errors import BadArgument, MigrationError
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -121,14 +121,11 @@ def cut_release(
     """Record ``version`` of ``module`` as shipping its branch's current head(s)."""
     from packaging.version import InvalidVersion, Version
 
-    if module not in registry:
-        raise MigrationError(
-            f"no installed module is named {module!r} (installed: {', '.join(registry.names)})"
-        )
+    registry[module]  # an unknown name is a usage error naming the closest ones
     try:
         wanted = Version(version)
     except InvalidVersion:
-        raise MigrationError(f"{version!r} is not a version (PEP 440), such as 0.2.0") from None
+        raise BadArgument(f"{version!r} is not a version (PEP 440), such as 0.2.0") from None
     path = releases_path(registry, module)
     recorded = read_releases(path)
     newest = max((Version(r.version) for r in recorded), default=None)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from tecnorev.migrate.errors import MigrationError
+from tecnorev.migrate.errors import ConfigError, MigrationError
+from tecnorev.migrate.exitcodes import ExitCode
 from tecnorev.migrate.project import project, setting
 
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE raised when lock_timeout expires
@@ -40,6 +41,8 @@ _UNIT_MS = {"ms": 1, None: 1, "s": 1000, "min": 60_000}  # PostgreSQL's unit for
 
 class TransactionPoolingError(MigrationError):
     """The connection goes through a pooler that hands out server sessions per transaction."""
+
+    exit_code = ExitCode.UNAVAILABLE  # DATABASE_URL names a database migrations cannot use
 
 
 # --------------------------------------------------------------------------- lock_timeout
@@ -95,7 +98,7 @@ def _parse_duration(raw: str) -> int:
     if raw.lower() in ("off", "none"):
         return 0
     if not match:
-        raise MigrationError(
+        raise ConfigError(
             f"{project().setting_name('LOCK_TIMEOUT')}={raw!r} is not a duration: use e.g. 3s, "
             "500ms, or 0 to let DDL wait for locks as long as it takes"
         )

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from tecnorev.migrate import ledger
 from tecnorev.migrate.connect import bounded_engine, unreachable
-from tecnorev.migrate.errors import MigrationError
+from tecnorev.migrate.errors import BrokenRevision, MigrationError
 from tecnorev.migrate.exitcodes import ExitCode as Code
 from tecnorev.migrate.ledger import distribution_version, forgotten_revision, migration_log
 from tecnorev.migrate.phases import Phase, held_back, phase_of
@@ -282,7 +282,7 @@ def all_scripts(scripts: ScriptDirectory) -> dict[str, Script]:
     try:
         revision_map = scripts.revision_map._revision_map
     except KeyError as exc:
-        raise MigrationError(_missing_revision(scripts, str(exc.args[0]))) from exc
+        raise BrokenRevision(_missing_revision(scripts, str(exc.args[0]))) from exc
     except Exception as exc:
         raise MigrationError(
             f"the installed modules' revisions cannot be read: {type(exc).__name__}: {exc}"

@@ -26,7 +26,8 @@ def _names(options: Namespace) -> Iterator[str]:
     ``catalog@head``, both ends of ``a:b``, ``sales_0001`` of ``sales_0001+1``."""
     for option in _TARGET_OPTIONS:
         value = getattr(options, option, None)
-        for token in [value] if isinstance(value, str) else value or []:
+        tokens = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for token in tokens:
             for part in token.split(":"):
                 name = part.split("@", 1)[0] if "@" in part else re.sub(r"[+-]\d+$", "", part)
                 if name not in _KEYWORDS and not _RELATIVE.match(name):

@@ -62,7 +62,7 @@ def _scratch(options: Namespace, url: str) -> Callable[[], Any]:
 
     import sqlalchemy as sa
 
-    from tecnorev.migrate.errors import MigrationError
+    from tecnorev.migrate.errors import BadArgument
     from tecnorev.migrate.scratch import scratch_database
 
     if options.scratch_url:
@@ -70,7 +70,7 @@ def _scratch(options: Namespace, url: str) -> Callable[[], Any]:
     if not options.postgres:
         return lambda: scratch_database("sqlite://")
     if sa.make_url(url).get_backend_name() != "postgresql":
-        raise MigrationError(
+        raise BadArgument(
             "--postgres creates the scratch database on the configured PostgreSQL server, but "
             f"DATABASE_URL names {sa.make_url(url).get_backend_name()}: set DATABASE_URL to a "
             "postgresql+psycopg2:// URL, or drop --postgres to compare on SQLite"
