@@ -274,7 +274,7 @@ def test_squashing_refuses_what_it_cannot_carry(history: dict, tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'squash.db'}"
     sq = history["sq"]
     unknown = db(history, url, "squash", "nosuch")
-    assert unknown.returncode == 1 and "no installed module is named 'nosuch'" in unknown.stderr
+    assert unknown.returncode == 2 and "no installed module named 'nosuch'" in unknown.stderr
 
     lone = db(history, url, "squash", "sqx")
     assert lone.returncode == 1 and "nothing to squash" in lone.stderr

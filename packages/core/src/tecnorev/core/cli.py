@@ -28,7 +28,6 @@ ARGV_ENTRY_POINT_GROUP = "tecnorev.cli.argv"
 
 def _build_app():  # noqa: ANN202 - typer is imported lazily
     import typer
-    from typer.core import TyperGroup
 
     from tecnorev.core.errors import ConfigError, TecnorevError
     from tecnorev.core.registry import get_registry
@@ -155,15 +154,13 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
             app.add_typer(target, name=ep.name)
         else:
             app.command(ep.name)(target)
-    group = typer.main.get_command(app)
-    assert isinstance(group, TyperGroup)
     for ep in entry_points(group=ARGV_ENTRY_POINT_GROUP):
         # main() hands their arguments over before this app is built; mounted here for the
         # help, the suggestions and shell completion
         own = importlib.import_module(ep.module)
         if hasattr(own, "command"):
-            group.add_command(own.command(f"tecnorev {ep.name}"), ep.name)
-    return group
+            app.add_typer(own.command(f"tecnorev {ep.name}"), name=ep.name)
+    return typer.main.get_command(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

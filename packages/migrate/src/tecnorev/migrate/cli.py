@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+import typer
 from alembic.config import CommandLine, Config
 from alembic.util import CommandError
-from typer._click.globals import get_current_context
-from typer.core import TyperGroup
 
 from tecnorev.migrate import commands
-from tecnorev.migrate.commandline import command_of, params_of, run_click
+from tecnorev.migrate.commandline import app_of, run_click
 from tecnorev.migrate.errors import DiscoveryError, MigrateError, MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
 from tecnorev.migrate.project import debug as debug_enabled
@@ -325,41 +324,40 @@ def _migration_frame(exc: BaseException) -> str:
     return found
 
 
-def command(prog: str | None = None) -> TyperGroup:
+def command(prog: str | None = None) -> typer.Typer:
     """The ``db`` command group: alembic's commands and ours."""
-    from typer.core import TyperOption
+    import inspect
+    from typing import Annotated
 
-    from tecnorev.migrate.versions import show_versions
+    from tecnorev.migrate.versions import print_versions
 
-    line = DbCommandLine(prog=prog or project().command)
+    def show_versions(value: bool) -> None:
+        if value:
+            print_versions()
+            raise typer.Exit(0)
 
-    def keep_options(**values: object) -> None:
-        get_current_context().obj = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in values.items()
-        }
-
-    group = TyperGroup(
-        name="db",
-        help="Migrations: alembic's commands, seeing every installed module's branch, and "
-        "Tecno Rev's own (status, generate, lint, ...).",
-        params=[
-            *params_of(line.parser),
-            TyperOption(
-                param_decls=["--version"],
-                is_flag=True,
-                expose_value=False,
+    version = inspect.Parameter(
+        "version",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool,
+            typer.Option(
+                "--version",
                 is_eager=True,
                 callback=show_versions,
                 help="the installed versions of the tecnorev distributions",
             ),
         ],
-        callback=keep_options,
-        no_args_is_help=True,
     )
-    for action in line.subparsers._choices_actions:
-        parser = line.subparsers.choices[action.dest]
-        group.add_command(command_of(action.dest, action.help, parser, line.run))
-    return group
+    line = DbCommandLine(prog=prog or project().command)
+    return app_of(
+        "Migrations: alembic's commands, seeing every installed module's branch, and Tecno "
+        "Rev's own (status, generate, lint, ...).",
+        line.parser,
+        line.run,
+        extra=[version],
+    )
 
 
 def explain_unexpected(exc: Exception) -> str:
@@ -389,7 +387,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except MigrateError:
         debug = False  # the same error comes again, with its message, from the command
     prog = prog or project().command
-    return run_click(command(prog), argv, prog, debug=debug, unexpected=explain_unexpected)
+    group = typer.main.get_command(command(prog))
+    return run_click(group, argv, prog, debug=debug, unexpected=explain_unexpected)
 
 
 def entry() -> None:

@@ -1,174 +1,200 @@
-"""The click commands of ``tecnorev db``, made from the argparse definitions they are written
+"""The Typer commands of ``tecnorev db``, made from the argparse definitions they are written
 in: alembic's own parser (so every alembic command keeps exactly its options as alembic
-changes) and ours (``commands/``).  Parsing, help, errors and suggestions are then click's, as
-for every other ``tecnorev`` command; a command's callback gets the ``Namespace`` argparse
-would have given.
+changes) and ours (``commands/``).  Parsing, help, errors and suggestions are then Typer's, as
+for every other ``tecnorev`` command; a command gets the ``Namespace`` argparse would have
+given.  Only Typer's public API is used (functions whose signatures are built here), since
+its click internals change from one release to the next.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from typer._click import core, exceptions, globals, types
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperCommand
 
 from tecnorev.migrate.exitcodes import PREFIX, ExitCode, code_of
 
-# typer carries its own copy of click (typer._click): commands mounted in a typer app, and the
-# errors they raise, are that copy's, not the click distribution's
-
 Run = Callable[[argparse.Namespace], Any]
+
+
+def _click_class(name: str) -> type[Exception]:
+    """A click exception class, found from typer's public ``BadParameter`` (recent typer
+    releases carry a private copy of click)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+UsageError = _click_class("UsageError")
+ClickException = _click_class("ClickException")
 
 _NEGATIVE = re.compile(r"^-\d+$")
 _SKIPPED = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
+_NATIVE = (int, float)  # types Typer converts itself; others are applied after parsing
 
 
-class _Converted(types.ParamType):
-    """An argparse ``type=`` callable as a click type (its errors become usage errors)."""
+class NegativeNumbers(TyperCommand):
+    """Takes a negative number for an argument, as argparse does (``downgrade -1`` is answered
+    with the module form, not "no such option")."""
 
-    def __init__(self, convert: Callable[[str], Any]) -> None:
-        self.convert_value = convert
-        self.name = getattr(convert, "__name__", "value").lstrip("_")
-
-    def convert(self, value: Any, param: core.Parameter | None, ctx: core.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self.convert_value(value)
-        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-            self.fail(str(exc) or f"{value!r} is not a valid {self.name}", param, ctx)
-
-
-class _OneOf(types.ParamType):
-    """An argparse ``choices=`` list (typer's click has no Choice type: typer uses enums)."""
-
-    def __init__(self, choices: list[str]) -> None:
-        self.choices = choices
-        self.name = "|".join(choices)
-
-    def convert(self, value: Any, param: core.Parameter | None, ctx: core.Context | None) -> Any:
-        if value in self.choices:
-            return value
-        self.fail(f"{value!r} is not one of {', '.join(self.choices)}", param, ctx)
-
-    def get_metavar(self, param: core.Parameter, ctx: core.Context) -> str:
-        return f"[{self.name}]"
-
-
-def params_of(parser: argparse.ArgumentParser) -> list[core.Parameter]:
-    """The click parameters for a parser's arguments (sub-parsers excluded)."""
-    params: list[core.Parameter] = []
-    for action in parser._actions:
-        if isinstance(action, _SKIPPED):
-            continue
-        params.append(_param(action))
-    return params
-
-
-def _param(action: argparse.Action) -> core.Parameter:
-    kind: Any = None
-    if action.choices is not None:
-        kind = _OneOf([str(c) for c in action.choices])
-    elif action.type in (int, float):
-        kind = action.type
-    elif action.type not in (None, str):
-        kind = _Converted(action.type)
-    help_text = escape((action.help or "").replace("%%", "%")) or None
-    if not action.option_strings:
-        many = action.nargs in ("+", "*", argparse.REMAINDER)
-        return TyperArgument(
-            param_decls=[action.dest],
-            type=kind,
-            nargs=-1 if many else None,
-            required=action.nargs not in ("?", "*"),
-            default=None if many else action.default,
-            metavar=(action.metavar or action.dest).upper(),
-            help=help_text,
-            show_default=False,
-        )
-    flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
-    return TyperOption(
-        param_decls=[*action.option_strings, action.dest],
-        type=None if flag else kind,
-        is_flag=flag or None,
-        default=None if isinstance(action, argparse._AppendAction) else action.default,
-        multiple=isinstance(action, argparse._AppendAction),
-        required=bool(action.required),
-        metavar=action.metavar.upper() if isinstance(action.metavar, str) else None,
-        help=help_text,
-    )
-
-
-class _Command(TyperCommand):
-    """A command whose arguments may be negative numbers, as argparse allows (``downgrade
-    -1`` is answered with the module form, not "no such option")."""
-
-    def parse_args(self, ctx: core.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if "--" not in args and any(_NEGATIVE.match(a) for a in args):
-            args = [
-                *(a for a in args if not _NEGATIVE.match(a)),
-                "--",
-                *(a for a in args if _NEGATIVE.match(a)),
-            ]
+            negative = [a for a in args if _NEGATIVE.match(a)]
+            args = [*(a for a in args if not _NEGATIVE.match(a)), "--", *negative]
         return super().parse_args(ctx, args)
 
 
-def namespace_values(values: dict[str, Any]) -> dict[str, Any]:
-    """click's tuples as argparse's lists (an empty repeated option is None, as in argparse)."""
-    return {k: (list(v) or None) if isinstance(v, tuple) else v for k, v in values.items()}
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not isinstance(a, _SKIPPED)]
 
 
-def command_of(
-    name: str, help_text: str | None, parser: argparse.ArgumentParser, run: Run
-) -> core.Command:
-    """One command (or, for a parser with sub-parsers, a group) calling ``run`` with the
-    ``Namespace`` made of the group's options, the parser's defaults and its arguments."""
-    help_text = escape((help_text or parser.description or "").replace("%%", "%"))
-    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    defaults = dict(parser._defaults)
+def _metavar(action: argparse.Action) -> str | None:
+    if action.choices is not None:
+        return "[" + "|".join(str(c) for c in action.choices) + "]"
+    return action.metavar.upper() if isinstance(action.metavar, str) else None
 
-    if subparsers:
-        action = subparsers[0]
-        helps = {a.dest: a.help for a in action._choices_actions}
 
-        def enter(**values: Any) -> None:
-            context = globals.get_current_context()
-            context.obj = {
-                **(context.obj or {}),
-                **defaults,
-                **namespace_values(values),
-                action.dest: context.invoked_subcommand,
-            }
-
-        group = TyperGroup(
-            name=name,
-            help=help_text,
-            params=params_of(parser),
-            callback=enter,
-            no_args_is_help=True,
+def _parameter(action: argparse.Action) -> inspect.Parameter:
+    """The keyword parameter Typer reads an argparse action from."""
+    help_text = escape((action.help or "").replace("%%", "%")) or None
+    scalar: Any = action.type if action.type in _NATIVE else str
+    default: Any = action.default
+    if not action.option_strings:
+        many = action.nargs in ("+", "*", argparse.REMAINDER)
+        optional = action.nargs in ("?", "*")
+        kind: Any = list[str] if many else scalar
+        info: Any = typer.Argument(
+            help=help_text, metavar=_metavar(action) or action.dest.upper(), show_default=False
         )
-        for sub_name, sub_parser in action.choices.items():
-            group.add_command(command_of(sub_name, helps.get(sub_name), sub_parser, run))
-        return group
+        if optional:
+            kind, default = kind | None, None if many else action.default
+        else:
+            default = inspect.Parameter.empty
+    elif isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        kind, info = bool, typer.Option(*action.option_strings, help=help_text)
+    else:
+        info = typer.Option(*action.option_strings, help=help_text, metavar=_metavar(action))
+        if isinstance(action, argparse._AppendAction):
+            kind, default = list[str] | None, None
+        elif action.required:
+            kind, default = scalar, inspect.Parameter.empty
+        else:
+            kind = scalar | None
+    return inspect.Parameter(
+        action.dest,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[kind, info],
+    )
 
-    def invoke(**values: Any) -> Any:
-        inherited = globals.get_current_context().obj or {}
-        return run(argparse.Namespace(**{**inherited, **defaults, **namespace_values(values)}))
 
-    positional = any(not a.option_strings for a in parser._actions)
-    made = _Command if positional else TyperCommand
-    return made(name=name, help=help_text, params=params_of(parser), callback=invoke)
+def _converted(actions: list[argparse.Action], values: dict[str, Any]) -> dict[str, Any]:
+    """Typer's values as argparse's: ``type=`` and ``choices=`` applied (their failures are
+    usage errors), an absent repeated option None, an absent ``*`` argument []."""
+    out = dict(values)
+    for action in actions:
+        value = out.get(action.dest)
+        hint = "/".join(action.option_strings) or action.dest.upper()
+        if isinstance(action, argparse._AppendAction) and not value:
+            out[action.dest] = None
+        elif not action.option_strings and action.nargs == "*" and value is None:
+            out[action.dest] = []
+        if not isinstance(value, str):
+            continue
+        if action.type is not None and action.type not in (str, *_NATIVE):
+            try:
+                value = out[action.dest] = action.type(value)
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                raise typer.BadParameter(str(exc), param_hint=f"'{hint}'") from exc
+        if action.choices is not None and value not in action.choices:
+            listed = ", ".join(str(c) for c in action.choices)
+            raise typer.BadParameter(f"{value!r} is not one of {listed}", param_hint=f"'{hint}'")
+    return out
+
+
+def _function(
+    name: str, parameters: list[inspect.Parameter], body: Callable[..., Any]
+) -> Callable[..., Any]:
+    """A function with this signature (the context first) calling ``body(ctx, values)``."""
+
+    def function(ctx: typer.Context, **values: Any) -> Any:
+        return body(ctx, values)
+
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    signature = inspect.Signature([context, *parameters])
+    function.__signature__ = signature  # type: ignore[attr-defined]
+    function.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    function.__name__ = function.__qualname__ = name.replace("-", "_")
+    return function
+
+
+def _keep(parser: argparse.ArgumentParser, chosen_as: str | None = None) -> Callable[..., None]:
+    """A group's callback: its defaults and options, for the commands under it."""
+    actions = _actions(parser)
+
+    def keep(ctx: typer.Context, values: dict[str, Any]) -> None:
+        kept = {**(ctx.obj or {}), **parser._defaults, **_converted(actions, values)}
+        if chosen_as:
+            kept[chosen_as] = ctx.invoked_subcommand
+        ctx.obj = kept
+
+    return keep
+
+
+def app_of(
+    help_text: str,
+    parser: argparse.ArgumentParser,
+    run: Run,
+    extra: Sequence[inspect.Parameter] = (),
+) -> typer.Typer:
+    """A Typer app for a parser with sub-parsers: its options (and ``extra`` ones, handled by
+    their own callbacks), and a command per sub-parser calling ``run``."""
+    app = typer.Typer(help=help_text, no_args_is_help=True, add_completion=False)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    chosen_as = None if subparsers.dest == argparse.SUPPRESS else subparsers.dest
+    parameters = [*(_parameter(a) for a in _actions(parser)), *extra]
+    app.callback()(_function("group", parameters, _keep(parser, chosen_as)))
+    helps = {a.dest: a.help for a in subparsers._choices_actions}
+    for name, sub_parser in subparsers.choices.items():
+        add_command(app, name, helps.get(name), sub_parser, run)
+    return app
+
+
+def add_command(
+    app: typer.Typer,
+    name: str,
+    help_text: str | None,
+    parser: argparse.ArgumentParser,
+    run: Run,
+) -> None:
+    """One command (or, for a parser with sub-parsers, a group) calling ``run`` with the
+    ``Namespace`` argparse would have made."""
+    shown = escape((help_text or parser.description or "").replace("%%", "%"))
+    if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+        app.add_typer(app_of(shown, parser, run), name=name)
+        return
+    actions = _actions(parser)
+
+    def invoke(ctx: typer.Context, values: dict[str, Any]) -> Any:
+        given = {**(ctx.obj or {}), **parser._defaults, **_converted(actions, values)}
+        return run(argparse.Namespace(**given))
+
+    positional = any(not a.option_strings for a in actions)
+    app.command(name, help=shown, cls=NegativeNumbers if positional else TyperCommand)(
+        _function(name, [_parameter(a) for a in actions], invoke)
+    )
 
 
 def run_click(
-    command: core.Command,
+    command: Any,
     argv: Sequence[str] | None,
     prog: str,
     *,
@@ -182,18 +208,18 @@ def run_click(
         result = command.main(args, prog_name=prog, standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
-    except exceptions.NoArgsIsHelpError as exc:
-        typer.echo(exc.format_message(), err=True)
-        _fail("a command is needed")
-        return ExitCode.USAGE
-    except exceptions.UsageError as exc:
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help, asked by giving nothing
+            typer.echo(exc.format_message(), err=True)
+            _fail("a command is needed")
+            return ExitCode.USAGE
         where = exc.ctx.command_path if exc.ctx is not None else prog
         _fail(f"{exc.format_message()}\n(see '{where} --help')")
         return ExitCode.USAGE
     except typer.Abort:
         _fail("aborted")
         return ExitCode.FAILED
-    except exceptions.ClickException as exc:
+    except ClickException as exc:
         _fail(exc.format_message())
         return ExitCode.FAILED if exc.exit_code == 1 else exc.exit_code
     except SystemExit as exc:

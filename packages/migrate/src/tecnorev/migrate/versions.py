@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from importlib.metadata import distributions
+from typing import Any
 
 import typer
-from typer._click.core import Context, Parameter
 
 
 def installed_versions(prefix: str = "tecnorev") -> list[tuple[str, str]]:
@@ -25,7 +25,7 @@ def print_versions() -> None:
         typer.echo(f"{name:<{width}}  {version}")
 
 
-def show_versions(ctx: Context, _param: Parameter, value: bool) -> None:
+def show_versions(ctx: Any, _param: Any, value: bool) -> None:
     """An eager ``--version`` option's callback: print the versions, then stop."""
     if not value or ctx.resilient_parsing:
         return

@@ -80,11 +80,7 @@ def _write(config: Config, options: Namespace) -> tuple[object, list[str]]:
     from tecnorev.migrate.status import all_scripts
 
     registry = get_registry()
-    if options.module not in registry:
-        raise MigrationError(
-            f"no installed module is named {options.module!r} (installed: "
-            f"{', '.join(registry.names)})"
-        )
+    registry[options.module]  # an unknown name is a usage error naming the closest ones
     scripts = ScriptDirectory.from_config(config)
     found = all_scripts(scripts)
     mine = {r: s for r, s in found.items() if module_of_script(s, registry) == options.module}
