@@ -271,3 +271,13 @@ def test_check_tells_models_changed_without_a_revision(scratch, database_url):
     assert "\nerror: the models changed without a revision" in result.stderr
     assert "add column product.note" in result.stderr
     assert "tecnorev db generate <module> -m" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("db", "status"), ("db", "upgrade", "heads")], ids=" ".join)
+def test_a_revision_file_that_does_not_load_exits_4(scratch, tmp_path, args):
+    (first,) = scratch.migrations.glob("catalog_*_create_catalog_tables.py")
+    first.write_text(first.read_text() + "\ndef broken(:\n")
+    result = scratch.run(*args, url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == ExitCode.BROKEN, result.stderr
+    assert "error: " in result.stderr and "SyntaxError" in result.stderr
+    assert "Traceback" not in result.stderr

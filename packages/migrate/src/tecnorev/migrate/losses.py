@@ -110,10 +110,39 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
     return losses
 
 
+class NotMeasured(MigrationError):
+    """The downgrade could not be rehearsed, so what it would drop is not known."""
+
+
+def _measured(config: Config, target: str) -> list[Loss]:
+    from alembic.util import CommandError
+
+    from tecnorev.migrate.errors import MigrateError
+
+    try:
+        return measure_losses(config, target)
+    except (MigrateError, CommandError):
+        raise  # a refusal or a failure the real run would meet too: said as it is
+    except Exception as exc:
+        # e.g. a revision that builds an index concurrently cannot run inside the rehearsal's
+        # transaction
+        raise NotMeasured(
+            f"what downgrade {target} would drop cannot be measured: rehearsing it in a "
+            f"rolled-back transaction failed ({type(exc).__name__}: {str(exc).strip()})"
+        ) from exc
+
+
 def confirm_losses(config: Config, target: str, *, dry_run: bool, yes: bool) -> bool:
     """Whether ``downgrade target`` may run: with --dry-run never (the losses are listed);
-    when it drops rows, only with --yes or a person's consent at a terminal."""
-    losses = measure_losses(config, target)
+    when it drops rows, or when that cannot be measured, only with --yes or a person's consent
+    at a terminal."""
+    try:
+        losses = _measured(config, target)
+    except NotMeasured as exc:
+        if dry_run or not (yes or sys.stdin.isatty()):
+            raise MigrationError(f"{exc}; pass --yes to run it anyway") from exc
+        typer.echo(f"note: {exc}")
+        return yes or typer.confirm("run it anyway?", default=False)
     holding = [loss for loss in losses if loss.rows]
     if dry_run:
         if not losses:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from tecnorev.migrate import ledger
 from tecnorev.migrate.connect import bounded_engine, unreachable
-from tecnorev.migrate.errors import BrokenRevision, MigrationError
+from tecnorev.migrate.errors import BrokenRevision
 from tecnorev.migrate.exitcodes import ExitCode as Code
 from tecnorev.migrate.ledger import distribution_version, forgotten_revision, migration_log
 from tecnorev.migrate.phases import Phase, held_back, phase_of
@@ -284,7 +284,7 @@ def all_scripts(scripts: ScriptDirectory) -> dict[str, Script]:
     except KeyError as exc:
         raise BrokenRevision(_missing_revision(scripts, str(exc.args[0]))) from exc
     except Exception as exc:
-        raise MigrationError(
+        raise BrokenRevision(
             f"the installed modules' revisions cannot be read: {type(exc).__name__}: {exc}"
         ) from exc
     return {
