@@ -309,12 +309,16 @@ def test_a_module_is_installed_upgraded_downgraded_and_removed_through_a_package
     deployment.install("tecnorev-sales==0.1.0")
     assert deployment.version("tecnorev-sales") == "0.1.0"
     code, modules = deployment.status()
-    assert code == 3
+    assert code == 5
     assert modules["sales"]["state"] == "database ahead of code"
     assert (modules["sales"]["back_to"], modules["sales"]["back_refused"]) == (sales_head, None)
     command = f"tecnorev db downgrade sales@{sales_head}"
     assert command in deployment.tecnorev("db", "status").stdout
-    back = deployment.ok("db", "downgrade", f"sales@{sales_head}")
+    # the stored downgrade() drops the note the coupon holds: measured, and confirmed
+    refused = deployment.tecnorev("db", "downgrade", f"sales@{sales_head}")
+    assert refused.returncode == 1
+    assert "would lose 1 row(s):\n  column coupon.note: 1 row(s) with a value" in refused.stderr
+    back = deployment.ok("db", "downgrade", f"sales@{sales_head}", "--yes")
     assert f"ran the stored downgrade() of {NOTE_REVISION}" in back
     assert "note" not in columns(database_url, "coupon")
     assert deployment.status()[0] == 0
@@ -331,7 +335,7 @@ def test_a_module_is_installed_upgraded_downgraded_and_removed_through_a_package
     # payments leaves: status says so, forget sets its revisions aside, the rest works
     deployment.pip("uninstall", "-y", "tecnorev-payments")
     code, modules = deployment.status()
-    assert code == 3 and modules["payments"]["state"] == "not installed", modules["payments"]
+    assert code == 5 and modules["payments"]["state"] == "not installed", modules["payments"]
     deployment.ok("db", "forget", "payments")
     code, modules = deployment.status()
     assert (code, modules["payments"]["state"], modules["payments"]["installed"]) == (

@@ -240,7 +240,7 @@ def test_contract_waits_for_its_backfill(project: dict, postgres_url: str) -> No
     assert zd_status(project, postgres_url)[1]["state"] == "up to date"
 
     # reverting the revision that declared the backfill takes its record away
-    ok(project, postgres_url, "downgrade", f"zd@{CREATE}")
+    ok(project, postgres_url, "downgrade", f"zd@{CREATE}", "--yes")
     assert json.loads(ok(project, postgres_url, "backfill", "status", "--json").stdout) == []
 
 

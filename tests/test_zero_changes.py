@@ -185,7 +185,7 @@ def test_old_and_new_shapes_both_work_between_expand_and_contract(
     execute(url, "INSERT INTO zt_item (id, qty, legacy) VALUES (5004, 4, 'old again')")
     assert execute(url, f"SELECT {SHADOW}, unit FROM zt_item WHERE id = 5004") == [(4, "each")]
     assert execute(url, "SELECT body FROM zt_note WHERE id = 1") == [("first",)]
-    ok(project, url, "downgrade", f"zt@{CREATE}")
+    ok(project, url, "downgrade", f"zt@{CREATE}", "--yes")
     assert columns(url) == {"id": ("INTEGER", False), "qty": ("INTEGER", False),
                             "unit": ("VARCHAR", True), "legacy": ("TEXT", False)}  # fmt: skip
     assert machinery(url) == (0, 0)
@@ -202,6 +202,6 @@ def test_sqlite_makes_the_changes_in_one_upgrade(project: dict, tmp_path: Path) 
                             "unit": ("VARCHAR", False)}  # fmt: skip
     assert execute(url, "SELECT count(*) FROM zt_item WHERE unit = 'each'") == [(ROWS // 2,)]
     assert execute(url, "SELECT body FROM zt_memo") == [("first",)]
-    ok(project, url, "downgrade", f"zt@{CREATE}")
+    ok(project, url, "downgrade", f"zt@{CREATE}", "--yes")
     assert set(columns(url)) == {"id", "qty", "unit", "legacy"}
     assert execute(url, "SELECT count(*) FROM zt_note") == [(1,)]

@@ -133,7 +133,7 @@ def test_both_releases_see_each_others_writes_between_expand_and_contract(
     assert shape(url) == {"id": False, "name": False, "title": True}
     execute(url, "INSERT INTO zr_item (id, name) VALUES (5004, 'old again')")
     assert execute(url, "SELECT title FROM zr_item WHERE id = 5004") == [("old again",)]
-    ok(project, url, "downgrade", f"zr@{CREATE}")
+    ok(project, url, "downgrade", f"zr@{CREATE}", "--yes")
     assert shape(url) == {"id": False, "name": False}
     assert execute(url, "SELECT count(*) FROM zr_item") == [(ROWS + 3,)]
 
@@ -145,5 +145,5 @@ def test_sqlite_renames_in_one_step(project: dict, tmp_path: Path) -> None:
     ok(project, url, "upgrade", "heads")
     assert shape(url) == {"id": False, "title": False}
     assert execute(url, "SELECT count(*) FROM zr_item WHERE title = 'item ' || id") == [(ROWS,)]
-    ok(project, url, "downgrade", f"zr@{CREATE}")
+    ok(project, url, "downgrade", f"zr@{CREATE}", "--yes")
     assert shape(url) == {"id": False, "name": False}

@@ -280,12 +280,12 @@ class DbCommandLine(CommandLine):
             from tecnorev.migrate.losses import confirm_losses
             from tecnorev.migrate.stepback import step_back_if_ahead
 
-            stepped = step_back_if_ahead(config, options.revision, registry)
-            if stepped:
-                print(stepped, flush=True)
             dry_run, yes = options.dry_run, options.yes
             if not confirm_losses(config, options.revision, dry_run=dry_run, yes=yes):
                 return
+            stepped = step_back_if_ahead(config, options.revision, registry)
+            if stepped:
+                print(stepped, flush=True)
         if name == "upgrade" and not options.sql:
             from tecnorev.migrate.targets import say_when_nothing_to_do
 

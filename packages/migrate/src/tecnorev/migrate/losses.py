@@ -61,13 +61,27 @@ def _count(connection: sa.Connection, table: str, column: str | None) -> int:
     return int(connection.exec_driver_sql(query).scalar_one())
 
 
+def _known(config: Config, revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+
+    try:
+        return ScriptDirectory.from_config(config).get_revision(revision) is not None
+    except Exception:  # alembic's resolution errors: a revision the installed code lacks
+        return False
+
+
 def measure_losses(config: Config, target: str) -> list[Loss]:
     """The tables and columns ``downgrade target`` would drop, with their rows; nothing is
     changed."""
     from tecnorev.migrate.connect import check_connection
     from tecnorev.migrate.environment import database_url, migration_engine
+    from tecnorev.migrate.modules import get_registry
     from tecnorev.migrate.scratch import quiet_alembic
     from tecnorev.migrate.state import recorded_versions
+    from tecnorev.migrate.stepback import planned_step
+    from tecnorev.migrate.stored import run_back
+
+    registry = get_registry()
 
     engine = migration_engine(database_url(config))
     try:
@@ -82,6 +96,9 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
                 trial = connection.begin_nested()
                 try:
                     with quiet_alembic(config):
+                        step = planned_step(config, connection, target, registry)
+                        if step is not None:  # ahead of the code: its stored downgrade()s first
+                            run_back(connection, step, registry)
                         command.downgrade(config, target)
                         after = _schema(connection)
                         dropped: list[tuple[str, str | None]] = [
@@ -93,7 +110,8 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
                             for column in sorted(before[table] - after[table])
                         ]
                         for revision in sorted(applied):
-                            command.upgrade(config, revision)
+                            if _known(config, revision):  # not the stored ones run back
+                                command.upgrade(config, revision)
                         seeded = _counts(connection, dropped)
                 finally:
                     config.attributes.pop("connection", None)

@@ -233,7 +233,8 @@ def _owner(revision: str, applied: Mapping[str, AppliedRecord]) -> str | None:
 
 def run_back(connection: sa.Connection, step: StepBack, registry: Registry) -> None:
     """Run the stored ``downgrade()`` of ``step``'s revisions, newest first, each in its own
-    transaction with its ledger row and ``alembic_version`` change."""
+    transaction with its ledger row and ``alembic_version`` change (a savepoint inside a
+    caller's transaction: a downgrade's rehearsal, rolled back)."""
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
 
@@ -248,7 +249,8 @@ def run_back(connection: sa.Connection, step: StepBack, registry: Registry) -> N
     for index, stored in enumerate(step.chain):
         parent = step.chain[index + 1].revision if index + 1 < len(step.chain) else step.lands_on
         namespace = types.ModuleType(f"tecnorev_stored_{stored.revision}")
-        with connection.begin():
+        own = connection.begin_nested() if connection.in_transaction() else connection.begin()
+        with own:
             if policy is not None and policy.enabled:
                 connection.exec_driver_sql(f"SET LOCAL lock_timeout = {policy.milliseconds}")
             context = MigrationContext.configure(
