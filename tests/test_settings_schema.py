@@ -213,9 +213,9 @@ def test_the_settings_command_shows_value_source_and_masks_secrets(tmp_path):
     assert listed["TECNOREV_DB_CONNECT_TIMEOUT"]["owner"] == "core, migrate"
 
 
-def test_the_settings_command_marks_bad_values_and_exits_2(tmp_path):
+def test_the_settings_command_marks_bad_values_and_exits_3(tmp_path):
     shown = _settings_command(tmp_path, {"TECNOREV_PORT": "http", "TECNOREV_LOCK_TIMEOUT": "soon"})
-    assert shown.returncode == 2
+    assert shown.returncode == 3
     assert "error: 2 setting(s) cannot be used" in shown.stderr
     assert "error: TECNOREV_PORT='http'" in shown.stdout
     assert "error: TECNOREV_LOCK_TIMEOUT='soon' is not a duration" in shown.stdout
