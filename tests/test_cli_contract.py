@@ -233,7 +233,7 @@ def test_upgrade_with_nothing_to_do_says_so(database_url):
 
 def test_heads_and_current_speak_plainly(database_url):
     migrate(database_url, "heads")
-    for command in ("heads", "current"):
+    for command in ("heads", "current", "history"):
         result = run_tecnorev("db", command, url=database_url)
         assert result.returncode == ExitCode.OK, result.stderr
         assert "effective head" not in result.stdout

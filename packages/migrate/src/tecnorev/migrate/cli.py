@@ -58,29 +58,27 @@ def current(config: Config, check_heads: bool = False, verbose: bool = False) ->
             key=lambda s: order.get(module_of_script(s, registry) or "", len(order)),
         )
         for script in applied:
-            config.print_stdout(plain(script.cmd_format(verbose, include_branches=True)))
+            config.print_stdout(script.cmd_format(verbose, include_branches=True))
         return []
 
     with EnvironmentContext(config, scripts, fn=display_version, dont_mutate=True):
         scripts.run_env()
 
 
-def heads(config: Config, verbose: bool = False, resolve_dependencies: bool = False) -> None:
-    """Show the head revisions (alembic's ``heads``, in plain words)."""
-    from alembic.script import ScriptDirectory
-
-    scripts = ScriptDirectory.from_config(config)
-    found = scripts.get_revisions("heads" if resolve_dependencies else scripts.get_heads())
-    for script in found:
-        if script is not None:
-            line = script.cmd_format(verbose, include_branches=True, tree_indicators=False)
-            config.print_stdout(plain(line))
-
-
 def plain(line: str) -> str:
     """Alembic's "(effective head)" is a module's newest revision that another module's
     revision depends on: for a user, the head of its module like any other."""
     return line.replace(" (effective head)", " (head)")
+
+
+def _speak_plainly(config: Config) -> None:
+    """Every line a command prints (heads, current, history, show) in plain words."""
+    print_stdout = config.print_stdout
+
+    def plainly(text: str, *arg: object) -> None:
+        print_stdout(plain(text % arg if arg else text))
+
+    config.print_stdout = plainly  # type: ignore[method-assign]
 
 
 def init(config: Config | None = None) -> None:
@@ -151,9 +149,8 @@ class DbCommandLine(CommandLine):
             command.add_arguments(parser)
             parser.set_defaults(cmd=(command.run, [], []), tecnorev_command=command)
         choices = self.subparsers.choices
-        for name, fn in (("current", current), ("heads", heads)):
-            alembic_cmd = choices[name].get_default("cmd")
-            choices[name].set_defaults(cmd=(fn, *alembic_cmd[1:]))
+        alembic_current = choices["current"].get_default("cmd")
+        choices["current"].set_defaults(cmd=(current, *alembic_current[1:]))
         # alembic's init, taking no arguments here since it only says what to do instead
         del choices["init"]
         self.subparsers._choices_actions = [
@@ -252,6 +249,7 @@ class DbCommandLine(CommandLine):
             toml=toml if Path(toml).is_file() else None,
             section=options.name,
         )
+        _speak_plainly(config)
         if config.config_file_name is None and not options.quiet:
             logging.basicConfig(
                 level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s"
