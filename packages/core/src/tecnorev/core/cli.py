@@ -32,10 +32,7 @@ def _build_app():  # noqa: ANN202 - typer is imported lazily
     from tecnorev.core.errors import ConfigError, TecnorevError
     from tecnorev.core.registry import get_registry
 
-    app = typer.Typer(
-        help="Tecno Rev: a modular retail backend.  'tecnorev db --help' for migrations.",
-        no_args_is_help=True,
-    )
+    app = typer.Typer(no_args_is_help=True)
 
     @app.callback()
     def root(
