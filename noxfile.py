@@ -316,7 +316,7 @@ def package(session: nox.Session, name: str) -> None:
     session.log(f"Installed tecnorev distributions: {', '.join(sorted(installed))}")
     if name == "migrate":
         # The engine stands alone: no Tecno Rev core, no web stack, no ORM layer above SQLAlchemy.
-        absent = ["tecnorev.core", "tecnorev.auth", "fastapi", "starlette", "sqlmodel", "typer"]
+        absent = ["tecnorev.core", "tecnorev.auth", "fastapi", "starlette", "sqlmodel"]
         session.run("python", "-c", _ASSERT_ABSENT, *absent, log=False)
 
     # The tests run from a copy in an empty directory: nothing of the repository (sources, the root

@@ -323,7 +323,7 @@ def test_a_port_in_use_exits_with_a_message(venv, tmp_path, workers):
         taken.listen()
         port = taken.getsockname()[1]
         result = refused_serve(venv, tmp_path, "--port", str(port), "--workers", workers)
-    assert result.returncode == 1
+    assert result.returncode == 3  # what the settings point to cannot be used
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -357,6 +357,6 @@ def test_production_with_pending_migrations_exits_before_starting_workers(venv, 
 def test_a_bad_worker_setting_stops_the_server_before_any_worker_starts(venv, tmp_path, name):
     # in a worker, the supervisor would restart it over and over instead
     result = refused_serve(venv, tmp_path, "--workers", "2", **{name: "0"})
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert result.stderr.startswith(f"error: {name}='0' must be a whole number"), result.stderr
     assert "Started server process" not in result.stdout + result.stderr

@@ -86,7 +86,6 @@ def _db_cases() -> list:
 
 def _expected_unreachable(case) -> tuple[int, ...]:
     # the codes the black-hole test documents: 3, or what a command carrying on exits with
-    # (and services/api's serve, still 2)
     return case.exit_codes
 
 

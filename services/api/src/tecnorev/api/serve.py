@@ -105,7 +105,7 @@ def _serve(
             check_ready_to_serve()
     except DatabaseUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(3) from exc
     # Several workers on the plain asyncio/h11 stack lose TCP_NODELAY and answer an order of
     # magnitude slower; uvloop + httptools (uvicorn[standard]) do not.
     fast = find_spec("uvloop") is not None and find_spec("httptools") is not None
