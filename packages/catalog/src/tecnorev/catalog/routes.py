@@ -7,13 +7,14 @@ they do not exist (404).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from tecnorev.auth.deps import OptionalUser, Principal, require_permission
-from tecnorev.catalog import permissions, service
+from tecnorev.catalog import listings, permissions, service
 from tecnorev.catalog.models import Product
 from tecnorev.catalog.schemas import (
     CategoryCreate,
@@ -23,25 +24,17 @@ from tecnorev.catalog.schemas import (
     ImageOrder,
     ImagePublic,
     ProductCreate,
-    ProductPage,
     ProductPublic,
     ProductUpdate,
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
+from tecnorev.core.listing import ListingQuery
 from tecnorev.core.web import ReadSessionDep, SessionDep, run_read
-from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
+from tecnorev.core.web.types import IdPath
 
 router = APIRouter(prefix="/catalog")
 
 Manager = Annotated[Principal, require_permission(permissions.CATALOG_MANAGE)]
-CursorQuery = Annotated[text(64, min_length=1) | None, Query(description="next_cursor of a page")]
-CategoryQuery = Annotated[
-    int | None,
-    Query(ge=1, le=INT4_MAX, description="this category and all its subcategories"),
-]
-SearchQuery = Annotated[
-    text(100) | None, Query(description="part of the name or the SKU, ignoring case")
-]
 
 
 def _manages(user: Principal | None) -> bool:
@@ -51,9 +44,17 @@ def _manages(user: Principal | None) -> bool:
 # --- categories --------------------------------------------------------------------------
 
 
-@router.get("/categories", summary="every category (the tree, flat: rebuild it from parent_id)")
-def list_categories(session: ReadSessionDep) -> list[CategoryPublic]:
-    return [CategoryPublic.model_validate(row) for row in service.list_categories(session)]
+@router.get(
+    "/categories",
+    response_model=listings.categories.page_type,
+    summary="a page of categories (the tree, flat: rebuild it from parent_id)",
+)
+async def list_categories(
+    session: ReadSessionDep,
+    query: Annotated[ListingQuery, Depends(listings.categories.query)],
+) -> Response:
+    body = await run_read(partial(listings.categories.page_json, session, query))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/categories/{category_id}")
@@ -85,32 +86,21 @@ def delete_category(session: SessionDep, _user: Manager, category_id: IdPath) ->
 # --- products ----------------------------------------------------------------------------
 
 
-@router.get("/products", response_model=ProductPage, summary="a page of products, by id")
+@router.get("/products", response_model=listings.products.page_type, summary="a page of products")
 async def list_products(
     session: ReadSessionDep,
     user: OptionalUser,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = 50,
-    category_id: CategoryQuery = None,
-    q: SearchQuery = None,
-    include_inactive: Annotated[
-        bool, Query(description="also inactive products (needs catalog:manage)")
-    ] = False,
+    query: Annotated[ListingQuery, Depends(listings.products.query)],
 ) -> Response:
-    if include_inactive and not _manages(user):
-        if user is None:
-            raise NotAuthenticated("log in to list inactive products")
-        raise PermissionDenied(f"listing inactive products requires {permissions.CATALOG_MANAGE!r}")
-    page = partial(
-        service.product_page_json,
-        session,
-        cursor=cursor,
-        limit=limit,
-        category_id=category_id,
-        q=q,
-        include_inactive=include_inactive,
-    )
-    body = await run_read(page)
+    if not _manages(user):
+        if query.filters.get("is_active") is False:
+            if user is None:
+                raise NotAuthenticated("log in to list inactive products")
+            raise PermissionDenied(
+                f"listing inactive products requires {permissions.CATALOG_MANAGE!r}"
+            )
+        query = replace(query, filters={**query.filters, "is_active": True})
+    body = await run_read(partial(listings.products.page_json, session, query))
     # the body as it goes out: no per-row model, no second validation
     return Response(body, media_type="application/json")
 

@@ -7,13 +7,12 @@ strings, ids past int4 and prices past ``Numeric(12, 2)`` are 422s, never driver
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import INT4_MAX, Id, Money, Name, text
+from tecnorev.core.web.types import INT4_MAX, Id, Money, MoneyOut, Name, StrictBool, text
 
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
@@ -42,10 +41,25 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _patch_schema(schema: dict[str, Any], model: type) -> None:
+    """The schema clients see: a field is optional, but ``null`` only where it is accepted."""
+    nullable = getattr(model, "_nullable", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in nullable:
+            continue
+        prop.pop("default", None)
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
+
+
 class _Patch(_Request):
     """A partial update: fields left out stay as they are; ``null`` is accepted only where the
     column may be empty (``_nullable``), so it is never mistaken for "leave unchanged"."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
     _nullable: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
@@ -99,7 +113,7 @@ class ProductCreate(_Request):
     name: Name
     description: Description = ""
     price: Money
-    is_active: bool = True
+    is_active: StrictBool = True
     category_id: Id | None = None
 
 
@@ -111,7 +125,7 @@ class ProductUpdate(_Patch):
     name: Name | None = None
     description: Description | None = None
     price: Money | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     category_id: Id | None = None
 
 
@@ -131,7 +145,7 @@ class ProductPublic(BaseModel):
     sku: str
     name: str
     description: str
-    price: Decimal
+    price: MoneyOut
     is_active: bool
     category_id: int | None
     created_at: datetime
@@ -155,24 +169,22 @@ class ImageOrder(_Request):
     )
 
 
-# --- the product listing -------------------------------------------------------------------
-# Plain dicts serialized once by a TypeAdapter: the listing is the hottest read of the
-# service, so rows are neither turned into objects nor validated on the way out.
+# --- listings ----------------------------------------------------------------------------
+# Rows of a page: plain dicts serialized once (see ``tecnorev.core.listing``).
+
+
+class CategorySummary(TypedDict):
+    id: int
+    name: str
+    slug: str
+    parent_id: int | None
 
 
 class ProductSummary(TypedDict):
     id: int
     sku: str
     name: str
-    price: Decimal
+    price: MoneyOut
     is_active: bool
     category_id: int | None
     image_url: str | None  # the first image, if any
-
-
-class ProductPage(TypedDict):
-    items: list[ProductSummary]
-    next_cursor: str | None  # pass as ``cursor`` for the next page; null on the last page
-
-
-PRODUCT_PAGE = TypeAdapter(ProductPage)

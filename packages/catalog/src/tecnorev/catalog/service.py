@@ -1,21 +1,14 @@
-"""Catalog rules: the category tree, products, their ordered images, and the product listing.
-
-The listing is the hottest read of the service: one statement per page whatever its size
-(the category subtree and each product's first image are folded into it), keyset-paginated on
-``id`` so every page is an index range scan, and rows go out as plain dicts.
-"""
+"""Catalog rules: the category tree, products and their ordered images (the listings are in
+``tecnorev.catalog.listings``)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from tecnorev.catalog.errors import (
@@ -30,11 +23,10 @@ from tecnorev.catalog.errors import (
     SlugTaken,
     UnknownCategory,
 )
+from tecnorev.catalog.listings import subtree
 from tecnorev.catalog.models import Category, Product, ProductImage
-from tecnorev.catalog.schemas import PRODUCT_PAGE, ProductPage, ProductSummary
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import DomainError
-from tecnorev.core.paging import decode_id_cursor, encode_cursor
 
 _category = Category.__table__
 _product = Product.__table__
@@ -56,14 +48,6 @@ class ProductRow(NamedTuple):
 
 
 # --- categories --------------------------------------------------------------------------
-
-
-def list_categories(session: Session) -> Sequence[sa.Row[Any]]:
-    """Every category, by name; clients rebuild the tree from ``parent_id``."""
-    c = _category.c
-    return session.execute(
-        sa.select(c.id, c.name, c.slug, c.parent_id).order_by(c.name, c.id)
-    ).all()
 
 
 def get_category(session: Session, category_id: int) -> Category:
@@ -159,17 +143,8 @@ def _require_category(session: Session, category_id: int) -> None:
         )
 
 
-def _subtree(root_id: Any) -> sa.CTE:
-    """The ids of ``root_id`` (a value or a bound parameter) and all its descendants.
-    UNION, not UNION ALL: it ends even on a loop that should never exist."""
-    c = _category.c
-    tree = sa.select(c.id).where(c.id == root_id).cte("subtree", recursive=True)
-    child = _category.alias("child")
-    return tree.union(sa.select(child.c.id).where(child.c.parent_id == tree.c.id))
-
-
 def _in_subtree(session: Session, *, root_id: int, candidate_id: int) -> bool:
-    tree = _subtree(root_id)
+    tree = subtree(root_id)
     return (
         session.execute(sa.select(tree.c.id).where(tree.c.id == candidate_id).limit(1)).first()
         is not None
@@ -289,145 +264,6 @@ _PRODUCTS = sa.select(
 ).where(_product.c.id.in_(sa.bindparam("p_ids", expanding=True)))
 _PRODUCTS_ANY = Direct(_PRODUCTS)
 _PRODUCTS_ACTIVE = Direct(_PRODUCTS.where(_product.c.is_active == sa.true()))
-
-
-# --- the product listing -----------------------------------------------------------------
-
-_SUMMARY_FIELDS = tuple(ProductSummary.__annotations__)
-
-
-@lru_cache(maxsize=16)
-def _page_query(*, after: bool, inactive: bool, category: bool, search: bool) -> sa.Select[Any]:
-    """The listing's statement for one combination of filters, built once: values are bound
-    at execution (``:after``, ``:root``, ``:pattern``, ``:limit``), so a request spends no
-    time building SQL and the compiled form is reused from the engine's cache."""
-    p, i = _product.c, _image.c
-    # one index probe per row ((product_id, position) is unique), inside the page's statement
-    first_image = (
-        sa.select(i.url)
-        .where(i.product_id == p.id)
-        .order_by(i.position)
-        .limit(1)
-        .scalar_subquery()
-        .label("image_url")
-    )
-    query = sa.select(p.id, p.sku, p.name, p.price, p.is_active, p.category_id, first_image)
-    if after:
-        query = query.where(p.id > sa.bindparam("after", type_=sa.Integer))
-    if not inactive:
-        query = query.where(p.is_active == sa.true())
-    if category:
-        tree = _subtree(sa.bindparam("root", type_=sa.Integer))
-        query = query.where(p.category_id.in_(sa.select(tree.c.id)))
-    if search:
-        pattern = sa.func.lower(sa.bindparam("pattern", type_=sa.String))
-        query = query.where(
-            sa.or_(
-                sa.func.lower(p.name).like(pattern, escape="\\"),
-                sa.func.lower(p.sku).like(pattern, escape="\\"),
-            )
-        )
-    return query.order_by(p.id).limit(sa.bindparam("limit", type_=sa.Integer))
-
-
-def product_page(
-    session: Session,
-    *,
-    cursor: str | None = None,
-    limit: int = 50,
-    category_id: int | None = None,
-    q: str | None = None,
-    include_inactive: bool = False,
-) -> ProductPage:
-    """One page of products by ascending id, in one SQL statement.
-
-    ``category_id`` includes its subcategories at any depth; ``q`` matches a part of the
-    name or the SKU, ignoring case; inactive products are left out unless
-    ``include_inactive`` (the caller decides who may ask).  Raises ``InvalidCursor``.
-    """
-    params, flags = _page_arguments(cursor, limit, category_id, q, include_inactive)
-    return _page(session, params, flags, limit)
-
-
-def _page(
-    session: Session, params: dict[str, Any], flags: dict[str, bool], limit: int
-) -> ProductPage:
-    rows = session.execute(_page_query(**flags), params).all()
-    items: list[Any] = [dict(zip(_SUMMARY_FIELDS, row, strict=True)) for row in rows[:limit]]
-    more = len(rows) > limit
-    return {"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if more else None}
-
-
-def product_page_json(
-    session: Session,
-    *,
-    cursor: str | None = None,
-    limit: int = 50,
-    category_id: int | None = None,
-    q: str | None = None,
-    include_inactive: bool = False,
-) -> bytes:
-    """``product_page`` as the JSON body the API sends, in one SQL statement.
-
-    On PostgreSQL the database writes the page's JSON itself (prices as decimal strings,
-    as the API shows them), so no row becomes a Python object; elsewhere the page is
-    serialized here.
-    """
-    params, flags = _page_arguments(cursor, limit, category_id, q, include_inactive)
-    if session.get_bind().dialect.name != "postgresql":
-        return PRODUCT_PAGE.dump_json(_page(session, params, flags, limit))
-    fetched, last_id, items = session.execute(_json_page_query(**flags), params).one()
-    next_cursor = encode_cursor(last_id) if fetched > limit else None
-    return b'{"items":%s,"next_cursor":%s}' % (
-        (items or "[]").encode(),
-        json.dumps(next_cursor).encode(),
-    )
-
-
-def _page_arguments(
-    cursor: str | None, limit: int, category_id: int | None, q: str | None, inactive: bool
-) -> tuple[dict[str, Any], dict[str, bool]]:
-    # one row more than asked tells whether another page follows, without a count
-    params: dict[str, Any] = {"limit": limit + 1, "size": limit}
-    if cursor is not None:
-        params["after"] = decode_id_cursor(cursor)
-    if category_id is not None:
-        params["root"] = category_id
-    if q:
-        params["pattern"] = "%" + _escape_like(q) + "%"
-    flags = {
-        "after": cursor is not None,
-        "inactive": inactive,
-        "category": category_id is not None,
-        "search": bool(q),
-    }
-    return params, flags
-
-
-@lru_cache(maxsize=16)
-def _json_page_query(
-    *, after: bool, inactive: bool, category: bool, search: bool
-) -> sa.Select[Any]:
-    """PostgreSQL: the rows fetched, the last id of the page and the page as a JSON array."""
-    page = (
-        _page_query(after=after, inactive=inactive, category=category, search=search)
-        .add_columns(sa.func.row_number().over(order_by=_product.c.id).label("n"))
-        .subquery()
-    )
-    in_page = page.c.n <= sa.bindparam("size", type_=sa.Integer)
-    pairs: list[Any] = []
-    for name in _SUMMARY_FIELDS:
-        value = sa.cast(page.c.price, sa.Text) if name == "price" else page.c[name]
-        pairs += [sa.literal_column(f"'{name}'"), value]
-    item = sa.func.json_build_object(*pairs)
-    items = sa.func.json_agg(postgresql.aggregate_order_by(item, page.c.id)).filter(in_page)
-    return sa.select(
-        sa.func.count(), sa.func.max(page.c.id).filter(in_page), sa.cast(items, sa.Text)
-    )
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # --- images ------------------------------------------------------------------------------

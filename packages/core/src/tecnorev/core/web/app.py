@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from tecnorev.core.web.admission import Admission, AdmissionLimits
 from tecnorev.core.web.docs import serve_docs_offline
 from tecnorev.core.web.errors import ERROR_RESPONSES, install_error_handlers, send_error
 from tecnorev.core.web.observe import RequestObserver
+from tecnorev.core.web.strict import refuse_unknown_query
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -98,6 +99,8 @@ def make_app(
     At most ``admission.limit`` requests run at once (default 40, see ``web.admission``),
     except those for ``unqueued_paths``, which must not take a thread of the default pool.
 
+    A module's routes refuse query parameters they do not declare (``web.strict``).
+
     Two routers claiming the same method and path are refused: with packages released
     separately, a silent override would hide one package's endpoint behind another's.  So is
     a route demanding a permission code (a dependency carrying ``permission``, as auth's
@@ -136,7 +139,13 @@ def make_app(
                         f"modules {claimed[key]!r} and {tag!r} both define {key[0]} {key[1]}"
                     )
                 claimed[key] = tag
-        app.include_router(router, prefix=API_PREFIX, tags=[tag], responses=ERROR_RESPONSES)
+        app.include_router(
+            router,
+            prefix=API_PREFIX,
+            tags=[tag],
+            responses=ERROR_RESPONSES,
+            dependencies=[Depends(refuse_unknown_query)],
+        )
     return app
 
 

@@ -1,17 +1,32 @@
-"""Bounded types for request schemas.
+"""Bounded, strict types for request schemas and parameters.
 
 Table models do not validate input, and the database turns what slips through into 500s:
 psycopg2 refuses NUL bytes with a bare ValueError, ids past int4 and numbers past a column's
 precision fail in the driver.  Request schemas use these types so such input is a 422.
+
+They are strict as well: an integer is a JSON integer (not ``"1"``, ``true`` or ``1.0``), a
+boolean a JSON boolean (not ``0``), an id in a path or query is written in canonical digits
+(not ``01``, ``+1``, `` 1`` or ``1.0``), a boolean in a query is ``true`` or ``false``, and
+money is a decimal string matching ``MONEY_PATTERN`` (binary floats cannot hold cents).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import Path, Query
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 INT4_MAX = 2**31 - 1
 
@@ -31,12 +46,78 @@ def text(max_length: int, *, min_length: int = 0, strip: bool = True) -> Any:
     ]
 
 
-Id = Annotated[int, Field(ge=1, le=INT4_MAX)]
-IdPath = Annotated[int, Path(ge=1, le=INT4_MAX)]
-LimitQuery = Annotated[int, Query(ge=1, le=100)]
-Quantity = Annotated[int, Field(ge=1, le=1_000_000)]
-SignedQuantity = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False)]
+_DIGITS = re.compile(r"^(0|-?[1-9][0-9]{0,18})$")
+
+
+def _canonical_int(value: Any) -> Any:
+    """A parameter's text, when it is an integer written the one canonical way."""
+    if isinstance(value, str):
+        if not _DIGITS.match(value):
+            raise ValueError("must be an integer written in digits, without sign or leading 0")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _canonical_bool(value: Any) -> Any:
+    if value in ("true", "false"):
+        return value == "true"
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false")
+
+
+def canonical_int(minimum: int, maximum: int) -> Any:
+    """An integer parameter (path or query: text on the wire) from ``minimum`` to ``maximum``.
+    The bounds come before the validator, so the schema shows them as JSON Schema does."""
+    return Annotated[int, Ge(minimum), Le(maximum), BeforeValidator(_canonical_int)]
+
+
+CanonicalBool = Annotated[bool, BeforeValidator(_canonical_bool)]
+# for bodies (JSON)
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+
+Id = Annotated[StrictInt, Ge(1), Le(INT4_MAX)]
+IdPath = Annotated[canonical_int(1, INT4_MAX), Path()]
+IdQuery = canonical_int(1, INT4_MAX)
+LimitQuery = Annotated[canonical_int(1, 100), Query()]
+BoolQuery = CanonicalBool
+Quantity = Annotated[StrictInt, Ge(1), Le(1_000_000)]
+SignedQuantity = Annotated[StrictInt, Ge(-1_000_000), Le(1_000_000)]
+
+MONEY_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+_MONEY = re.compile(MONEY_PATTERN)
+_MONEY_SCHEMA = {
+    "type": "string",
+    "pattern": MONEY_PATTERN,
+    "description": "an amount in the currency's units, with at most two decimals",
+    "examples": ["19.90"],
+}
+
+
+def _money(value: Any) -> Any:
+    if isinstance(value, Decimal):  # from Python code, not from a client
+        return value
+    if not isinstance(value, str) or not _MONEY.match(value):
+        raise ValueError('must be a decimal string such as "19.90" (at most two decimals)')
+    return Decimal(value)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    Field(ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema(_MONEY_SCHEMA),
+]
+MoneyQuery = Annotated[Decimal, BeforeValidator(_money), WithJsonSchema(_MONEY_SCHEMA)]
+# money in a response: the same decimal string
+MoneyOut = Annotated[
+    Decimal,
+    PlainSerializer(lambda amount: f"{amount:.2f}", return_type=str, when_used="json"),
+    WithJsonSchema({**_MONEY_SCHEMA, "description": "an amount, two decimals"}),
+]
 Name = text(200, min_length=1)
 Email = Annotated[
     str,

@@ -1,0 +1,377 @@
+"""One listing contract for every collection of the API.
+
+A ``Listing`` declares a collection once: the columns a page shows (labelled as its output
+fields), the fields it may be sorted by, its filters and an optional expansion (rows of a
+child table).  From that it gives
+
+* ``Listing.query``: a FastAPI dependency taking ``cursor``, ``limit``, ``sort`` and the
+  filters as query parameters, documented and validated (a sort it does not allow, a filter
+  of the wrong type, a cursor it did not hand out: 422);
+* ``Listing.page`` / ``Listing.page_json``: one page, read by keyset pagination on
+  ``(sort field, key)``, so every page is an index range scan whatever its depth.  The
+  statement is built once per shape (sort, filters present, cursor or not) with its values
+  bound at execution; rows go out as plain dicts serialized once by a ``TypeAdapter``.
+
+Every page is ``{"items": [...], "next_cursor": str | null}``.  A cursor is opaque to
+clients (base64url JSON of the sort and the last row's values) and valid only with the sort
+that produced it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import inspect
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import Query
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
+
+from tecnorev.core.errors import RuleViolation
+from tecnorev.core.web.types import LimitQuery, text
+
+MAX_CURSOR = 200
+DEFAULT_LIMIT = 50
+
+
+class InvalidCursor(RuleViolation):
+    code = "invalid_cursor"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A query parameter narrowing a listing.
+
+    ``where`` receives the bound parameter standing for the value and returns the condition;
+    ``bind`` turns the value given into what is bound (a LIKE pattern, say); a value for which
+    ``applies`` is false does not filter (an empty search)."""
+
+    name: str
+    annotation: Any
+    where: Callable[[sa.BindParameter[Any]], sa.ColumnElement[bool]]
+    description: str
+    bind: Callable[[Any], Any] = lambda value: value
+    applies: Callable[[Any], bool] = lambda value: value is not None
+    type_: sa.types.TypeEngine[Any] | None = None
+
+
+def equals(name: str, column: sa.ColumnElement[Any], annotation: Any, description: str) -> Filter:
+    return Filter(name, annotation, lambda v: column == v, description, type_=column.type)
+
+
+def at_least(name: str, column: sa.ColumnElement[Any], annotation: Any, description: str) -> Filter:
+    return Filter(name, annotation, lambda v: column >= v, description, type_=column.type)
+
+
+def at_most(name: str, column: sa.ColumnElement[Any], annotation: Any, description: str) -> Filter:
+    return Filter(name, annotation, lambda v: column <= v, description, type_=column.type)
+
+
+def before(name: str, column: sa.ColumnElement[Any], annotation: Any, description: str) -> Filter:
+    return Filter(name, annotation, lambda v: column < v, description, type_=column.type)
+
+
+@dataclass(frozen=True)
+class ListingQuery:
+    """What a client asked of a listing, validated."""
+
+    cursor: str | None
+    limit: int
+    sort: str
+    filters: Mapping[str, Any]
+
+
+Expand = Callable[[Session, list[dict[str, Any]]], None]
+
+
+@dataclass
+class Listing:
+    """A collection's listing: see the module's docstring.
+
+    ``columns`` map output fields to columns (or expressions); ``key`` names the unique,
+    never-null field that breaks ties and ends every sort; ``sorts`` the fields a client may
+    sort by (each ascending ``x`` or descending ``-x``), which must be NOT NULL columns;
+    ``select_from`` the FROM clause when the columns span tables; ``where`` conditions
+    every page has; ``expand`` fills rows with what a second statement reads (child rows).
+    """
+
+    name: str
+    columns: Mapping[str, sa.ColumnElement[Any]]
+    item: type
+    sorts: Sequence[str]
+    default_sort: str
+    key: str = "id"
+    filters: Sequence[Filter] = ()
+    select_from: sa.FromClause | None = None
+    where: Sequence[sa.ColumnElement[bool]] = ()
+    expand: Expand | None = None
+    description: str = ""
+    page_type: Any = field(init=False, repr=False)  # for response_model: what clients see
+    _adapter: TypeAdapter[Any] = field(init=False, repr=False)
+    _statements: dict[tuple[Any, ...], sa.Select[Any]] = field(
+        init=False, repr=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        for name in (*self.sorts, self.key):
+            if name not in self.columns:
+                raise ValueError(f"listing {self.name!r}: {name!r} is not one of its columns")
+            column = self.columns[name]
+            if getattr(column, "nullable", False):
+                # keyset comparisons skip NULLs: a nullable sort would lose rows
+                raise ValueError(f"listing {self.name!r}: sort field {name!r} may be null")
+        if self.default_sort.lstrip("-") not in self.sorts:
+            raise ValueError(f"listing {self.name!r}: default sort {self.default_sort!r}")
+        self.page_type = _page_type(self.name, self.item)
+        self._adapter = TypeAdapter(self.page_type)
+        self._fields = tuple(self.columns)
+        self._types = {name: column.type for name, column in self.columns.items()}
+        self.query = self._dependency()
+
+    # --- the request ---------------------------------------------------------------------
+
+    @property
+    def sort_values(self) -> tuple[str, ...]:
+        return tuple(v for name in self.sorts for v in (name, f"-{name}"))
+
+    def _dependency(self) -> Callable[..., ListingQuery]:
+        """A function FastAPI reads as the listing's query parameters (its signature is
+        generated: one parameter per filter)."""
+        sort_type = Literal[self.sort_values]  # type: ignore[valid-type]
+        sorts = ", ".join(f"`{v}`" for v in self.sort_values)
+        parameters = [
+            inspect.Parameter(
+                "cursor",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    text(MAX_CURSOR, min_length=1) | None,
+                    Query(description="`next_cursor` of the previous page, with the same sort"),
+                ],
+            ),
+            inspect.Parameter(
+                "limit",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=DEFAULT_LIMIT,
+                annotation=Annotated[LimitQuery, Query(description="rows per page (1-100)")],
+            ),
+            inspect.Parameter(
+                "sort",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=self.default_sort,
+                annotation=Annotated[
+                    sort_type,
+                    Query(
+                        description=f"one of {sorts}: a field, descending with `-`; ties are "
+                        f"broken by `{self.key}`"
+                    ),
+                ],
+            ),
+        ]
+        for f in self.filters:
+            parameters.append(
+                inspect.Parameter(
+                    f.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=Annotated[f.annotation | None, Query(description=f.description)],
+                )
+            )
+        names = [f.name for f in self.filters]
+
+        def listing_query(**given: Any) -> ListingQuery:
+            filters = {n: given[n] for n in names if given[n] is not None}
+            return ListingQuery(given["cursor"], given["limit"], given["sort"], filters)
+
+        listing_query.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        listing_query.__name__ = f"{self.name}_query"
+        return listing_query
+
+    # --- the page ------------------------------------------------------------------------
+
+    def items(
+        self,
+        session: Session,
+        query: ListingQuery,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The rows of one page and the cursor of the next (``None`` on the last page).
+
+        ``where`` adds conditions of this request (what the caller may see); the statement is
+        then built for this request, else taken from the cache of shapes."""
+        sort = query.sort.lstrip("-")
+        descending = query.sort.startswith("-")
+        params: dict[str, Any] = {"_limit": query.limit + 1}
+        active: list[str] = []
+        by_name = {f.name: f for f in self.filters}
+        for name, value in query.filters.items():
+            f = by_name[name]
+            if f.applies(value):
+                active.append(name)
+                params[f"f_{name}"] = f.bind(value)
+        if query.cursor is not None:
+            values = self._decode(query.cursor, query.sort)
+            params["_after"] = values[0]
+            if sort != self.key:
+                params["_after_key"] = values[1]
+        extra = tuple(where)
+        if extra:
+            statement = self._statement(sort, descending, tuple(active), query.cursor is not None)
+            statement = statement.where(*extra)
+        else:
+            statement = self._cached(sort, descending, tuple(active), query.cursor is not None)
+        rows = session.execute(statement, params).all()
+        fields = self._fields
+        items = [dict(zip(fields, row, strict=True)) for row in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = items[-1]
+            next_cursor = self._encode(query.sort, last[sort], last[self.key])
+        if self.expand is not None and items:
+            self.expand(session, items)
+        return items, next_cursor
+
+    def page(
+        self,
+        session: Session,
+        query: ListingQuery,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+    ) -> dict[str, Any]:
+        items, next_cursor = self.items(session, query, where)
+        return {"items": items, "next_cursor": next_cursor}
+
+    def page_json(
+        self,
+        session: Session,
+        query: ListingQuery,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+    ) -> bytes:
+        """The page as the JSON body the API sends: serialized once, no model per row."""
+        return self._adapter.dump_json(self.page(session, query, where))
+
+    def dump(self, page: Mapping[str, Any]) -> bytes:
+        return self._adapter.dump_json(page)
+
+    # --- statements ----------------------------------------------------------------------
+
+    def _statement(
+        self, sort: str, descending: bool, active: tuple[str, ...], after: bool
+    ) -> sa.Select[Any]:
+        columns = [column.label(name) for name, column in self.columns.items()]
+        statement = sa.select(*columns)
+        if self.select_from is not None:
+            statement = statement.select_from(self.select_from)
+        if self.where:
+            statement = statement.where(*self.where)
+        by_name = {f.name: f for f in self.filters}
+        for name in active:
+            f = by_name[name]
+            statement = statement.where(f.where(sa.bindparam(f"f_{name}", type_=f.type_)))
+        sort_column, key_column = self.columns[sort], self.columns[self.key]
+        if after:
+            mark = sa.bindparam("_after", type_=sort_column.type)
+            if sort == self.key:
+                condition = key_column < mark if descending else key_column > mark
+            else:
+                # a row comparison: PostgreSQL reads it as one range of a (sort, key) index
+                pair = sa.tuple_(sort_column, key_column)
+                marks = sa.tuple_(mark, sa.bindparam("_after_key", type_=key_column.type))
+                condition = pair < marks if descending else pair > marks
+            statement = statement.where(condition)
+        order = [sort_column] if sort == self.key else [sort_column, key_column]
+        statement = statement.order_by(*(c.desc() if descending else c.asc() for c in order))
+        return statement.limit(sa.bindparam("_limit", type_=sa.Integer))
+
+    def _cached(
+        self, sort: str, descending: bool, active: tuple[str, ...], after: bool
+    ) -> sa.Select[Any]:
+        # a few dozen shapes at most (sorts x filter combinations x first page or not)
+        shape = (sort, descending, active, after)
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements[shape] = self._statement(*shape)
+        return statement
+
+    # --- cursors -------------------------------------------------------------------------
+
+    def _encode(self, sort: str, value: Any, key: Any) -> str:
+        parts = [sort, _jsonable(value)]
+        if sort.lstrip("-") != self.key:
+            parts.append(_jsonable(key))
+        raw = json.dumps(parts, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _decode(self, cursor: str, sort: str) -> list[Any]:
+        """The values ``cursor`` holds, typed as their columns; raises ``InvalidCursor``,
+        also for a cursor made under another sort."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            parts = json.loads(raw)
+        except (binascii.Error, ValueError):
+            raise _invalid() from None
+        names = [sort.lstrip("-")] + ([self.key] if sort.lstrip("-") != self.key else [])
+        if not isinstance(parts, list) or len(parts) != len(names) + 1 or parts[0] != sort:
+            raise _invalid()
+        return [_typed(value, self._types[n]) for value, n in zip(parts[1:], names, strict=True)]
+
+
+def _page_type(name: str, item: type) -> Any:
+    """``{"items": list[item], "next_cursor": str | None}``, named after the listing (the
+    name clients' generated types get)."""
+    title = "".join(part.capitalize() for part in name.split("_")) + "Page"
+    fields = {"items": list[item], "next_cursor": str | None}  # type: ignore[valid-type]
+    return TypedDict(title, fields)  # type: ignore[operator]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _python_type(column_type: sa.types.TypeEngine[Any]) -> type:
+    impl = getattr(column_type, "impl_instance", column_type)  # a TypeDecorator's own type
+    try:
+        return impl.python_type
+    except NotImplementedError:
+        return str
+
+
+def _typed(value: Any, column_type: sa.types.TypeEngine[Any]) -> Any:
+    kind = _python_type(column_type)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+        elif kind is int:
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+                return value
+        elif kind is Decimal:
+            if isinstance(value, str):
+                number = Decimal(value)
+                if number.is_finite():
+                    return number
+        elif kind is dt.datetime:
+            if isinstance(value, str):
+                moment = dt.datetime.fromisoformat(value)
+                if moment.tzinfo is not None:
+                    return moment
+        elif isinstance(value, str):
+            return value
+    except (ValueError, InvalidOperation):
+        pass
+    raise _invalid()
+
+
+def _invalid() -> InvalidCursor:
+    return InvalidCursor("the cursor is not one this listing handed out (with this sort)")
