@@ -14,7 +14,7 @@ def test_branches_are_created_listed_read_and_changed(shop):
 
     listed = shop.get("/branches", who="clerk")
     assert listed.status_code == 200
-    assert [b["code"] for b in listed.json()] == ["EAST", "NORTH", "SOUTH"]
+    assert [b["code"] for b in listed.json()["items"]] == ["EAST", "NORTH", "SOUTH"]
 
     read = shop.get(f"/branches/{branch['id']}", who="clerk")
     assert read.status_code == 200 and read.json()["address"] == "1 Main St"
@@ -142,12 +142,18 @@ def test_anyone_lists_and_reads_the_active_branches(shop):
     for who in ("anonymous", "customer"):
         listed = shop.get("/branches", who=who)
         assert listed.status_code == 200, (who, listed.text)
-        assert [(b["id"], b["code"]) for b in listed.json()] == [(north, "NORTH"), (south, "SOUTH")]
-        assert all(b["is_active"] for b in listed.json())
+        items = listed.json()["items"]
+        assert [(b["id"], b["code"]) for b in items] == [(north, "NORTH"), (south, "SOUTH")]
+        assert all(b["is_active"] for b in items)
         read = shop.get(f"/branches/{north}", who=who)
         assert read.status_code == 200, (who, read.text)
-        assert read.json() == listed.json()[0]
-    assert east not in [b["id"] for b in shop.get("/branches", who="anonymous").json()]
+        assert read.json() == items[0]
+    assert east not in [b["id"] for b in shop.get("/branches", who="anonymous").json()["items"]]
+    # asking for the closed ones needs the permission
+    anonymous = shop.get("/branches", who="anonymous", is_active="false")
+    _assert_refused_code(anonymous, 401, "not_authenticated")
+    customer = shop.get("/branches", who="customer", is_active="false")
+    _assert_refused_code(customer, 403, "permission_denied")
 
 
 def test_holders_of_inventory_read_or_branches_manage_see_inactive_branches(shop):
@@ -161,7 +167,7 @@ def test_holders_of_inventory_read_or_branches_manage_see_inactive_branches(shop
     for who in ("stock reader", "branch manager", "clerk", "manager"):
         listed = shop.get("/branches", who=who)
         assert listed.status_code == 200, (who, listed.text)
-        assert [(b["code"], b["is_active"]) for b in listed.json()] == [
+        assert [(b["code"], b["is_active"]) for b in listed.json()["items"]] == [
             ("EAST", False),
             ("NORTH", True),
             ("SOUTH", True),
@@ -195,3 +201,7 @@ def test_a_bad_token_on_the_public_branch_routes_is_still_401(shop):
     for path in ("/branches", f"/branches/{shop.branches[0]}"):
         response = shop.get(path, who="bad token")
         assert response.status_code == 401, (path, response.text)
+
+
+def _assert_refused_code(response, status: int, code: str) -> None:
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)

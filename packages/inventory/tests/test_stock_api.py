@@ -356,8 +356,20 @@ def test_stock_pages_by_cursor_and_filters(shop):
     assert by_branch["next_cursor"] is None
     assert shop.get("/stock", branch_id=north, product_id=chair).json()["items"][0]["quantity"] == 3
 
-    for bad in ({"limit": 0}, {"limit": 101}, {"cursor": 0}, {"branch_id": 2**31}):
+    for bad in (
+        {"limit": 0},
+        {"limit": 101},
+        {"branch_id": 2**31},
+        {"branch_id": "01"},
+        {"sort": "product_id"},
+        {"quantity_max": -1},
+        {"location": "x"},
+    ):
         _assert_refused(shop.get("/stock", **bad), 422, "validation_error")
+    _assert_refused(shop.get("/stock", cursor=0), 422, "invalid_cursor")
+    low = shop.get("/stock", quantity_max=3, sort="-quantity").json()["items"]
+    assert [s["quantity"] for s in low] == sorted((s["quantity"] for s in low), reverse=True)
+    assert low and all(s["quantity"] <= 3 for s in low)
 
 
 def test_movements_page_newest_first(shop):

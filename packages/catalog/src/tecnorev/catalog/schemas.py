@@ -7,12 +7,21 @@ strings, ids past int4 and prices past ``Numeric(12, 2)`` are 422s, never driver
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import INT4_MAX, Id, Money, MoneyOut, Name, StrictBool, text
+from tecnorev.core.web.types import (
+    INT4_MAX,
+    Id,
+    Money,
+    MoneyOut,
+    Name,
+    StrictBool,
+    patch_schema,
+    text,
+)
 
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
@@ -41,25 +50,11 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _patch_schema(schema: dict[str, Any], model: type) -> None:
-    """The schema clients see: a field is optional, but ``null`` only where it is accepted."""
-    nullable = getattr(model, "_nullable", frozenset())
-    for name, prop in schema.get("properties", {}).items():
-        if name in nullable:
-            continue
-        prop.pop("default", None)
-        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
-        if len(branches) == 1:
-            prop.update(branches[0])
-        elif branches:
-            prop["anyOf"] = branches
-
-
 class _Patch(_Request):
     """A partial update: fields left out stay as they are; ``null`` is accepted only where the
     column may be empty (``_nullable``), so it is never mistaken for "leave unchanged"."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
     _nullable: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")

@@ -10,38 +10,35 @@ stock is left out of lists; changing it is a 403 ``not_branch_staff``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Response, status
 
 from tecnorev.auth.deps import CurrentUser, OptionalUser, Principal, require_permission
-from tecnorev.core.errors import PermissionDenied
-from tecnorev.core.web import ReadSessionDep, SessionDep
-from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
-from tecnorev.inventory import permissions, service
+from tecnorev.core.errors import NotAuthenticated, PermissionDenied
+from tecnorev.core.listing import ListingQuery
+from tecnorev.core.web import ReadSessionDep, SessionDep, run_read
+from tecnorev.core.web.types import IdPath
+from tecnorev.inventory import listings, permissions, service
 from tecnorev.inventory.errors import UnknownBranch
-from tecnorev.inventory.models import BranchStaff
+from tecnorev.inventory.models import BranchStaff, InventoryMovement, StockEntry
 from tecnorev.inventory.schemas import (
     AdjustmentCreate,
     AdjustmentPublic,
     BranchCreate,
     BranchPublic,
     BranchUpdate,
-    MovementPage,
-    MovementPublic,
     ReceiptCreate,
     ReceiptPublic,
     StaffPublic,
-    StockPage,
-    StockPublic,
     TransferCreate,
     TransferPublic,
 )
 
 router = APIRouter(prefix="/inventory")
-
-IdQuery = Annotated[int | None, Query(ge=1, le=INT4_MAX)]
-TransferIdQuery = Annotated[text(32, min_length=1) | None, Query()]
 
 
 def _require_any(*codes: str) -> Any:
@@ -86,11 +83,25 @@ def create_branch(body: BranchCreate, session: SessionDep, user: Manager) -> Any
 
 @router.get(
     "/branches",
-    response_model=list[BranchPublic],
-    summary="the branches by code; inactive ones only for branches:manage or inventory:read",
+    response_model=listings.branches.page_type,
+    summary="a page of branches; closed ones only for branches:manage or inventory:read",
 )
-def list_branches(session: ReadSessionDep, user: OptionalUser) -> Any:
-    return service.list_branches(session, include_inactive=_sees_inactive_branches(user))
+async def list_branches(
+    session: ReadSessionDep,
+    user: OptionalUser,
+    query: Annotated[ListingQuery, Depends(listings.branches.query)],
+) -> Response:
+    if not _sees_inactive_branches(user):
+        if query.filters.get("is_active") is False:
+            if user is None:
+                raise NotAuthenticated("log in to list closed branches")
+            raise PermissionDenied(
+                f"listing closed branches requires {permissions.BRANCHES_MANAGE!r} "
+                f"or {permissions.INVENTORY_READ!r}"
+            )
+        query = replace(query, filters={**query.filters, "is_active": True})
+    body = await run_read(partial(listings.branches.page_json, session, query))
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -143,50 +154,41 @@ def remove_staff(
 # --- stock and ledger ----------------------------------------------------------------------
 
 
-@router.get("/stock", response_model=StockPage)
+def _within_reach(user: Principal, column: sa.ColumnElement[int]) -> list[Any]:
+    """The condition keeping a listing to the branches ``user`` works at (none with
+    ``inventory:read_all``)."""
+    if user.can(permissions.INVENTORY_READ_ALL):
+        return []
+    return [column.in_(listings.staff_branches(user.id))]
+
+
+@router.get(
+    "/stock",
+    response_model=listings.stock.page_type,
+    summary="a page of stock rows at the caller's branches",
+)
 def list_stock(
     session: SessionDep,
     user: StockReader,
-    branch_id: IdQuery = None,
-    product_id: IdQuery = None,
-    cursor: IdQuery = None,
-    limit: LimitQuery = 50,
-) -> Any:
-    items, next_cursor = service.list_stock(
-        session,
-        reach=_reach(user),
-        branch_id=branch_id,
-        product_id=product_id,
-        cursor=cursor,
-        limit=limit,
-    )
-    return StockPage(
-        items=[StockPublic.model_validate(item) for item in items], next_cursor=next_cursor
-    )
+    query: Annotated[ListingQuery, Depends(listings.stock.query)],
+) -> Response:
+    where = _within_reach(user, StockEntry.__table__.c.branch_id)
+    return Response(listings.stock.page_json(session, query, where), media_type="application/json")
 
 
-@router.get("/movements", response_model=MovementPage)
+@router.get(
+    "/movements",
+    response_model=listings.movements.page_type,
+    summary="a page of the stock ledger at the caller's branches, newest first by default",
+)
 def list_movements(
     session: SessionDep,
     user: StockReader,
-    branch_id: IdQuery = None,
-    product_id: IdQuery = None,
-    transfer_id: TransferIdQuery = None,
-    cursor: IdQuery = None,
-    limit: LimitQuery = 50,
-) -> Any:
-    items, next_cursor = service.list_movements(
-        session,
-        reach=_reach(user),
-        branch_id=branch_id,
-        product_id=product_id,
-        transfer_id=transfer_id,
-        cursor=cursor,
-        limit=limit,
-    )
-    return MovementPage(
-        items=[MovementPublic.model_validate(item) for item in items], next_cursor=next_cursor
-    )
+    query: Annotated[ListingQuery, Depends(listings.movements.query)],
+) -> Response:
+    where = _within_reach(user, InventoryMovement.__table__.c.branch_id)
+    body = listings.movements.page_json(session, query, where)
+    return Response(body, media_type="application/json")
 
 
 # --- stock changes -------------------------------------------------------------------------

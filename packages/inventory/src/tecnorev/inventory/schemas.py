@@ -7,8 +7,16 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import Id, Quantity, SignedQuantity, text
+from tecnorev.core.web.types import (
+    Id,
+    Quantity,
+    SignedQuantity,
+    StrictBool,
+    patch_schema,
+    text,
+)
 from tecnorev.inventory.models import MovementReason
 
 MAX_LINES = 100
@@ -36,15 +44,17 @@ class BranchCreate(_Request):
     code: BranchCode
     name: BranchName
     address: Address = ""
-    is_active: bool = True
+    is_active: StrictBool = True
 
 
 class BranchUpdate(_Request):
     """Only the fields sent are changed; the code cannot change."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
+
     name: BranchName | None = None
     address: Address | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class BranchPublic(BaseModel):
@@ -69,17 +79,11 @@ class StaffPublic(BaseModel):
 class StockPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int
     branch_id: int
     product_id: int
     quantity: int
     updated_at: datetime
-
-
-class StockPage(BaseModel):
-    items: list[StockPublic]
-    next_cursor: int | None = Field(
-        description="pass as cursor for the next page; null on the last page"
-    )
 
 
 class MovementPublic(BaseModel):
@@ -95,13 +99,6 @@ class MovementPublic(BaseModel):
     note: str
     created_at: datetime
     created_by_id: int | None
-
-
-class MovementPage(BaseModel):
-    items: list[MovementPublic] = Field(description="newest first")
-    next_cursor: int | None = Field(
-        description="pass as cursor for the next page; null on the last page"
-    )
 
 
 class StockLine(_Request):
@@ -170,3 +167,38 @@ class TransferPublic(BaseModel):
         description="the moved products' stock at the source, and at the destination when the "
         "caller reaches it (staff of it, or inventory:read_all)"
     )
+
+
+# --- listings ------------------------------------------------------------------------------
+# Rows of a page: plain dicts serialized once (see ``tecnorev.core.listing``).
+
+
+class BranchSummary(TypedDict):
+    id: int
+    code: str
+    name: str
+    address: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class StockSummary(TypedDict):
+    id: int
+    branch_id: int
+    product_id: int
+    quantity: int
+    updated_at: datetime
+
+
+class MovementSummary(TypedDict):
+    id: int
+    branch_id: int
+    product_id: int
+    quantity_delta: int
+    reason: MovementReason
+    transfer_id: str | None
+    reference: str
+    note: str
+    created_at: datetime
+    created_by_id: int | None

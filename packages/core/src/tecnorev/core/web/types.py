@@ -129,3 +129,19 @@ Email = Annotated[
         pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
     ),
 ]
+
+
+def patch_schema(schema: dict[str, Any], model: type) -> None:
+    """``json_schema_extra`` of a partial update: every field is optional, but the schema
+    offers ``null`` only for the fields named in the model's ``_nullable`` (where ``null``
+    empties a column); for the others a client may leave the field out, not send null."""
+    nullable = getattr(model, "_nullable", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in nullable:
+            continue
+        prop.pop("default", None)
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches

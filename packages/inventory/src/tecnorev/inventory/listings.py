@@ -1,0 +1,97 @@
+"""The inventory's collections, on the listing contract (``tecnorev.core.listing``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pydantic import AwareDatetime
+
+from tecnorev.core.listing import Listing, at_least, at_most, before, equals
+from tecnorev.core.web.types import BoolQuery, IdQuery, canonical_int, text
+from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, StockEntry
+from tecnorev.inventory.schemas import BranchSummary, MovementSummary, StockSummary
+
+_branch = Branch.__table__
+_stock = StockEntry.__table__
+_movement = InventoryMovement.__table__
+_staff = BranchStaff.__table__
+
+QuantityQuery = canonical_int(0, 2**31 - 1)
+
+
+def staff_branches(user_id: int) -> sa.Select[tuple[int]]:
+    """The branches ``user_id`` is staff of, as a subquery (no statement of its own)."""
+    return sa.select(_staff.c.branch_id).where(_staff.c.user_id == user_id)
+
+
+def _columns(table: sa.Table, names: str) -> dict[str, sa.ColumnElement[object]]:
+    return {name: table.c[name] for name in names.split()}
+
+
+branches = Listing(
+    "branches",
+    columns=_columns(_branch, "id code name address is_active created_at updated_at"),
+    item=BranchSummary,
+    sorts=("id", "code", "name"),
+    default_sort="code",
+    filters=(
+        equals(
+            "is_active",
+            _branch.c.is_active,
+            BoolQuery,
+            "open or not; callers without branches:manage or inventory:read see open ones only",
+        ),
+    ),
+)
+
+stock = Listing(
+    "stock",
+    columns=_columns(_stock, "id branch_id product_id quantity updated_at"),
+    item=StockSummary,
+    sorts=("id", "quantity"),
+    default_sort="id",
+    filters=(
+        equals("branch_id", _stock.c.branch_id, IdQuery, "at this branch"),
+        equals("product_id", _stock.c.product_id, IdQuery, "of this product"),
+        at_most("quantity_max", _stock.c.quantity, QuantityQuery, "low stock: at most this many"),
+    ),
+)
+
+movements = Listing(
+    "movements",
+    columns=_columns(
+        _movement,
+        "id branch_id product_id quantity_delta reason transfer_id reference note "
+        "created_at created_by_id",
+    ),
+    item=MovementSummary,
+    sorts=("id",),
+    default_sort="-id",
+    filters=(
+        equals("branch_id", _movement.c.branch_id, IdQuery, "at this branch"),
+        equals("product_id", _movement.c.product_id, IdQuery, "of this product"),
+        equals(
+            "reason",
+            _movement.c.reason,
+            InventoryMovement.model_fields["reason"].annotation,
+            "why the stock moved",
+        ),
+        equals(
+            "transfer_id",
+            _movement.c.transfer_id,
+            text(32, min_length=1),
+            "both sides of one transfer",
+        ),
+        at_least(
+            "created_from",
+            _movement.c.created_at,
+            AwareDatetime,
+            "recorded at or after (ISO 8601 with a time zone)",
+        ),
+        before(
+            "created_before",
+            _movement.c.created_at,
+            AwareDatetime,
+            "recorded before (ISO 8601 with a time zone)",
+        ),
+    ),
+)
