@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.core.listing import ListingQuery
 from tecnorev.core.web import SessionDep, commit_rendered
-from tecnorev.core.web.types import IdPath, LimitQuery, text
-from tecnorev.sales import permissions, service
-from tecnorev.sales.models import OrderStatus
+from tecnorev.core.web.types import IdPath, text
+from tecnorev.sales import listings, permissions, service
 from tecnorev.sales.schemas import (
     CouponCreate,
-    CouponPage,
     CouponPublic,
     CouponUpdate,
     OrderCreate,
-    OrderPage,
     OrderPublic,
     order_public,
 )
@@ -27,7 +25,6 @@ router = APIRouter(prefix="/sales")
 ManagesCoupons = Annotated[Principal, require_permission(permissions.COUPONS_MANAGE)]
 PlacesOrders = Annotated[Principal, require_permission(permissions.ORDERS_PLACE)]
 ManagesOrders = Annotated[Principal, require_permission(permissions.ORDERS_MANAGE)]
-Cursor = Annotated[text(200, min_length=1) | None, Query()]
 IdempotencyKey = Annotated[
     text(64, min_length=1) | None,
     Header(alias="Idempotency-Key", description="replaying a key returns the order it placed"),
@@ -44,17 +41,13 @@ def create_coupon(body: CouponCreate, session: SessionDep, user: ManagesCoupons)
     return CouponPublic.model_validate(coupon)
 
 
-@router.get("/coupons")
+@router.get("/coupons", response_model=listings.coupons.page_type, summary="a page of coupons")
 def list_coupons(
     session: SessionDep,
     _user: ManagesCoupons,
-    cursor: Cursor = None,
-    limit: LimitQuery = 50,
-) -> CouponPage:
-    coupons, next_cursor = service.list_coupons(session, cursor=cursor, limit=limit)
-    return CouponPage(
-        items=[CouponPublic.model_validate(c) for c in coupons], next_cursor=next_cursor
-    )
+    query: Annotated[ListingQuery, Depends(listings.coupons.query)],
+) -> Response:
+    return Response(listings.coupons.page_json(session, query), media_type="application/json")
 
 
 @router.get("/coupons/{coupon_id}")
@@ -105,20 +98,19 @@ def place_order(
     return Response(payload, 201, media_type="application/json")
 
 
-@router.get("/orders")
+@router.get(
+    "/orders",
+    response_model=listings.orders.page_type,
+    summary="a page of the orders the caller may read, with their items; newest first by default",
+)
 def list_orders(
     session: SessionDep,
     user: CurrentUser,
-    status: OrderStatus | None = None,
-    cursor: Cursor = None,
-    limit: LimitQuery = 50,
-) -> OrderPage:
-    page, next_cursor = service.list_orders(
-        session, viewer=_viewer(user), status=status, cursor=cursor, limit=limit
-    )
-    return OrderPage(
-        items=[order_public(order, items) for order, items in page], next_cursor=next_cursor
-    )
+    query: Annotated[ListingQuery, Depends(listings.orders.query)],
+) -> Response:
+    visible = service.visible_orders_where(_viewer(user))
+    where = [] if visible is None else [visible]
+    return Response(listings.orders.page_json(session, query, where), media_type="application/json")
 
 
 @router.get("/orders/{order_id}")

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_validator,
 )
+from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import INT4_MAX, Id, Money, Quantity
+from tecnorev.core.web.types import (
+    INT4_MAX,
+    Id,
+    Money,
+    MoneyOut,
+    Quantity,
+    StrictBool,
+    patch_schema,
+)
 from tecnorev.sales.models import CouponKind, Order, OrderItem, OrderStatus
 
 if TYPE_CHECKING:
@@ -35,7 +44,7 @@ CouponCode = Annotated[
         pattern=r"^[A-Za-z0-9_-]+$",
     ),
 ]
-UsageLimit = Annotated[int, Field(ge=1, le=INT4_MAX)]
+UsageLimit = Annotated[int, Strict(), Field(ge=1, le=INT4_MAX)]
 
 
 class CouponCreate(BaseModel):
@@ -47,15 +56,16 @@ class CouponCreate(BaseModel):
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     usage_limit: UsageLimit | None = None
-    is_active: bool = True
+    is_active: StrictBool = True
 
 
 class CouponUpdate(BaseModel):
     """Only the fields sent are changed; ``null`` lifts a limit or an end date."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
+    _nullable: ClassVar[frozenset[str]] = frozenset({"usage_limit", "valid_until"})
 
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     usage_limit: UsageLimit | None = None
     valid_until: AwareDatetime | None = None
 
@@ -73,7 +83,7 @@ class CouponPublic(BaseModel):
     id: int
     code: str
     kind: CouponKind
-    value: Decimal
+    value: MoneyOut
     valid_from: datetime
     valid_until: datetime | None
     usage_limit: int | None
@@ -83,9 +93,18 @@ class CouponPublic(BaseModel):
     updated_at: datetime
 
 
-class CouponPage(BaseModel):
-    items: list[CouponPublic]
-    next_cursor: str | None
+class CouponSummary(TypedDict):
+    id: int
+    code: str
+    kind: CouponKind
+    value: MoneyOut
+    valid_from: datetime
+    valid_until: datetime | None
+    usage_limit: int | None
+    times_used: int
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 class OrderLineIn(BaseModel):
@@ -108,8 +127,8 @@ class OrderItemPublic(BaseModel):
 
     product_id: int
     quantity: int
-    unit_price: Decimal
-    line_total: Decimal
+    unit_price: MoneyOut
+    line_total: MoneyOut
 
 
 class OrderPublic(BaseModel):
@@ -118,9 +137,9 @@ class OrderPublic(BaseModel):
     branch_id: int
     status: OrderStatus
     coupon_id: int | None
-    subtotal: Decimal
-    discount: Decimal
-    total: Decimal
+    subtotal: MoneyOut
+    discount: MoneyOut
+    total: MoneyOut
     idempotency_key: str | None
     created_at: datetime
     confirmed_at: datetime | None
@@ -128,9 +147,29 @@ class OrderPublic(BaseModel):
     items: list[OrderItemPublic]
 
 
-class OrderPage(BaseModel):
-    items: list[OrderPublic]
-    next_cursor: str | None
+class OrderItemSummary(TypedDict):
+    product_id: int
+    quantity: int
+    unit_price: MoneyOut
+    line_total: MoneyOut
+
+
+class OrderSummary(TypedDict):
+    """An order as a page lists it: what ``OrderPublic`` shows."""
+
+    id: int
+    customer_id: int
+    branch_id: int
+    status: OrderStatus
+    coupon_id: int | None
+    subtotal: MoneyOut
+    discount: MoneyOut
+    total: MoneyOut
+    idempotency_key: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+    cancelled_at: datetime | None
+    items: list[OrderItemSummary]
 
 
 def order_public(order: Order | NewOrder, items: Iterable[OrderItem | NewLine]) -> OrderPublic:

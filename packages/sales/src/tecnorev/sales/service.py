@@ -26,9 +26,9 @@ from tecnorev.core.direct import Direct
 from tecnorev.core.errors import Conflict, DomainError, PermissionDenied
 from tecnorev.core.events import publish
 from tecnorev.core.metrics import count_on_commit
-from tecnorev.core.paging import InvalidCursor, cursor_id, decode_cursor, encode_cursor
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import BranchInactive, InvalidQuantity, UnknownBranch
+from tecnorev.inventory.listings import staff_branches
 from tecnorev.inventory.models import MovementReason
 from tecnorev.inventory.service import (
     branch_ids_of,
@@ -127,21 +127,6 @@ def get_coupon(session: Session, *, coupon_id: int) -> Coupon:
     if coupon is None:
         raise CouponNotFound(f"there is no coupon {coupon_id}")
     return coupon
-
-
-def list_coupons(
-    session: Session, *, cursor: str | None = None, limit: int = 50
-) -> tuple[list[Coupon], str | None]:
-    """A page of coupons in creation order, and the cursor of the next page (None at the end)."""
-    statement = select(Coupon).order_by(Coupon.id).limit(limit + 1)
-    if cursor is not None:
-        (after,) = decode_cursor(cursor, 1)
-        statement = statement.where(Coupon.id > cursor_id(after))
-    coupons = list(session.exec(statement))
-    if len(coupons) <= limit:
-        return coupons, None
-    coupons = coupons[:limit]
-    return coupons, encode_cursor(str(coupons[-1].id))
 
 
 def update_coupon(
@@ -617,48 +602,13 @@ def get_order(
 ) -> tuple[Order, list[OrderItem]]:
     """The order and its items; an order ``viewer`` may not see is not found."""
     statement = select(Order).where(Order.id == order_id)
-    visible = _visible_to(session, viewer)
+    visible = visible_orders_where(viewer)
     if visible is not None:
         statement = statement.where(visible)
     order = session.exec(statement).first()
     if order is None:
         raise OrderNotFound(f"there is no order {order_id}")
     return order, _items_of(session, [order.id])[order.id]
-
-
-def list_orders(
-    session: Session,
-    *,
-    viewer: Viewer | None = None,
-    status: OrderStatus | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> tuple[list[tuple[Order, list[OrderItem]]], str | None]:
-    """A page of the orders ``viewer`` may see, newest first, with their items (two queries),
-    and the cursor of the next page (None at the end)."""
-    statement = select(Order).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-    visible = _visible_to(session, viewer)
-    if visible is not None:
-        statement = statement.where(visible)
-    if status is not None:
-        statement = statement.where(Order.status == status)
-    if cursor is not None:
-        created, after = decode_cursor(cursor, 2)
-        created_at, order_id = _cursor_time(created), cursor_id(after)
-        statement = statement.where(
-            sa.or_(
-                Order.created_at < created_at,
-                sa.and_(Order.created_at == created_at, Order.id < order_id),
-            )
-        )
-    orders = list(session.exec(statement))
-    next_cursor = None
-    if len(orders) > limit:
-        orders = orders[:limit]
-        last = orders[-1]
-        next_cursor = encode_cursor(last.created_at.isoformat(), str(last.id))
-    items = _items_of(session, [order.id for order in orders])
-    return [(order, items[order.id]) for order in orders], next_cursor
 
 
 def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
@@ -668,7 +618,7 @@ def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
 def visible_orders(session: Session, viewer: Viewer | None) -> sa.Select[tuple[int]] | None:
     """The ids of the orders ``viewer`` may read, as a subquery for what hangs off orders in
     other modules (payments, shipments); ``None`` when they may read every order."""
-    visible = _visible_to(session, viewer)
+    visible = visible_orders_where(viewer)
     return None if visible is None else sa.select(Order.id).where(visible)
 
 
@@ -697,14 +647,15 @@ def require_reach(
     raise missing
 
 
-def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+def visible_orders_where(viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+    """The condition keeping to the orders ``viewer`` may read (their own, their branches'),
+    in the statement itself; ``None`` when they may read every order."""
     if viewer is None or viewer.read_all:
         return None
-    own = Order.customer_id == viewer.user_id
-    branches = branch_ids_of(session, viewer.user_id)
-    if not branches:
-        return own
-    return sa.or_(own, Order.branch_id.in_(sorted(branches)))
+    return sa.or_(
+        Order.__table__.c.customer_id == viewer.user_id,
+        Order.__table__.c.branch_id.in_(staff_branches(viewer.user_id)),
+    )
 
 
 def _items_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[OrderItem]]:
@@ -719,16 +670,3 @@ def _items_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[Orde
     for item in items:
         found[item.order_id].append(item)
     return found
-
-
-# --- cursors ---------------------------------------------------------------------------------
-
-
-def _cursor_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidCursor("the cursor is not one this listing handed out") from None
-    if value.tzinfo is None:
-        raise InvalidCursor("the cursor is not one this listing handed out")
-    return value

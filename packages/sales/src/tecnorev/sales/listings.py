@@ -1,0 +1,96 @@
+"""Sales' collections, on the listing contract (``tecnorev.core.listing``).
+
+An order page carries each order's items: read by a second statement for the whole page
+(two statements per page whatever its size), not one per order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import AwareDatetime
+from sqlalchemy.orm import Session
+
+from tecnorev.core.listing import Listing, at_least, before, equals
+from tecnorev.core.web.types import BoolQuery, IdQuery
+from tecnorev.sales.models import Coupon, Order, OrderItem, OrderStatus
+from tecnorev.sales.schemas import CouponSummary, OrderSummary
+
+_coupon = Coupon.__table__
+_order = Order.__table__
+_item = OrderItem.__table__
+
+_ORDER_FIELDS = (
+    "id customer_id branch_id status coupon_id subtotal discount total idempotency_key "
+    "created_at confirmed_at cancelled_at"
+)
+_COUPON_FIELDS = (
+    "id code kind value valid_from valid_until usage_limit times_used is_active created_at "
+    "updated_at"
+)
+
+coupons = Listing(
+    "coupons",
+    columns={name: _coupon.c[name] for name in _COUPON_FIELDS.split()},
+    item=CouponSummary,
+    sorts=("id", "code"),
+    default_sort="id",
+    filters=(equals("is_active", _coupon.c.is_active, BoolQuery, "usable or switched off"),),
+)
+
+_ITEMS = (
+    sa.select(
+        _item.c.order_id,
+        _item.c.product_id,
+        _item.c.quantity,
+        _item.c.unit_price,
+        _item.c.line_total,
+    )
+    .where(_item.c.order_id.in_(sa.bindparam("order_ids", expanding=True)))
+    .order_by(_item.c.order_id, _item.c.product_id)
+)
+
+
+def _with_items(session: Session, orders: list[dict[str, Any]]) -> None:
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    rows = session.execute(_ITEMS, {"order_ids": [order["id"] for order in orders]})
+    for order_id, product_id, quantity, unit_price, line_total in rows:
+        found[order_id].append(
+            {
+                "product_id": product_id,
+                "quantity": quantity,
+                "unit_price": unit_price,
+                "line_total": line_total,
+            }
+        )
+    for order in orders:
+        order["items"] = found.get(order["id"], [])
+
+
+orders = Listing(
+    "orders",
+    columns={name: _order.c[name] for name in _ORDER_FIELDS.split()},
+    item=OrderSummary,
+    sorts=("id", "created_at", "total"),
+    default_sort="-created_at",
+    filters=(
+        equals("status", _order.c.status, OrderStatus, "in this state"),
+        equals("branch_id", _order.c.branch_id, IdQuery, "placed at this branch"),
+        equals("customer_id", _order.c.customer_id, IdQuery, "placed by this customer"),
+        at_least(
+            "created_from",
+            _order.c.created_at,
+            AwareDatetime,
+            "placed at or after (ISO 8601 with a time zone)",
+        ),
+        before(
+            "created_before",
+            _order.c.created_at,
+            AwareDatetime,
+            "placed before (ISO 8601 with a time zone)",
+        ),
+    ),
+    expand=_with_items,
+)
