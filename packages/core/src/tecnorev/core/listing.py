@@ -79,6 +79,11 @@ def before(name: str, column: sa.ColumnElement[Any], annotation: Any, descriptio
     return Filter(name, annotation, lambda v: column < v, description, type_=column.type)
 
 
+def columns_of(table: sa.Table, names: str) -> dict[str, sa.ColumnElement[Any]]:
+    """``{"a": table.c.a, ...}`` for the space-separated ``names``: a page's output fields."""
+    return {name: table.c[name] for name in names.split()}
+
+
 @dataclass(frozen=True)
 class ListingQuery:
     """What a client asked of a listing, validated."""

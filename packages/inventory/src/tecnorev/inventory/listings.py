@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from pydantic import AwareDatetime
 
-from tecnorev.core.listing import Listing, at_least, at_most, before, equals
+from tecnorev.core.listing import Listing, at_least, at_most, before, columns_of, equals
 from tecnorev.core.web.types import BoolQuery, IdQuery, canonical_int, text
 from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, StockEntry
 from tecnorev.inventory.schemas import BranchSummary, MovementSummary, StockSummary
@@ -23,13 +23,9 @@ def staff_branches(user_id: int) -> sa.Select[tuple[int]]:
     return sa.select(_staff.c.branch_id).where(_staff.c.user_id == user_id)
 
 
-def _columns(table: sa.Table, names: str) -> dict[str, sa.ColumnElement[object]]:
-    return {name: table.c[name] for name in names.split()}
-
-
 branches = Listing(
     "branches",
-    columns=_columns(_branch, "id code name address is_active created_at updated_at"),
+    columns=columns_of(_branch, "id code name address is_active created_at updated_at"),
     item=BranchSummary,
     sorts=("id", "code", "name"),
     default_sort="code",
@@ -45,7 +41,7 @@ branches = Listing(
 
 stock = Listing(
     "stock",
-    columns=_columns(_stock, "id branch_id product_id quantity updated_at"),
+    columns=columns_of(_stock, "id branch_id product_id quantity updated_at"),
     item=StockSummary,
     sorts=("id", "quantity"),
     default_sort="id",
@@ -58,7 +54,7 @@ stock = Listing(
 
 movements = Listing(
     "movements",
-    columns=_columns(
+    columns=columns_of(
         _movement,
         "id branch_id product_id quantity_delta reason transfer_id reference note "
         "created_at created_by_id",

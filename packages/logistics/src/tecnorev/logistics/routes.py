@@ -7,20 +7,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Response
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.core.listing import ListingQuery
 from tecnorev.core.web import SessionDep
-from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
-from tecnorev.logistics import permissions, service
-from tecnorev.logistics.models import ShipmentStatus
-from tecnorev.logistics.schemas import ShipmentCreate, ShipmentPage, ShipmentPublic
+from tecnorev.core.web.types import IdPath
+from tecnorev.logistics import listings, permissions, service
+from tecnorev.logistics.schemas import ShipmentCreate, ShipmentPublic
 
 router = APIRouter(prefix="/logistics")
 
 ManagesShipments = Annotated[Principal, require_permission(permissions.SHIPMENTS_MANAGE)]
-OrderQuery = Annotated[int | None, Query(ge=1, le=INT4_MAX, description="only this order's")]
-CursorQuery = Annotated[text(64, min_length=1) | None, Query(description="next_cursor of a page")]
 
 
 def _viewer(user: Principal) -> service.Viewer:
@@ -42,26 +40,20 @@ def create_shipment(
     return ShipmentPublic.model_validate(shipment)
 
 
-@router.get("/shipments")
+@router.get(
+    "/shipments",
+    response_model=listings.shipments.page_type,
+    summary="a page of the shipments of the orders the caller may read",
+)
 def list_shipments(
     session: SessionDep,
     user: CurrentUser,
-    order_id: OrderQuery = None,
-    status: ShipmentStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = 50,
-) -> ShipmentPage:
-    shipments, next_cursor = service.list_shipments(
-        session,
-        viewer=_viewer(user),
-        order_id=order_id,
-        status=status,
-        cursor=cursor,
-        limit=limit,
-    )
-    return ShipmentPage(
-        items=[ShipmentPublic.model_validate(s) for s in shipments], next_cursor=next_cursor
-    )
+    query: Annotated[ListingQuery, Depends(listings.shipments.query)],
+) -> Response:
+    visible = service.visible_where(session, _viewer(user))
+    where = [] if visible is None else [visible]
+    body = listings.shipments.page_json(session, query, where)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/shipments/{shipment_id}")

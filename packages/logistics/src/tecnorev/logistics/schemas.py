@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict
 
 from tecnorev.core.web.types import Id, text
 from tecnorev.logistics.models import ShipmentStatus
@@ -35,6 +36,13 @@ class ShipmentPublic(BaseModel):
     updated_at: datetime
 
 
-class ShipmentPage(BaseModel):
-    items: list[ShipmentPublic]
-    next_cursor: str | None  # pass as ``cursor`` for the next page; null on the last page
+class ShipmentSummary(TypedDict):
+    id: int
+    order_id: int
+    carrier: str
+    tracking_number: str
+    status: ShipmentStatus
+    shipped_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime

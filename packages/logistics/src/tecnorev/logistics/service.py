@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from tecnorev.core.db import is_unique_violation
-from tecnorev.core.paging import decode_id_cursor, encode_cursor
 from tecnorev.core.types import utcnow
 from tecnorev.logistics.errors import (
     InvalidShipmentTransition,
@@ -214,7 +213,7 @@ def _tracking_number_taken(carrier: str, tracking_number: str) -> TrackingNumber
 def get_shipment(session: Session, *, shipment_id: int, viewer: Viewer | None = None) -> Shipment:
     """The shipment; one ``viewer`` may not see is not found."""
     statement = select(Shipment).where(Shipment.id == shipment_id)
-    visible = _visible_to(session, viewer)
+    visible = visible_where(session, viewer)
     if visible is not None:
         statement = statement.where(visible)
     shipment = session.exec(statement).first()
@@ -223,35 +222,7 @@ def get_shipment(session: Session, *, shipment_id: int, viewer: Viewer | None = 
     return shipment
 
 
-def list_shipments(
-    session: Session,
-    *,
-    viewer: Viewer | None = None,
-    order_id: int | None = None,
-    status: ShipmentStatus | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> tuple[list[Shipment], str | None]:
-    """A page of the shipments ``viewer`` may see, oldest first, and the cursor of the next
-    page (None at the end)."""
-    statement = select(Shipment).order_by(Shipment.id).limit(limit + 1)
-    visible = _visible_to(session, viewer)
-    if visible is not None:
-        statement = statement.where(visible)
-    if order_id is not None:
-        statement = statement.where(Shipment.order_id == order_id)
-    if status is not None:
-        statement = statement.where(Shipment.status == status)
-    if cursor is not None:
-        statement = statement.where(Shipment.id > decode_id_cursor(cursor))
-    shipments = list(session.exec(statement))
-    if len(shipments) <= limit:
-        return shipments, None
-    shipments = shipments[:limit]
-    return shipments, encode_cursor(shipments[-1].id)
-
-
-def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+def visible_where(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
     # what hangs off an order is visible to whoever may read the order
     orders = visible_orders(session, viewer)
     return None if orders is None else Shipment.order_id.in_(orders)

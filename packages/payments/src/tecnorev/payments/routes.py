@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Response
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.core.listing import ListingQuery
 from tecnorev.core.web import SessionDep
-from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery, text
-from tecnorev.payments import permissions, service
-from tecnorev.payments.models import PaymentStatus
-from tecnorev.payments.schemas import PaymentCreate, PaymentPage, PaymentPublic
+from tecnorev.core.web.types import IdPath
+from tecnorev.payments import listings, permissions, service
+from tecnorev.payments.schemas import PaymentCreate, PaymentPublic
 
 router = APIRouter(prefix="/payments")
 
 ManagesPayments = Annotated[Principal, require_permission(permissions.PAYMENTS_MANAGE)]
-OrderQuery = Annotated[int | None, Query(ge=1, le=INT4_MAX, description="only this order's")]
-CursorQuery = Annotated[text(64, min_length=1) | None, Query(description="next_cursor of a page")]
 
 
 def _viewer(user: Principal) -> service.Viewer:
@@ -49,26 +47,20 @@ def record_payment(
     return PaymentPublic.model_validate(payment)
 
 
-@router.get("/payments")
+@router.get(
+    "/payments",
+    response_model=listings.payments.page_type,
+    summary="a page of the payments of the orders the caller may read",
+)
 def list_payments(
     session: SessionDep,
     user: CurrentUser,
-    order_id: OrderQuery = None,
-    status: PaymentStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = 50,
-) -> PaymentPage:
-    payments, next_cursor = service.list_payments(
-        session,
-        viewer=_viewer(user),
-        order_id=order_id,
-        status=status,
-        cursor=cursor,
-        limit=limit,
-    )
-    return PaymentPage(
-        items=[PaymentPublic.model_validate(p) for p in payments], next_cursor=next_cursor
-    )
+    query: Annotated[ListingQuery, Depends(listings.payments.query)],
+) -> Response:
+    visible = service.visible_where(session, _viewer(user))
+    where = [] if visible is None else [visible]
+    body = listings.payments.page_json(session, query, where)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/payments/{payment_id}")

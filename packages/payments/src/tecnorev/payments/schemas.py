@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import Id, Money, text
+from tecnorev.core.web.types import Id, Money, MoneyOut, text
 from tecnorev.payments.models import PaymentStatus
 
 Amount = Annotated[Money, Field(gt=0)]
@@ -34,7 +34,7 @@ class PaymentPublic(BaseModel):
 
     id: int
     order_id: int
-    amount: Decimal
+    amount: MoneyOut
     currency: str
     status: PaymentStatus
     provider: str
@@ -43,6 +43,13 @@ class PaymentPublic(BaseModel):
     updated_at: datetime
 
 
-class PaymentPage(BaseModel):
-    items: list[PaymentPublic]
-    next_cursor: str | None  # pass as ``cursor`` for the next page; null on the last page
+class PaymentSummary(TypedDict):
+    id: int
+    order_id: int
+    amount: MoneyOut
+    currency: str
+    status: PaymentStatus
+    provider: str
+    provider_reference: str
+    created_at: datetime
+    updated_at: datetime

@@ -21,7 +21,6 @@ from sqlmodel import Session, select
 
 from tecnorev.core.db import is_unique_violation
 from tecnorev.core.metrics import count_on_commit
-from tecnorev.core.paging import decode_id_cursor, encode_cursor
 from tecnorev.core.types import utcnow
 from tecnorev.payments.errors import (
     CurrencyMismatch,
@@ -153,7 +152,7 @@ def _reference_taken(provider: str, provider_reference: str) -> PaymentReference
 def get_payment(session: Session, *, payment_id: int, viewer: Viewer | None = None) -> Payment:
     """The payment; one ``viewer`` may not see is not found."""
     statement = select(Payment).where(Payment.id == payment_id)
-    visible = _visible_to(session, viewer)
+    visible = visible_where(session, viewer)
     if visible is not None:
         statement = statement.where(visible)
     payment = session.exec(statement).first()
@@ -162,35 +161,7 @@ def get_payment(session: Session, *, payment_id: int, viewer: Viewer | None = No
     return payment
 
 
-def list_payments(
-    session: Session,
-    *,
-    viewer: Viewer | None = None,
-    order_id: int | None = None,
-    status: PaymentStatus | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> tuple[list[Payment], str | None]:
-    """A page of the payments ``viewer`` may see, oldest first, and the cursor of the next
-    page (None at the end)."""
-    statement = select(Payment).order_by(Payment.id).limit(limit + 1)
-    visible = _visible_to(session, viewer)
-    if visible is not None:
-        statement = statement.where(visible)
-    if order_id is not None:
-        statement = statement.where(Payment.order_id == order_id)
-    if status is not None:
-        statement = statement.where(Payment.status == status)
-    if cursor is not None:
-        statement = statement.where(Payment.id > decode_id_cursor(cursor))
-    payments = list(session.exec(statement))
-    if len(payments) <= limit:
-        return payments, None
-    payments = payments[:limit]
-    return payments, encode_cursor(payments[-1].id)
-
-
-def _visible_to(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
+def visible_where(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
     # what hangs off an order is visible to whoever may read the order
     orders = visible_orders(session, viewer)
     return None if orders is None else Payment.order_id.in_(orders)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
-from tecnorev.core.listing import Listing, at_least, before, equals
+from tecnorev.core.listing import Listing, at_least, before, columns_of, equals
 from tecnorev.core.web.types import BoolQuery, IdQuery
 from tecnorev.sales.models import Coupon, Order, OrderItem, OrderStatus
 from tecnorev.sales.schemas import CouponSummary, OrderSummary
@@ -33,7 +33,7 @@ _COUPON_FIELDS = (
 
 coupons = Listing(
     "coupons",
-    columns={name: _coupon.c[name] for name in _COUPON_FIELDS.split()},
+    columns=columns_of(_coupon, _COUPON_FIELDS),
     item=CouponSummary,
     sorts=("id", "code"),
     default_sort="id",
@@ -71,7 +71,7 @@ def _with_items(session: Session, orders: list[dict[str, Any]]) -> None:
 
 orders = Listing(
     "orders",
-    columns={name: _order.c[name] for name in _ORDER_FIELDS.split()},
+    columns=columns_of(_order, _ORDER_FIELDS),
     item=OrderSummary,
     sorts=("id", "created_at", "total"),
     default_sort="-created_at",

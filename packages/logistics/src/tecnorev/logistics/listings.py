@@ -1,0 +1,35 @@
+"""Logistics' collection, on the listing contract (``tecnorev.core.listing``)."""
+
+from __future__ import annotations
+
+from tecnorev.core.listing import Listing, equals
+from tecnorev.core.web.types import IdQuery
+from tecnorev.logistics.models import Shipment, ShipmentStatus
+from tecnorev.logistics.schemas import ShipmentSummary
+
+_shipment = Shipment.__table__
+
+shipments = Listing(
+    "shipments",
+    columns={
+        name: _shipment.c[name]
+        for name in [
+            "id",
+            "order_id",
+            "carrier",
+            "tracking_number",
+            "status",
+            "shipped_at",
+            "delivered_at",
+            "created_at",
+            "updated_at",
+        ]
+    },
+    item=ShipmentSummary,
+    sorts=("id",),
+    default_sort="id",
+    filters=(
+        equals("order_id", _shipment.c.order_id, IdQuery, "of this order"),
+        equals("status", _shipment.c.status, ShipmentStatus, "in this state"),
+    ),
+)
