@@ -18,8 +18,9 @@ def users(url: str) -> dict[str, tuple[str, list[str]]]:
     engine = create_db_engine(url)
     try:
         with Session(engine) as session:
-            page, _ = service.list_users(session)
-            return {a.user.email: (a.user.hashed_password, a.roles) for a in page}
+            accounts = session.execute(sa.select(User)).scalars().all()
+            names = service.role_names(session, [a.id for a in accounts])
+            return {a.email: (a.hashed_password, names[a.id]) for a in accounts}
     finally:
         engine.dispose()
 

@@ -24,16 +24,16 @@ def test_admin_creates_reads_and_lists_users(api):
 
     for n in range(3):
         api.user(f"extra{n}@example.com", roles=["customer"])
-    seen, after_id, pages = [], None, 0
+    seen, cursor, pages = [], None, 0
     while True:
-        params = {"limit": 2} | ({"after_id": after_id} if after_id is not None else {})
+        params = {"limit": 2} | ({"cursor": cursor} if cursor is not None else {})
         page = api.get("/users", admin, params=params)
         assert page.status_code == 200
         body = page.json()
         seen += [u["email"] for u in body["items"]]
         pages += 1
-        after_id = body["next_after_id"]
-        if after_id is None:
+        cursor = body["next_cursor"]
+        if cursor is None:
             break
     assert pages == 3
     assert seen == [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from tecnorev.auth import service
+from tecnorev.auth import listings, service
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.auth.errors import InvalidCredentials
 from tecnorev.auth.metrics import LOGIN_FAILURES, LOGINS_THROTTLED
@@ -20,20 +20,19 @@ from tecnorev.auth.schemas import (
     RolePublic,
     TokenPublic,
     UserCreate,
-    UserPage,
     UserPublic,
     UserRolesUpdate,
     UserUpdate,
 )
 from tecnorev.auth.throttle import TooManyAttempts, throttle_of
+from tecnorev.core.listing import ListingQuery
 from tecnorev.core.web import SessionDep
-from tecnorev.core.web.types import INT4_MAX, IdPath, LimitQuery
+from tecnorev.core.web.types import IdPath
 
 router = APIRouter(prefix="/auth")
 
 UsersReader = Annotated[Principal, require_permission(USERS_READ)]
 UsersManager = Annotated[Principal, require_permission(USERS_MANAGE)]
-AfterIdQuery = Annotated[int | None, Query(ge=0, le=INT4_MAX)]
 
 _NOT_AUTHENTICATED = {401: {"description": "not authenticated"}}
 
@@ -149,15 +148,13 @@ def me(session: SessionDep, user: CurrentUser) -> MePublic:
     )
 
 
-@router.get("/users", summary="list users, by id")
+@router.get("/users", response_model=listings.users.page_type, summary="a page of users")
 def list_users(
     session: SessionDep,
     _reader: UsersReader,
-    after_id: AfterIdQuery = None,
-    limit: LimitQuery = 50,
-) -> UserPage:
-    page, next_after_id = service.list_users(session, after_id=after_id, limit=limit)
-    return UserPage(items=[_user_public(a) for a in page], next_after_id=next_after_id)
+    query: Annotated[ListingQuery, Depends(listings.users.query)],
+) -> Response:
+    return Response(listings.users.page_json(session, query), media_type="application/json")
 
 
 @router.post("/users", status_code=201, summary="create a user")

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from tecnorev.core.web.types import Email, text
 
@@ -55,11 +56,13 @@ class UserPublic(BaseModel):
     created_at: datetime
 
 
-class UserPage(BaseModel):
-    items: list[UserPublic]
-    next_after_id: int | None = Field(
-        description="pass as after_id for the next page; null on the last page"
-    )
+class UserSummary(TypedDict):
+    id: int
+    email: str
+    full_name: str
+    is_active: bool
+    created_at: datetime
+    roles: list[str]
 
 
 class UserCreate(_Request):

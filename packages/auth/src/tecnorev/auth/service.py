@@ -315,7 +315,8 @@ def _get(session: Session, user_id: int) -> User:
     return user
 
 
-def _role_names(session: Session, user_ids: Sequence[int]) -> dict[int, list[str]]:
+def role_names(session: Session, user_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Each user's role names, by name, in one statement."""
     names: dict[int, list[str]] = {user_id: [] for user_id in user_ids}
     if user_ids:
         rows = session.exec(
@@ -330,7 +331,7 @@ def _role_names(session: Session, user_ids: Sequence[int]) -> dict[int, list[str
 
 
 def _account(session: Session, user: User) -> UserAccount:
-    return UserAccount(user, _role_names(session, [user.id])[user.id])
+    return UserAccount(user, role_names(session, [user.id])[user.id])
 
 
 def _role_ids(session: Session, names: Iterable[str]) -> dict[str, int]:
@@ -348,21 +349,6 @@ def _role_ids(session: Session, names: Iterable[str]) -> dict[str, int]:
 
 def get_user(session: Session, *, user_id: int) -> UserAccount:
     return _account(session, _get(session, user_id))
-
-
-def list_users(
-    session: Session, *, after_id: int | None = None, limit: int = 50
-) -> tuple[list[UserAccount], int | None]:
-    """A page of users by id, and the ``after_id`` of the next page (``None``: last page)."""
-    query = select(User).order_by(User.id).limit(limit + 1)
-    if after_id is not None:
-        query = query.where(User.id > after_id)
-    users = list(session.exec(query))
-    more = len(users) > limit
-    users = users[:limit]
-    names = _role_names(session, [u.id for u in users])
-    page = [UserAccount(u, names[u.id]) for u in users]
-    return page, (users[-1].id if more else None)
 
 
 def create_user(
