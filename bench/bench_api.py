@@ -402,12 +402,13 @@ def access_tokens(data: DataSet) -> list[str]:
 def list_paths(data: DataSet) -> list[str]:
     """One path per page start: the first page, then a cursor after every active product id
     that leaves a full page."""
-    from tecnorev.catalog.service import encode_cursor
+    from tecnorev.catalog.listings import products
 
     base = f"/api/v1/catalog/products?limit={PAGE}"
     last_start = data.first_product + data.active - PAGE - 1
     return [base] + [
-        f"{base}&cursor={encode_cursor(after)}" for after in range(data.first_product, last_start)
+        f"{base}&cursor={products.encode_cursor('id', after, after)}"
+        for after in range(data.first_product, last_start)
     ]
 
 

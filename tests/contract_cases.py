@@ -271,7 +271,7 @@ def _me(w: World) -> Call:
 
 @case("GET", "/auth/users")
 def _list_users(w: World) -> Call:
-    return Call(query={"limit": 2, "after_id": 0})
+    return Call(query={"limit": 2, "sort": "-email", "is_active": "true"})
 
 
 @case("GET", "/auth/users/{user_id}")
@@ -301,7 +301,15 @@ def _get_category(w: World) -> Call:
 
 @case("GET", "/catalog/products")
 def _list_products(w: World) -> Call:
-    query = {"limit": 5, "category_id": w.category_id, "q": "sku", "include_inactive": True}
+    query = {
+        "limit": 5,
+        "category_id": w.category_id,
+        "q": "sku",
+        "is_active": "false",
+        "sort": "-price",
+        "price_min": "0",
+        "price_max": "99.99",
+    }
     return Call(query=query)
 
 

@@ -27,6 +27,7 @@ users = Listing(
     columns=columns_of(_user, "id email full_name is_active created_at"),
     item=UserSummary,
     sorts=("id", "email"),
+    unique=frozenset({"email"}),
     default_sort="id",
     filters=(equals("is_active", _user.c.is_active, BoolQuery, "may log in or not"),),
     expand=_with_roles,

@@ -53,6 +53,7 @@ categories = Listing(
     },
     item=CategorySummary,
     sorts=("id", "name", "slug"),
+    unique=frozenset({"slug"}),
     default_sort="name",
     filters=(equals("parent_id", _category.c.parent_id, IdQuery, "the children of this category"),),
 )
@@ -79,6 +80,7 @@ products = Listing(
     },
     item=ProductSummary,
     sorts=("id", "sku", "name", "price"),
+    unique=frozenset({"sku"}),
     default_sort="id",
     filters=(
         Filter(

@@ -11,6 +11,8 @@ from tecnorev.core.mixins import AuditMixin
 
 
 class Category(AuditMixin, table=True):
+    __table_args__ = (sa.Index("ix_category_name_id", "name", "id"),)  # the listing's sort
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=120)
     slug: str = Field(max_length=140, unique=True)
@@ -25,6 +27,13 @@ class Product(AuditMixin, table=True):
         # Cursor pagination of the active catalogue, optionally within a category.
         sa.Index("ix_product_active_id", "is_active", "id"),
         sa.Index("ix_product_category_active_id", "category_id", "is_active", "id"),
+        # the listing's sorts (keyset ranges of (field, id))
+        sa.Index("ix_product_name_id", "name", "id"),
+        sa.Index("ix_product_price_id", "price", "id"),
+        # its text search on PostgreSQL: trigram indexes (pg_trgm) on lower(name) and
+        # lower(sku), made by the migrations alone (no model describes an operator class on
+        # an expression that every backend reflects back the same)
+        {"info": {"migration_indexes": ("ix_product_name_trgm", "ix_product_sku_trgm")}},
     )
 
     id: int | None = Field(default=None, primary_key=True)

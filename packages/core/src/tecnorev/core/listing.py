@@ -104,6 +104,8 @@ class Listing:
     ``columns`` map output fields to columns (or expressions); ``key`` names the unique,
     never-null field that breaks ties and ends every sort; ``sorts`` the fields a client may
     sort by (each ascending ``x`` or descending ``-x``), which must be NOT NULL columns;
+    ``unique`` the sort fields whose values are unique and never null (a SKU, an email): sorted
+    by one of them, a page needs no tiebreak, so the column's own unique index serves it;
     ``select_from`` the FROM clause when the columns span tables; ``where`` conditions
     every page has; ``expand`` fills rows with what a second statement reads (child rows).
     """
@@ -114,6 +116,7 @@ class Listing:
     sorts: Sequence[str]
     default_sort: str
     key: str = "id"
+    unique: frozenset[str] = frozenset()
     filters: Sequence[Filter] = ()
     select_from: sa.FromClause | None = None
     where: Sequence[sa.ColumnElement[bool]] = ()
@@ -133,6 +136,7 @@ class Listing:
             if getattr(column, "nullable", False):
                 # keyset comparisons skip NULLs: a nullable sort would lose rows
                 raise ValueError(f"listing {self.name!r}: sort field {name!r} may be null")
+        self.unique = frozenset({*self.unique, self.key})
         if self.default_sort.lstrip("-") not in self.sorts:
             raise ValueError(f"listing {self.name!r}: default sort {self.default_sort!r}")
         self.page_type = _page_type(self.name, self.item)
@@ -176,7 +180,8 @@ class Listing:
                     sort_type,
                     Query(
                         description=f"one of {sorts}: a field, descending with `-`; ties are "
-                        f"broken by `{self.key}`"
+                        f"broken by `{self.key}`",
+                        examples=[self.default_sort],
                     ),
                 ],
             ),
@@ -225,7 +230,7 @@ class Listing:
         if query.cursor is not None:
             values = self._decode(query.cursor, query.sort)
             params["_after"] = values[0]
-            if sort != self.key:
+            if sort not in self.unique:
                 params["_after_key"] = values[1]
         extra = tuple(where)
         if extra:
@@ -239,7 +244,7 @@ class Listing:
         next_cursor = None
         if len(rows) > query.limit:
             last = items[-1]
-            next_cursor = self._encode(query.sort, last[sort], last[self.key])
+            next_cursor = self.encode_cursor(query.sort, last[sort], last[self.key])
         if self.expand is not None and items:
             self.expand(session, items)
         return items, next_cursor
@@ -283,15 +288,15 @@ class Listing:
         sort_column, key_column = self.columns[sort], self.columns[self.key]
         if after:
             mark = sa.bindparam("_after", type_=sort_column.type)
-            if sort == self.key:
-                condition = key_column < mark if descending else key_column > mark
+            if sort in self.unique:
+                condition = sort_column < mark if descending else sort_column > mark
             else:
                 # a row comparison: PostgreSQL reads it as one range of a (sort, key) index
                 pair = sa.tuple_(sort_column, key_column)
                 marks = sa.tuple_(mark, sa.bindparam("_after_key", type_=key_column.type))
                 condition = pair < marks if descending else pair > marks
             statement = statement.where(condition)
-        order = [sort_column] if sort == self.key else [sort_column, key_column]
+        order = [sort_column] if sort in self.unique else [sort_column, key_column]
         statement = statement.order_by(*(c.desc() if descending else c.asc() for c in order))
         return statement.limit(sa.bindparam("_limit", type_=sa.Integer))
 
@@ -307,9 +312,10 @@ class Listing:
 
     # --- cursors -------------------------------------------------------------------------
 
-    def _encode(self, sort: str, value: Any, key: Any) -> str:
+    def encode_cursor(self, sort: str, value: Any, key: Any) -> str:
+        """The cursor of the page after the row with ``value`` (of the sort field) and ``key``."""
         parts = [sort, _jsonable(value)]
-        if sort.lstrip("-") != self.key:
+        if sort.lstrip("-") not in self.unique:
             parts.append(_jsonable(key))
         raw = json.dumps(parts, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -322,7 +328,8 @@ class Listing:
             parts = json.loads(raw)
         except (binascii.Error, ValueError):
             raise _invalid() from None
-        names = [sort.lstrip("-")] + ([self.key] if sort.lstrip("-") != self.key else [])
+        field = sort.lstrip("-")
+        names = [field] + ([self.key] if field not in self.unique else [])
         if not isinstance(parts, list) or len(parts) != len(names) + 1 or parts[0] != sort:
             raise _invalid()
         return [_typed(value, self._types[n]) for value, n in zip(parts[1:], names, strict=True)]

@@ -28,6 +28,7 @@ branches = Listing(
     columns=columns_of(_branch, "id code name address is_active created_at updated_at"),
     item=BranchSummary,
     sorts=("id", "code", "name"),
+    unique=frozenset({"code"}),
     default_sort="code",
     filters=(
         equals(

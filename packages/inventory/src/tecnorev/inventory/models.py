@@ -26,6 +26,8 @@ class MovementReason(enum.StrEnum):
 
 
 class Branch(AuditMixin, table=True):
+    __table_args__ = (sa.Index("ix_branch_name_id", "name", "id"),)  # the listing's sort
+
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=32, unique=True)
     name: str = Field(max_length=120)
@@ -48,6 +50,7 @@ class StockEntry(AuditMixin, table=True):
     __table_args__ = (
         sa.UniqueConstraint("branch_id", "product_id"),
         sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        sa.Index("ix_stock_entry_quantity_id", "quantity", "id"),  # the listing's sort
     )
 
     id: int | None = Field(default=None, primary_key=True)

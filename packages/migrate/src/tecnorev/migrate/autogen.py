@@ -56,7 +56,25 @@ def scope_from_head(
     return module_of_revision(head, scripts, registry)
 
 
-def make_include_object(owners: dict[str, str], scope: str | None) -> Callable[..., bool]:
+def make_include_object(
+    owners: dict[str, str],
+    scope: str | None,
+    metadata: sa.MetaData | Sequence[sa.MetaData] | None = None,
+) -> Callable[..., bool]:
+    """Which objects autogenerate compares: the installed modules' tables (those of ``scope``
+    alone, if given), less the indexes the models leave to their migrations: those a table
+    lists in ``info["migration_indexes"]``, which no model describes so that every backend
+    reflects it back the same (a trigram index on an expression, say)."""
+    collections = (
+        [] if metadata is None else [metadata] if isinstance(metadata, sa.MetaData) else metadata
+    )
+    left_to_migrations = frozenset(
+        name
+        for collection in collections
+        for table in collection.tables.values()
+        for name in table.info.get("migration_indexes", ())
+    )
+
     def include_object(
         obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
     ) -> bool:
@@ -68,6 +86,8 @@ def make_include_object(owners: dict[str, str], scope: str | None) -> Callable[.
         owner = owners.get(table_name or "")
         if owner is None:
             return False  # alembic's and our bookkeeping, or a module that is not installed
+        if type_ == "index" and name in left_to_migrations:
+            return False
         return scope is None or owner == scope
 
     return include_object

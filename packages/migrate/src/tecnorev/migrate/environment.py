@@ -39,6 +39,7 @@ from tecnorev.migrate import (
     stable_batch,
     state,
     stored,
+    targets,
 )
 from tecnorev.migrate.connect import bounded_engine, check_connection
 from tecnorev.migrate.errors import MigrationError
@@ -246,6 +247,7 @@ class _Recorder:
         return " ".join(parents)
 
     def __call__(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        targets.step_applied()
         connection = ctx.connection
         if connection.dialect.name == "sqlite":
             violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
@@ -336,7 +338,7 @@ def _configure_options(
     creating = command == "revision" or (command is None and args.get("message") is not None)
     options.update(
         target_metadata=metadata,
-        include_object=autogen.make_include_object(owners or {}, scope),
+        include_object=autogen.make_include_object(owners or {}, scope, metadata),
         process_revision_directives=autogen.make_process_revision_directives(
             registry,
             scripts,

@@ -68,13 +68,7 @@ def create_index_concurrently(
     with context.autocommit_block():
         # Offline (``--sql``, ``db lint``) there is no database to ask about a leftover.
         if not context.as_sql and _is_invalid(op, index_name, schema):
-            op.drop_index(
-                index_name,
-                table_name=table_name,
-                schema=schema,
-                postgresql_concurrently=True,
-                if_exists=True,
-            )
+            _drop_concurrently(op, index_name, table_name, schema)
         op.create_index(
             index_name,
             table_name,
@@ -90,3 +84,28 @@ def create_index_concurrently(
 def _is_invalid(op: Operations, index_name: str, schema: str | None) -> bool:
     found = op.get_bind().execute(_INVALID_INDEX, {"name": index_name, "schema": schema})
     return found.first() is not None
+
+
+def drop_index_concurrently(
+    op: Operations, index_name: str, table_name: str, *, schema: str | None = None
+) -> None:
+    """Drop an index without blocking reads and writes of its table (PostgreSQL), and do
+    nothing when it is already gone (a downgrade run again after a failed attempt)."""
+    context = op.get_context()
+    if context.dialect.name != "postgresql":
+        op.drop_index(index_name, table_name=table_name, schema=schema, if_exists=True)
+        return
+    with context.autocommit_block():
+        _drop_concurrently(op, index_name, table_name, schema)
+
+
+def _drop_concurrently(
+    op: Operations, index_name: str, table_name: str, schema: str | None
+) -> None:
+    op.drop_index(
+        index_name,
+        table_name=table_name,
+        schema=schema,
+        postgresql_concurrently=True,
+        if_exists=True,
+    )

@@ -4,7 +4,6 @@ says so."""
 
 from __future__ import annotations
 
-import logging
 import re
 from argparse import Namespace
 from collections.abc import Iterator
@@ -55,29 +54,20 @@ def check_targets(config: Config, options: Namespace, registry: Registry) -> Non
             )
 
 
-class _Counter(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.steps = 0
+_applied = 0  # revisions run by this process's migration environment (see step_applied)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("Running "):
-            self.steps += 1
+
+def step_applied() -> None:
+    """Called by the migration environment after each revision it runs."""
+    global _applied
+    _applied += 1
 
 
 @contextmanager
 def say_when_nothing_to_do(config: Config, target: str) -> Iterator[None]:
-    """Count the revisions alembic runs; say so when it ran none."""
-    logger = logging.getLogger("alembic.runtime.migration")
-    counter = _Counter()
-    level = logger.level
-    logger.addHandler(counter)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(level)
-    if counter.steps == 0:
+    """Say so when the command ran no revision.  Counted by the environment itself (its log
+    handlers are replaced when env.py configures logging from alembic.ini)."""
+    before = _applied
+    yield
+    if _applied == before:
         config.print_stdout(f"nothing to do: the database is already at {target}")

@@ -501,7 +501,7 @@ def check_models(config: Config, code: _Code, scratch_url: str) -> CheckResult:
                 connection,
                 opts={
                     "compare_type": True,
-                    "include_object": make_include_object(owners, None),
+                    "include_object": make_include_object(owners, None, metadata),
                     "target_metadata": metadata,
                 },
             )

@@ -36,6 +36,7 @@ coupons = Listing(
     columns=columns_of(_coupon, _COUPON_FIELDS),
     item=CouponSummary,
     sorts=("id", "code"),
+    unique=frozenset({"code"}),
     default_sort="id",
     filters=(equals("is_active", _coupon.c.is_active, BoolQuery, "usable or switched off"),),
 )

@@ -68,6 +68,10 @@ class Order(AuditMixin, table=True):
         ),
         sa.Index("ix_order_customer_created", "customer_id", "created_at"),
         sa.Index("ix_order_status_created", "status", "created_at"),
+        # the listing's sorts, and "today's orders at branch X"
+        sa.Index("ix_order_created_at_id", "created_at", "id"),
+        sa.Index("ix_order_total_id", "total", "id"),
+        sa.Index("ix_order_branch_created_at_id", "branch_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
