@@ -203,6 +203,7 @@ class Listing:
 
         listing_query.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         listing_query.__name__ = f"{self.name}_query"
+        listing_query.listing = self  # type: ignore[attr-defined]  # which listing a route serves
         return listing_query
 
     # --- the page ------------------------------------------------------------------------
@@ -383,6 +384,18 @@ def _typed(value: Any, column_type: sa.types.TypeEngine[Any]) -> Any:
     except (ValueError, InvalidOperation):
         pass
     raise _invalid()
+
+
+def listing_of(route: Any) -> Listing | None:
+    """The listing a route serves (through ``Listing.query``), if any."""
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", ()))
+    while pending:
+        dependency = pending.pop()
+        found = getattr(dependency.call, "listing", None)
+        if isinstance(found, Listing):
+            return found
+        pending.extend(dependency.dependencies)
+    return None
 
 
 def _invalid() -> InvalidCursor:
