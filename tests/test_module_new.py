@@ -7,6 +7,8 @@ import json
 import os
 import sqlite3
 import subprocess
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from tecnorev.core.testing import run_tecnorev
 from .venvs import make_venv, pip, run_in
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 
 MODEL = """
 
@@ -55,6 +58,16 @@ def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
     descriptor = (package / "__init__.py").read_text()
     assert 'settings="tecnorev.loyalty.config:LoyaltySettings"' in descriptor
     assert 'commands=(("loyalty", "tecnorev.loyalty.cli:app"),)' in descriptor
+    # its distribution is shaped like the project's own: licence, py.typed, classifiers, URLs
+    written = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    catalog = tomllib.loads((REPO / "packages/catalog/pyproject.toml").read_text())["project"]
+    for key in ("license", "license-files", "classifiers", "requires-python"):
+        assert written[key] == catalog[key], key
+    assert written["urls"] == {
+        key: url.replace("/catalog", "/loyalty") for key, url in catalog["urls"].items()
+    }
+    assert (root / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
+    assert (package / "py.typed").is_file()
 
     models = package / "models.py"
     models.write_text(models.read_text() + MODEL)

@@ -20,13 +20,14 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
 
 from tecnorev.core.errors import BadArgument, TecnorevError, UnknownModule
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 SCAFFOLD_ENTRY_POINT_GROUP = "tecnorev.scaffold"
+REPOSITORY = "https://github.com/tecnorev/tecnorev"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,15 @@ def _first_revision(name: str) -> tuple[str, str, str]:
     return revision, f"{revision}_start_the_{name}_branch.py", text
 
 
+def _license_text() -> str | None:
+    """The project's licence as tecnorev-core ships it, for the new distribution to carry too;
+    ``None`` from an install that predates it (the module then only declares ``MIT``)."""
+    try:
+        return distribution("tecnorev-core").read_text("licenses/LICENSE")
+    except PackageNotFoundError:
+        return None
+
+
 def _tuple(items: list[str]) -> str:
     quoted = [f'"{item}"' for item in items]
     return f"({quoted[0]},)" if len(quoted) == 1 else f"({', '.join(quoted)})"
@@ -122,6 +132,8 @@ def _files(name: str, depends_on: list[str], description: str) -> tuple[str, dic
     package = f"src/tecnorev/{name}"
     settings_class = Scaffold(name, package, "", (), {}).settings_class
     revision, first_revision, first_revision_text = _first_revision(name)
+    license_text = _license_text()
+    license_files = 'license-files = ["LICENSE"]\n' if license_text else ""
     return revision, {
         # the same shape as the project's own packages (packages/catalog/pyproject.toml)
         "pyproject.toml": f"""[build-system]
@@ -135,11 +147,29 @@ description = "Tecno Rev {title}: {description}"
 readme = "README.md"
 requires-python = ">=3.11"
 license = "MIT"
+{license_files}classifiers = [
+  "Development Status :: 3 - Alpha",
+  "Framework :: FastAPI",
+  "Intended Audience :: Developers",
+  "Operating System :: OS Independent",
+  "Programming Language :: Python :: 3",
+  "Programming Language :: Python :: 3 :: Only",
+  "Programming Language :: Python :: 3.11",
+  "Programming Language :: Python :: 3.12",
+  "Topic :: Office/Business",
+  "Typing :: Typed",
+]
 dependencies = [
   "tecnorev-core>=0.1.0,<0.2",
   # applies this package's migrations (tecnorev db)
   "tecnorev-migrate>=0.1.0,<0.2",
 {deps}]
+
+[project.urls]
+Homepage = "{REPOSITORY}"
+Documentation = "{REPOSITORY}/blob/main/packages/{name}/README.md"
+Source = "{REPOSITORY}/tree/main/packages/{name}"
+Issues = "{REPOSITORY}/issues"
 
 [project.optional-dependencies]
 test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx2>=2.16"]
@@ -155,6 +185,9 @@ packages = ["src/tecnorev"]
 include = ["src", "tests", "README.md"]
 """,
         "README.md": f"# tecnorev-{name}\n\nTecno Rev {title}: {description}.\n",
+        **({"LICENSE": license_text} if license_text else {}),
+        # its type hints are part of its interface (PEP 561)
+        f"{package}/py.typed": "",
         f"{package}/__init__.py": f'''"""{description.capitalize()}."""
 
 from tecnorev.core import Module

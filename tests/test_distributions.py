@@ -1,0 +1,34 @@
+"""What every distribution carries besides its code: the licence (a copy of the root's, since a
+wheel or sdist can only ship files inside its own folder), py.typed, classifiers and URLs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DISTRIBUTIONS = sorted(
+    p.parent for p in REPO.glob("*/*/pyproject.toml") if p.parts[-3] in ("packages", "services")
+)
+
+
+@pytest.mark.parametrize("root", DISTRIBUTIONS, ids=lambda p: p.name)
+def test_licence_typing_marker_classifiers_and_urls(root):
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    assert (root / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
+    (package,) = (root / "src" / "tecnorev").iterdir()
+    assert (package / "py.typed").is_file()
+    classifiers = project["classifiers"]
+    assert "Typing :: Typed" in classifiers
+    assert {
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    } <= set(classifiers)
+    # License-Expression says it; PEP 639 deprecates licence classifiers beside it
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    assert set(project["urls"]) == {"Homepage", "Documentation", "Source", "Issues"}
+    assert project["urls"]["Source"].endswith(root.relative_to(REPO).as_posix())
