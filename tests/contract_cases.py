@@ -196,7 +196,7 @@ class World:
             "provider": "contract-pay",
             "provider_reference": self.unique("ref"),
         }
-        return self.send("POST", "/payments/payments", json=body)["id"]
+        return self.send("POST", "/payments", json=body)["id"]
 
     def shipment_body(self, order_id: int) -> dict[str, Any]:
         return {"order_id": order_id, "carrier": "Correo", "tracking_number": self.unique("TRK")}
@@ -378,12 +378,12 @@ def _get_shipment(w: World) -> Call:
     return Call(path_parameters={"shipment_id": w.delivered_id})
 
 
-@case("GET", "/payments/payments")
+@case("GET", "/payments")
 def _list_payments(w: World) -> Call:
     return Call(query={"order_id": w.paid_order["id"], "limit": 10})
 
 
-@case("GET", "/payments/payments/{payment_id}")
+@case("GET", "/payments/{payment_id}")
 def _get_payment(w: World) -> Call:
     return Call(path_parameters={"payment_id": w.payment_id})
 
@@ -503,7 +503,7 @@ def _create_shipment(w: World) -> Call:
     return Call(body=w.shipment_body(w.confirmed_order()["id"]))
 
 
-@case("POST", "/payments/payments")
+@case("POST", "/payments")
 def _record_payment(w: World) -> Call:
     order = w.new_order()
     body = {

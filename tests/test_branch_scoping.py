@@ -265,7 +265,7 @@ def _list_movements(w: World, branch: int, _other: int) -> Call:
 
 ORDERS = f"{API_PREFIX}/sales/orders"
 SHIPMENTS = f"{API_PREFIX}/logistics/shipments"
-PAYMENTS = f"{API_PREFIX}/payments/payments"
+PAYMENTS = f"{API_PREFIX}/payments"
 STOCK = f"{API_PREFIX}/inventory/stock"
 MOVEMENTS = f"{API_PREFIX}/inventory/movements"
 
@@ -358,19 +358,19 @@ ACTIONS: dict[str, Action] = {
     #    branches (payments:read_all every branch's); the clerk records none
     "payments: list": Action(
         "GET",
-        "/payments/payments",
+        "/payments",
         _list_payments,
         _roles(SEES, SEES, (SEES, HIDDEN), SEES, HIDDEN),
     ),
     "payments: read": Action(
         "GET",
-        "/payments/payments/{payment_id}",
+        "/payments/{payment_id}",
         lambda w, b, _: Call(f"{PAYMENTS}/{w.payment(b)}"),
         _roles(OK, OK, (OK, no_payment), OK, no_payment),
     ),
     "payments: record": Action(
         "POST",
-        "/payments/payments",
+        "/payments",
         lambda w, b, _: Call(
             PAYMENTS,
             {

@@ -216,7 +216,7 @@ def _filters(w: World) -> dict[str, list[tuple[dict[str, Any], Check]]]:
             ({"order_id": ids["order"]}, lambda i: i["order_id"] == ids["order"]),
             ({"status": "PENDING"}, lambda i: i["status"] == "PENDING"),
         ],
-        "/payments/payments": [
+        "/payments": [
             ({"status": "SUCCEEDED"}, lambda i: i["status"] == "SUCCEEDED"),
         ],
         "/auth/users": [({"is_active": "true"}, lambda i: i["is_active"])],

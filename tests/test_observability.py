@@ -124,7 +124,7 @@ def test_metrics_of_two_workers_add_up_to_what_clients_saw(tmp_path):
                 timeout=30,
             ).json()["total"]
             paid = httpx.post(
-                f"{server.base}/api/v1/payments/payments",
+                f"{server.base}/api/v1/payments",
                 headers=bearer(manager),
                 json={
                     "order_id": orders[2],

@@ -597,7 +597,7 @@ def test_hostile_input_is_refused(api):
     for params in [{"include_inactive": "true"}, {"sortt": "-price"}, {"Limit": "1"}]:
         response = api.client.get(f"{API}/products", params=params)
         assert (response.status_code, error_code(response)) == (422, "validation_error"), params
-        assert response.json()["error"]["details"][0]["type"] == "unknown_parameter"
+        assert response.json()["error"]["details"]["errors"][0]["type"] == "unknown_parameter"
     for path in [f"/products/{2**31}", f"/products/{2**63}", "/categories/0", "/products/x"]:
         response = api.client.get(API + path)
         assert (response.status_code, error_code(response)) == (422, "validation_error"), path

@@ -219,7 +219,7 @@ def test_a_body_that_is_not_json_is_a_422_without_echoing_it(client):
     assert response.status_code == 422
     error = error_of(response)
     assert error["code"] == "validation_error"
-    assert error["details"][0]["type"] == "json_invalid"
+    assert error["details"]["errors"][0]["type"] == "json_invalid"
     assert_no_leak(response, "SECRET-TOKEN")
 
 
@@ -309,7 +309,7 @@ def test_an_unexpected_error_is_a_500_without_traceback_or_sql(client, caplog):
     assert error_of(response) == {
         "code": "internal_error",
         "message": "an unexpected error occurred",
-        "details": None,
+        "details": {},
     }
     assert_no_leak(response, "password", "RuntimeError")
     # The operator still gets the whole story in the log.

@@ -267,7 +267,7 @@ def test_a_domain_error_rolls_back_what_the_route_flushed(client, engine):
     assert response.json()["error"] == {
         "code": "conflict",
         "message": "ticket R-1 is refused",
-        "details": None,
+        "details": {},
     }
     assert codes(engine) == []
     assert DELIVERED == []

@@ -187,7 +187,7 @@ def test_an_inactive_branch_is_not_found_for_anyone_else(shop):
             "error": {
                 "code": "branch_not_found",
                 "message": f"there is no branch {east}",
-                "details": None,
+                "details": {},
             }
         }
     unknown = shop.get("/branches/999", who="anonymous")

@@ -181,7 +181,7 @@ def test_an_adjustment_below_zero_is_refused(shop):
         409,
         "insufficient_stock",
     )
-    assert error["details"] == [{"product_id": lamp, "requested": 3, "available": 2}]
+    assert error["details"] == {"shortages": [{"product_id": lamp, "requested": 3, "available": 2}]}
     # no stock row at all counts as none available
     error = _assert_refused(
         shop.post(
@@ -191,7 +191,7 @@ def test_an_adjustment_below_zero_is_refused(shop):
         409,
         "insufficient_stock",
     )
-    assert error["details"] == [{"product_id": desk, "requested": 1, "available": 0}]
+    assert error["details"] == {"shortages": [{"product_id": desk, "requested": 1, "available": 0}]}
     assert shop.stock(north, lamp) == 2 and shop.stock(south, desk) is None
     assert shop.count("inventory_movement") == before
 

@@ -27,7 +27,7 @@ from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales import service as sales
 from tecnorev.sales.models import Order, OrderStatus
 
-PAYMENTS = "/api/v1/payments/payments"
+PAYMENTS = "/api/v1/payments"
 ORDERS = "/api/v1/sales/orders"
 PRICE = Decimal("19.90")
 # Sales and what it needs: the app as it runs where payments is not installed.

@@ -177,10 +177,21 @@ def test_requests_out_of_bounds_are_refused_before_the_database(shop):
     ]
     for change in bad:
         response = shop.client.post(
-            "/api/v1/payments/payments", json=good | change, headers=shop.headers["manager"]
+            "/api/v1/payments", json=good | change, headers=shop.headers["manager"]
         )
         shop.refused(response, 422, "validation_error")
     shop.refused(shop.get(f"/{2**31}"), 422, "validation_error")
     shop.refused(shop.get(order_id=0), 422, "validation_error")
     assert shop.count(Payment) == 0
     assert shop.order_status(order_id) is OS.PENDING
+
+
+def test_the_paths_of_earlier_releases_redirect_keeping_method_body_and_query(shop):
+    listed = shop.client.get(
+        "/api/v1/payments/payments", params={"limit": 1}, follow_redirects=False
+    )
+    assert (listed.status_code, listed.headers["location"]) == (308, "/api/v1/payments?limit=1")
+    one = shop.client.get("/api/v1/payments/payments/7", follow_redirects=False)
+    assert (one.status_code, one.headers["location"]) == (308, "/api/v1/payments/7")
+    paths = shop.client.app.openapi()["paths"]
+    assert not any(path.startswith("/api/v1/payments/payments") for path in paths)

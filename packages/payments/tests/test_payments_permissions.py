@@ -6,7 +6,7 @@ from tecnorev.payments.models import Payment
 from tecnorev.sales.models import OrderStatus
 
 # Every route of this module that changes data, and the permission it demands.
-WRITES = {("POST", "/payments"): permissions.PAYMENTS_MANAGE}
+WRITES = {("POST", ""): permissions.PAYMENTS_MANAGE}
 
 
 def _payments_writes(app) -> set[tuple[str, str]]:
@@ -14,7 +14,7 @@ def _payments_writes(app) -> set[tuple[str, str]]:
     return {
         (method.upper(), path.removeprefix(prefix))
         for path, operations in app.openapi()["paths"].items()
-        if path.startswith(prefix + "/")
+        if path == prefix or path.startswith(prefix + "/")
         for method in operations
         if method in {"post", "put", "patch", "delete"}
     }

@@ -118,7 +118,9 @@ def test_an_order_beyond_the_stock_takes_nothing(world):
     coupon_id = world.shop.coupon("SAVE", usage_limit=1)
     response = world.place((world.lamp, 1), (world.chair, 11), coupon="SAVE")
     error = assert_refused(response, 409, "insufficient_stock")
-    assert error["details"] == [{"product_id": world.chair, "requested": 11, "available": 10}]
+    assert error["details"] == {
+        "shortages": [{"product_id": world.chair, "requested": 11, "available": 10}]
+    }
     assert_nothing_stored(world, coupon_id, 0)
 
 

@@ -14,9 +14,10 @@ from functools import partial
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends
+from fastapi import Depends, Header
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import Session
 
 from tecnorev.auth.permissions import declared
@@ -88,9 +89,36 @@ async def current_user(session: SessionDep, token: BearerToken) -> Principal:
     return await run_in_threadpool(load_principal, session, claims.user_id, claims.family_id)
 
 
+# what a route behind a login may answer (tecnorev.core.web.documented): no valid login, or
+# a caller without the permission (or the reach) the action needs
+AUTH_ERRORS = {401: {"not_authenticated", "invalid_token"}, 403: {"permission_denied"}}
+
+
+def authenticate_early(authorization: str | None) -> None:
+    """Check the login a route demands before its input: an anonymous caller (or one with a
+    token that is not valid) learns 401, not what is wrong with the body it sent
+    (``tecnorev.core.web.errors`` calls it when a request is not valid).  No database: the
+    token's signature and expiry only; the rest is checked as the request runs."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    if not authorization or scheme.lower() != "bearer" or not token:
+        raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
+    decode_access_token(token)
+
+
+current_user.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
+current_user.authenticate_early = authenticate_early  # type: ignore[attr-defined]
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
-_optional_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+def _optional_bearer(
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str | None:
+    """The bearer token of a public route's request, if any.  Read from the header itself,
+    not through the OAuth2 scheme: a scheme would put a security requirement on the route in
+    the OpenAPI document, and generated clients would then demand a token for it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and scheme.lower() == "bearer" else None
 
 
 async def optional_user(
@@ -105,6 +133,9 @@ async def optional_user(
     bind_user(claims.user_id)
     return await run_read(partial(load_principal, session, claims.user_id, claims.family_id))
 
+
+# a token sent but not valid; a public route may keep part of its answer to some callers
+optional_user.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
 
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
 """The caller of a public route, or ``None`` when anonymous; read on the route's reading
@@ -127,6 +158,8 @@ def require_permission(permission: str) -> Any:
         return user
 
     check_permission.permission = permission  # type: ignore[attr-defined]
+    check_permission.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
+    check_permission.authenticate_early = authenticate_early  # type: ignore[attr-defined]
     return Depends(check_permission)
 
 

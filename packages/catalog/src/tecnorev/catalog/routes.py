@@ -159,7 +159,9 @@ def reorder_images(
     return [ImagePublic.model_validate(image) for image in images]
 
 
-@router.delete("/products/{product_id}/images/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/products/{product_id}/images/{image_id:digits}", status_code=status.HTTP_204_NO_CONTENT
+)
 def delete_image(session: SessionDep, user: Manager, product_id: IdPath, image_id: IdPath) -> None:
     service.delete_image(session, product_id, image_id, author_id=user.id)
 

@@ -204,6 +204,7 @@ class Listing:
         listing_query.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         listing_query.__name__ = f"{self.name}_query"
         listing_query.listing = self  # type: ignore[attr-defined]  # which listing a route serves
+        listing_query.error_codes = {422: {"invalid_cursor"}}  # type: ignore[attr-defined]
         return listing_query
 
     # --- the page ------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from tecnorev.core.errors import Conflict, NotFound, PermissionDenied, RuleViola
 
 
 class InsufficientStock(Conflict):
-    """Details: ``[{"product_id", "requested", "available"}]``, one entry per short line."""
+    """Details: ``{"shortages": [{"product_id", "requested", "available"}]}``, one entry per
+    short line."""
 
     code = "insufficient_stock"
 

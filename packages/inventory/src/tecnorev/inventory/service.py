@@ -218,14 +218,16 @@ def _take(session: Session, branch_id: int, lines: Lines, *, author_id: int | No
         "not enough stock at branch "
         f"{branch_id} for product{'s' if len(short) > 1 else ''} "
         + ", ".join(str(product_id) for product_id, _ in short),
-        details=[
-            {
-                "product_id": product_id,
-                "requested": quantity,
-                "available": available.get(product_id, 0),
-            }
-            for product_id, quantity in short
-        ],
+        details={
+            "shortages": [
+                {
+                    "product_id": product_id,
+                    "requested": quantity,
+                    "available": available.get(product_id, 0),
+                }
+                for product_id, quantity in short
+            ]
+        },
     )
 
 

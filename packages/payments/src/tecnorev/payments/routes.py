@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.listing import ListingQuery
@@ -27,7 +28,7 @@ def _viewer(user: Principal) -> service.Viewer:
 
 
 @router.post(
-    "/payments",
+    "",
     status_code=201,
     summary="record a succeeded payment; paying the whole total confirms a pending order",
 )
@@ -48,7 +49,7 @@ def record_payment(
 
 
 @router.get(
-    "/payments",
+    "",
     response_model=listings.payments.page_type,
     summary="a page of the payments of the orders the caller may read",
 )
@@ -63,7 +64,19 @@ def list_payments(
     return Response(body, media_type="application/json")
 
 
-@router.get("/payments/{payment_id}")
+# The paths of releases before 0.2 (/payments/payments...), redirected for a while; 308 keeps
+# the method and the body.  Not in the OpenAPI document.  Before /{payment_id}, which
+# would take the word for an id.
+@router.api_route(
+    "/payments{rest:path}", methods=["GET", "POST"], include_in_schema=False, status_code=308
+)
+def former_paths(request: Request, rest: str) -> RedirectResponse:
+    target = request.url.path.replace("/payments/payments", "/payments", 1)
+    query = request.url.query
+    return RedirectResponse(target + (f"?{query}" if query else ""), status_code=308)
+
+
+@router.get("/{payment_id}")
 def get_payment(payment_id: IdPath, session: SessionDep, user: CurrentUser) -> PaymentPublic:
     payment = service.get_payment(session, payment_id=payment_id, viewer=_viewer(user))
     return PaymentPublic.model_validate(payment)

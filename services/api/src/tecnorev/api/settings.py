@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic_settings import NoDecode
 
 from tecnorev.core.settings import Duration, SettingsGroup, Switch, WholeNumber, default_text
 
@@ -16,6 +17,25 @@ def _unguessable(token: SecretStr) -> SecretStr:
     if len(token.get_secret_value()) < 16:
         raise ValueError("must be at least 16 characters, so that it cannot be guessed")
     return token
+
+
+def _origins(raw: object) -> object:
+    """``https://shop.example, https://admin.example``: a list; empty: none."""
+    if isinstance(raw, str):
+        return [part.strip().rstrip("/") for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _origin(origin: str) -> str:
+    if origin != "*" and not origin.startswith(("http://", "https://")):
+        raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or *")
+    return origin
+
+
+# NoDecode: the environment's text is a comma-separated list, not JSON
+Origins = Annotated[
+    list[Annotated[str, AfterValidator(_origin)]], NoDecode, BeforeValidator(_origins)
+]
 
 
 class ApiSettings(SettingsGroup):
@@ -68,6 +88,17 @@ class ApiSettings(SettingsGroup):
         None,
         description="a logging configuration file (.json, .yaml or .ini, as uvicorn reads "
         "them) used instead of the built-in one",
+    )
+    cors_origins: Origins = Field(
+        default_factory=list,
+        description="origins whose browser pages may call the API (comma-separated, e.g. "
+        "https://shop.example; * for any, without credentials); unset: none",
+    )
+    gzip_min_size: int = Field(
+        1000,
+        ge=0,
+        description="responses of at least this many bytes are gzip-compressed for clients "
+        "that accept it; 0 turns compression off",
     )
     shutdown_grace: Duration = Field(
         10.0,

@@ -6,17 +6,22 @@ from just its router, so routes are tested through the same stack without the se
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tecnorev.core.errors import DiscoveryError
 from tecnorev.core.web.admission import Admission, AdmissionLimits
 from tecnorev.core.web.docs import serve_docs_offline
+from tecnorev.core.web.documented import document_errors
 from tecnorev.core.web.errors import ERROR_RESPONSES, install_error_handlers, send_error
 from tecnorev.core.web.observe import RequestObserver
 from tecnorev.core.web.strict import refuse_unknown_query
@@ -128,6 +133,7 @@ def make_app(
     # outermost: every answer gets its request id, access line and metrics, refusals too
     app.add_middleware(RequestObserver, prefix=API_PREFIX, quiet_paths=frozenset(unqueued_paths))
     claimed: dict[tuple[str, str], str] = {}
+    documented: dict[tuple[str, str], tuple[str, APIRoute]] = {}
     declared = None if registry is None else set(registry.permissions)
     for tag, router in routers:
         for route in router.routes:
@@ -139,14 +145,38 @@ def make_app(
                         f"modules {claimed[key]!r} and {tag!r} both define {key[0]} {key[1]}"
                     )
                 claimed[key] = tag
+                if isinstance(route, APIRoute):
+                    documented[key] = (tag, route)
         app.include_router(
             router,
             prefix=API_PREFIX,
             tags=[tag],
             responses=ERROR_RESPONSES,
             dependencies=[Depends(refuse_unknown_query)],
+            generate_unique_id_function=partial(operation_id, tag),
         )
+    document_errors(app, registry, documented)
+    app.state.allowed_methods = _allowed_methods(claimed)
     return app
+
+
+def _allowed_methods(claimed: dict[tuple[str, str], str]) -> Callable[[str], set[str]]:
+    """Every method the API answers on a path: for the ``Allow`` header of a 405, which
+    Starlette fills with the methods of the first route whose path matched only."""
+    patterns: dict[str, tuple[re.Pattern[str], set[str]]] = {}
+    for method, path in claimed:
+        pattern = patterns.setdefault(path, (compile_path(path)[0], set()))
+        pattern[1].add(method)
+
+    def allowed(path: str) -> set[str]:
+        return {m for regex, methods in patterns.values() if regex.match(path) for m in methods}
+
+    return allowed
+
+
+def operation_id(tag: str, route: APIRoute) -> str:
+    """``{tag}-{name}`` (``catalog-list-products``): what generated clients name their calls."""
+    return f"{tag}-{route.name.replace('_', '-')}"
 
 
 def _check_permissions(route: Any, tag: str, declared: set[str] | None) -> None:

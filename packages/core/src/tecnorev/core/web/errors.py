@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
@@ -58,9 +58,14 @@ _SQLITE_UNAVAILABLE = {8, 10, 11, 13, 14, 26}  # readonly, I/O, corrupt, full, c
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: Any = None
+    code: str = Field(description="what went wrong, for programs: one of the codes the "
+                      "operation documents for the status")  # fmt: skip
+    message: str = Field(description="what went wrong, for people")
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="facts about the error, by name (always an object; empty when none); "
+        "a request that is not valid lists its problems in `errors`",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -78,6 +83,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    if details is None:
+        details = {}
+    elif not isinstance(details, dict):
+        details = {"errors": details}  # always an object: one type for clients to read
     return {"error": {"code": code, "message": message, "details": details}}
 
 
@@ -131,18 +140,45 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _login_first(request: Request) -> DomainError | None:
+    """For a route demanding a login (a dependency carrying ``authenticate_early``, as auth's
+    do), the refusal of a caller without a valid one: checked before their input is judged."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    pending = list(getattr(dependant, "dependencies", ()))
+    while pending:
+        dependency = pending.pop()
+        check = getattr(dependency.call, "authenticate_early", None)
+        if check is not None:
+            try:
+                check(request.headers.get("authorization"))
+            except DomainError as refusal:
+                return refusal
+            return None
+        pending.extend(dependency.dependencies)
+    return None
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [
+    refusal = _login_first(request)
+    if refusal is not None:
+        return await _domain_error(request, refusal)
+    errors = [
         {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    return error_response(422, "validation_error", "the request is not valid", details)
+    return error_response(422, "validation_error", "the request is not valid", {"errors": errors})
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    headers = dict(getattr(exc, "headers", None) or {})
+    allowed = getattr(request.app.state, "allowed_methods", None)
+    if status == 405 and allowed is not None:
+        methods = allowed(request.url.path)
+        if methods:
+            headers["Allow"] = ", ".join(sorted(methods))
     codes = {
         401: "not_authenticated",
         404: "not_found",
@@ -151,7 +187,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     }
     code = codes.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
-    return error_response(status, code, message, headers=getattr(exc, "headers", None))
+    return error_response(status, code, message, headers=headers or None)
 
 
 async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -30,8 +30,8 @@ def refuse_unknown_query(request: Request) -> None:
         return
     route: Any = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
+    if dependant is None or not getattr(route, "include_in_schema", True):
+        return  # a route outside the contract (a redirect of a former path) passes them on
     known = _declared.get(id(route))
     if known is None:
         known = _declared[id(route)] = _query_names(dependant)

@@ -27,6 +27,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from starlette.convertors import Convertor, register_url_convertor
 
 INT4_MAX = 2**31 - 1
 
@@ -80,9 +81,10 @@ StrictInt = Annotated[int, Strict()]
 StrictBool = Annotated[bool, Strict()]
 
 Id = Annotated[StrictInt, Ge(1), Le(INT4_MAX)]
-IdPath = Annotated[canonical_int(1, INT4_MAX), Path()]
-IdQuery = canonical_int(1, INT4_MAX)
-LimitQuery = Annotated[canonical_int(1, 100), Query()]
+# canonical_int(...) written out, so that a type checker sees an int
+IdQuery = Annotated[int, Ge(1), Le(INT4_MAX), BeforeValidator(_canonical_int)]
+IdPath = Annotated[IdQuery, Path()]
+LimitQuery = Annotated[int, Ge(1), Le(100), BeforeValidator(_canonical_int), Query()]
 BoolQuery = CanonicalBool
 Quantity = Annotated[StrictInt, Ge(1), Le(1_000_000)]
 SignedQuantity = Annotated[StrictInt, Ge(-1_000_000), Le(1_000_000)]
@@ -135,7 +137,7 @@ def patch_schema(schema: dict[str, Any], model: type) -> None:
     """``json_schema_extra`` of a partial update: every field is optional, but the schema
     offers ``null`` only for the fields named in the model's ``_nullable`` (where ``null``
     empties a column); for the others a client may leave the field out, not send null."""
-    nullable = getattr(model, "_nullable", frozenset())
+    nullable: frozenset[str] = getattr(model, "_nullable", frozenset())
     for name, prop in schema.get("properties", {}).items():
         if name in nullable:
             continue
@@ -145,3 +147,21 @@ def patch_schema(schema: dict[str, Any], model: type) -> None:
             prop.update(branches[0])
         elif branches:
             prop["anyOf"] = branches
+
+
+class DigitsConvertor(Convertor[str]):
+    """``{name:digits}`` in a path: a segment of digits, left as text for the parameter's
+    own (canonical) validation.  A route whose id sits next to a fixed word
+    (``/images/{image_id:digits}`` beside ``/images/order``) then never takes the word for
+    an id: the word's other methods answer 405."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("digits", DigitsConvertor())
