@@ -32,3 +32,10 @@ def test_licence_typing_marker_classifiers_and_urls(root):
     assert not [c for c in classifiers if c.startswith("License ::")]
     assert set(project["urls"]) == {"Homepage", "Documentation", "Source", "Issues"}
     assert project["urls"]["Source"].endswith(root.relative_to(REPO).as_posix())
+
+
+def test_mypy_reads_every_distribution_from_its_src():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert sorted(config["mypy_path"]) == sorted(
+        f"$MYPY_CONFIG_FILE_DIR/{root.relative_to(REPO).as_posix()}/src" for root in DISTRIBUTIONS
+    )

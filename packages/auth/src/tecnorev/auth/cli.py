@@ -10,10 +10,15 @@ pay for it.
 """
 
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlmodel import Session
 
 app = typer.Typer(help="Users: create an administrator, reset a password.", no_args_is_help=True)
 
@@ -37,7 +42,7 @@ def _generated_password() -> str:
 
 
 @contextmanager
-def _unit_of_work():  # noqa: ANN202 - the session type is imported lazily
+def _unit_of_work() -> Iterator["Session"]:
     from tecnorev.core.db import check_connection, get_engine, session_scope
 
     engine = get_engine()
@@ -47,7 +52,7 @@ def _unit_of_work():  # noqa: ANN202 - the session type is imported lazily
         yield session
 
 
-def _require_auth_tables(engine) -> None:  # noqa: ANN001
+def _require_auth_tables(engine: "sa.Engine") -> None:
     import sqlalchemy as sa
 
     from tecnorev.core.db import describe_url

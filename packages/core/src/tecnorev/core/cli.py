@@ -20,13 +20,13 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 CLI_ENTRY_POINT_GROUP = "tecnorev.cli"
 ARGV_ENTRY_POINT_GROUP = "tecnorev.cli.argv"
 
 
-def _build_app():  # noqa: ANN202 - typer is imported lazily
+def _build_app() -> Any:  # typer's own copy of click's Command (typer._click is private)
     import typer
 
     from tecnorev.core.errors import ConfigError, TecnorevError

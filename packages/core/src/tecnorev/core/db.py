@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -150,8 +150,8 @@ def create_db_engine(
         connect_args.setdefault("application_name", APPLICATION_NAME)
     if timeouts is not None:
         # connect_args replace the URL's own options (and libpq's PGOPTIONS): keep them first
-        given = make_url(url).query.get("options", ())
-        given = [given] if isinstance(given, str) else list(given)
+        found = make_url(url).query.get("options", ())
+        given = [found] if isinstance(found, str) else list(found)
         options = [
             os.environ.get("PGOPTIONS", ""),
             *given,
@@ -208,6 +208,12 @@ SQLITE_BUSY_TIMEOUT = 5.0
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> sa.Engine:
     return create_db_engine(url)
+
+
+def table_of(model: type[Any]) -> sa.Table:
+    """A table class's Table: ``Model.__table__``, which SQLModel does not declare to a type
+    checker."""
+    return cast(sa.Table, sa.inspect(model).local_table)
 
 
 def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:

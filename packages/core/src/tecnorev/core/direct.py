@@ -32,8 +32,8 @@ _MANY_VALUES = " VALUES "
 class Rows(Protocol):
     """What a statement returns: the part of ``CursorResult`` both paths provide."""
 
-    rowcount: int
-
+    @property
+    def rowcount(self) -> int: ...
     def __iter__(self) -> Iterator[Any]: ...
     def all(self) -> Sequence[Any]: ...
     def first(self) -> Any: ...
@@ -268,6 +268,7 @@ def _with_cursor(connection: sa.Connection, sql: str, params: Any, work: Callabl
         connection.begin()  # what ``execute`` would have begun, so commit and rollback apply
     dialect = connection.dialect
     dbapi_connection = connection.connection.driver_connection
+    assert dbapi_connection is not None  # a checked-out connection has its driver's
     cursor = dbapi_connection.cursor()
     try:
         return work(cursor)

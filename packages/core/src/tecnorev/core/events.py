@@ -59,6 +59,7 @@ class Event:
 def publish(session: OrmSession, name: str, **payload: Any) -> Event:
     """Store an event for each subscriber in ``session``'s transaction; it is delivered only
     if that transaction commits.  ``payload`` must be JSON (strings for money and times)."""
+    from tecnorev.core.db import table_of
     from tecnorev.core.outbox.models import DeliveryStatus, OutboxMessage
     from tecnorev.core.types import utcnow
 
@@ -68,7 +69,7 @@ def publish(session: OrmSession, name: str, **payload: Any) -> Event:
     deliveries: tuple[int, ...] = ()
     if targets:
         now = utcnow()
-        table = OutboxMessage.__table__
+        table = table_of(OutboxMessage)
         rows = [
             {
                 "event": name,

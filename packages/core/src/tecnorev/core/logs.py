@@ -142,7 +142,7 @@ class TextFormatter(logging.Formatter):
     """``2026-12-06T07:00:00.123Z INFO    tecnorev.api [request id] message``; extra fields a
     line was given (the access line's) follow as ``key=value``."""
 
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
     _PLAIN = frozenset(logging.makeLogRecord({}).__dict__) | {
         "message", "asctime", "request", "request_id", "user_id", "color_message", "taskName",
     }  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from dotenv import dotenv_values, find_dotenv
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tecnorev.core.errors import ConfigError
@@ -168,7 +169,7 @@ def parse_switch(raw: object) -> bool:
 Switch = Annotated[bool, BeforeValidator(parse_switch)]
 
 
-def default_text(text: str) -> dict[str, str]:
+def default_text(text: str) -> JsonDict:
     """``json_schema_extra`` for a field whose default is worked out at run time."""
     return {"default_text": text}
 

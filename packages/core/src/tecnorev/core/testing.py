@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from argparse import Namespace
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,8 +137,7 @@ def downgrade(url: str, target: str, *, cascade: bool = False) -> None:
     command.downgrade(config, target)
 
 
-def _x_options(*pairs: str) -> object:
-    from argparse import Namespace
+def _x_options(*pairs: str) -> Namespace:
 
     return Namespace(x=list(pairs))
 

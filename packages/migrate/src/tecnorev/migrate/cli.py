@@ -19,6 +19,7 @@ from argparse import Namespace
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from alembic.config import CommandLine, Config
@@ -30,6 +31,9 @@ from tecnorev.migrate.errors import DiscoveryError, MigrateError, MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
 from tecnorev.migrate.project import debug as debug_enabled
 from tecnorev.migrate.project import project
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
 
 
 def current(config: Config, check_heads: bool = False, verbose: bool = False) -> None:
@@ -45,7 +49,7 @@ def current(config: Config, check_heads: bool = False, verbose: bool = False) ->
     registry = get_registry()
     order = {name: i for i, name in enumerate(registry.names)}
 
-    def display_version(rev, context):  # noqa: ANN001, ANN202 - alembic's callback shape
+    def display_version(rev: tuple[str, ...], context: MigrationContext) -> list[Any]:
         if verbose:
             config.print_stdout(
                 "Current revision(s) for %s:",

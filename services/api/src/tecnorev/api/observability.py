@@ -13,13 +13,14 @@ from importlib.metadata import distributions
 import sqlalchemy as sa
 from packaging.utils import canonicalize_name
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tecnorev.migrate.readiness import ReadinessCheck
 
 log = logging.getLogger("tecnorev.api")
 
 
-class MigrationState:
+class MigrationState(Collector):
     """Per installed module: revisions pending, the applied heads, its state; and whether the
     database answered at all.  Collected by the process that serves the scrape."""
 
@@ -64,16 +65,17 @@ class MigrationState:
         yield from (pending, heads, state)
 
 
-class OutboxBacklog:
+class OutboxBacklog(Collector):
     """Deliveries waiting (pending) and given up on (dead), counted at scrape time."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        from tecnorev.core.db import table_of
         from tecnorev.core.outbox.models import DeliveryStatus, OutboxMessage
 
-        table = OutboxMessage.__table__
+        table = table_of(OutboxMessage)
         family = GaugeMetricFamily(
             "tecnorev_outbox_backlog",
             "Outbox deliveries pending (due now or later) and dead (tecnorev events list)",
@@ -82,7 +84,7 @@ class OutboxBacklog:
         waiting = (DeliveryStatus.PENDING, DeliveryStatus.DEAD)
         try:
             with self.engine.connect() as connection:
-                counts = dict(
+                counts: dict[str, int] = dict(
                     connection.execute(
                         sa.select(table.c.status, sa.func.count())
                         .where(table.c.status.in_(waiting))

@@ -178,6 +178,7 @@ def _serve_metrics(host: str, port: int, *, from_files: bool) -> None:
     from tecnorev.core.db import RequestTimeouts, create_db_engine
     from tecnorev.core.metrics import multiprocess_registry
     from tecnorev.core.registry import get_registry
+    from tecnorev.migrate.modules import Registry as EngineRegistry
     from tecnorev.migrate.readiness import ReadinessCheck
 
     _check_free(host, port)
@@ -186,7 +187,7 @@ def _serve_metrics(host: str, port: int, *, from_files: bool) -> None:
         timeouts=RequestTimeouts(wait, wait, wait), poolclass=sa.pool.NullPool
     )
     registry = multiprocess_registry(from_files=from_files)
-    registry.register(MigrationState(ReadinessCheck(get_registry()), engine))
+    registry.register(MigrationState(ReadinessCheck(EngineRegistry.of(get_registry())), engine))
     registry.register(OutboxBacklog(engine))
     prometheus_client.start_http_server(port, addr=host, registry=registry)
     logging.getLogger("tecnorev.api").info("metrics on http://%s:%d/metrics", host, port)

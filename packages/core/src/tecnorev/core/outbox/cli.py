@@ -13,10 +13,11 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 
+from tecnorev.core.db import table_of
 from tecnorev.core.outbox.models import DeliveryStatus, OutboxMessage
 
 log = logging.getLogger("tecnorev.events")
-_outbox = OutboxMessage.__table__
+_outbox = table_of(OutboxMessage)
 
 events = typer.Typer(
     help="The event outbox: deliveries pending, delivered and dead; retry the dead.",
@@ -47,7 +48,7 @@ def list_deliveries(
     engine = _engine()
     with engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
-        counts = dict(
+        counts: dict[str, int] = dict(
             connection.execute(
                 sa.select(_outbox.c.status, sa.func.count()).group_by(_outbox.c.status)
             ).all()

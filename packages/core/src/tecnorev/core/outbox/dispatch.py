@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from tecnorev.core import metrics
+from tecnorev.core.db import table_of
 from tecnorev.core.events import (
     NOTIFY_CHANNEL,
     REGISTRY,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tecnorev.events")
 
-_outbox = OutboxMessage.__table__
+_outbox = table_of(OutboxMessage)
 _ERROR_CHARS = 4000  # of the traceback kept on the row
 
 
@@ -104,7 +105,7 @@ def deliver_one(
         handler = None
         if row is not None:
             handler = subscribers(registry_of(session)).get(row["event"], {}).get(row["subscriber"])
-        if handler is None:
+        if row is None or handler is None:
             session.rollback()
             return "skipped"
         attempt = row["attempts"] + 1
@@ -172,7 +173,8 @@ def _mark(
     session: Session, delivery: int, status: DeliveryStatus, attempt: int, **values: Any
 ) -> bool:
     """Record the attempt, if the row is still as claimed (pending, that many attempts)."""
-    result = session.execute(
+    # an UPDATE's result is a CursorResult, which has the row count
+    result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
         sa.update(_outbox)
         .where(
             _outbox.c.id == delivery,
@@ -317,6 +319,7 @@ class Dispatcher:
             try:
                 raw = self.engine.raw_connection()
                 connection = raw.driver_connection
+                assert connection is not None  # a live pool connection has its driver's
                 connection.autocommit = True
                 with connection.cursor() as cursor:
                     cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
