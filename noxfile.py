@@ -294,6 +294,8 @@ def tests(session: nox.Session) -> None:
         _dev_requirement("pytest-xdist"),
         _dev_requirement("ruff"),
         _dev_requirement("schemathesis"),
+        # generates the typed client tests/test_generated_client.py walks the API with
+        _dev_requirement("openapi-python-client"),
         # the package index the release round trip publishes to and installs from
         _dev_requirement("pypiserver"),
         *sorted(build_backends),
