@@ -8,7 +8,19 @@ concurrent keep-alive clients for a fixed time:
 
 * ``product list``: ``GET /api/v1/catalog/products?limit=50`` from a random cursor, anonymous;
 * ``order placement``: ``POST /api/v1/sales/orders``, three distinct products, one unit each,
-  as a random customer.
+  as a random customer;
+* ``listings``: every collection route (``COLLECTIONS``), 50-row pages under its default sort
+  from a random cursor (up to 1,000 page starts, each leaving a full page), the public ones
+  anonymously and every one as an admin (the seeded role, a bearer token minted like a
+  login's).  The anonymous product list is the ``product list`` scenario's measurement when
+  both run.  For full pages the run adds, in bulk with Core statements: 2,000 users, coupons,
+  orders of 3 items (each with a shipment and a payment), 4,000 stock movements, 450
+  categories and 200 branches (``--listing-rows``).  Next to them, in the same run, the
+  reference: full-stack-fastapi-template's 50-item list as its superuser (``GET
+  /api/v1/items/?limit=50``, 1 worker, same load generator, clients and duration), served from
+  the checkout that ``TECNOREV_BENCH_TEMPLATE`` names (``bench/reference.py``); without it the
+  run says the reference was not measured.  Each listing's requests/s is printed as a multiple
+  of the template's (the goal: 3x, judged with one worker like it) and its p99 against 50 ms.
 
 The floor is the same transaction run by ``pgbench -M simple`` (psycopg2 does not prepare
 statements either) with the scripts in ``bench/sql/``: statement for statement what the
@@ -41,6 +53,8 @@ and shows in its figures, it does not hang the run.
     python bench/bench_api.py --wait-idle 120          # shared machine: wait for idle CPU
     python bench/bench_api.py --load-generator python --no-floor --log-level info
     python bench/bench_api.py --scenarios lock-storm,login-flood --storm-requests 400
+    TECNOREV_BENCH_TEMPLATE=~/src/full-stack-fastapi-template \
+        python bench/bench_api.py --scenarios list,listings,orders --workers 1
 
 Every measurement also reports the CPU time of the server, of the database's PostgreSQL
 backends, of the load generator and of the rest of the machine (sampled from /proc), and with
@@ -73,7 +87,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,11 +100,15 @@ sys.path.insert(0, str(HERE))
 
 import load as loadgen  # noqa: E402
 import pressure  # noqa: E402
+import reference  # noqa: E402
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
     from sqlmodel import Session
 
+    from tecnorev.auth.models import RefreshToken
     from tecnorev.auth.service import IssuedTokens
+    from tecnorev.core.listing import Listing
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # The server and this process sign and check tokens with the same key.
@@ -100,10 +118,13 @@ PAGE = 50
 ORDER_LINES = 3
 GOAL_ORDER_RATIO = 0.40  # order placement at least 40% of the floor's TPS
 GOAL_LIST_P99_MS = 50.0
+GOAL_TEMPLATE_RATIO = 3.0  # each listing at least 3x the template's 50-item list
+MAX_STARTS = 1000  # page starts (cursors) per listing at most, spread evenly
 TICK = os.sysconf("SC_CLK_TCK")
 # --scenarios name -> the scenario
 SCENARIOS = {
     "list": "product list",
+    "listings": "listings",
     "orders": "order placement",
     "lock-storm": "lock storm",
     "login-flood": "login flood",
@@ -129,6 +150,8 @@ class Options:
     request_timeout: float
     flood_clients: int
     flood_duration: float
+    listing_rows: int
+    template: Path | None  # a checkout of full-stack-fastapi-template: the reference
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -188,6 +211,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--flood-clients", type=int, default=48, help="login flood clients")
     parser.add_argument("--flood-duration", type=float, default=15.0, help="seconds of login flood")
+    parser.add_argument(
+        "--listing-rows",
+        type=int,
+        default=2000,
+        help="orders (3 items, a shipment and a payment each), coupons and users seeded for "
+        "the listings; movements twice as many",
+    )
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     if not workers or min(workers) < 1:
@@ -198,6 +228,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         parser.error(f"--scenarios takes names from {', '.join(SCENARIOS)}; not {unknown}")
     if args.storm_requests < 2 or args.flood_clients < 1:
         parser.error("--storm-requests takes at least 2, --flood-clients at least 1")
+    if args.listing_rows < 2 * PAGE:
+        parser.error(f"--listing-rows takes at least {2 * PAGE}: two full pages")
     return Options(
         duration=args.duration,
         warmup=args.warmup,
@@ -216,6 +248,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         request_timeout=args.request_timeout,
         flood_clients=args.flood_clients,
         flood_duration=args.flood_duration,
+        listing_rows=args.listing_rows,
+        template=reference.checkout(),
     )
 
 
@@ -268,11 +302,34 @@ class DataSet:
     images: int
     customers: list[int]  # user ids; each has a live login whose family id is family_id(uid)
     first_customer: int
+    admin: int | None = None  # a user with the seeded admin role and a live login (listings)
+
+
+def insert_ids(session: Session, table: sa.Table, rows: list[dict[str, object]]) -> list[int]:
+    """Insert ``rows`` in one statement; their ids, in the order of ``rows``."""
+    import sqlalchemy as sa
+
+    inserted = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(session.execute(inserted, rows).scalars())
 
 
 def family_id(user_id: int) -> str:
     """A login family per customer, predictable so the pgbench script can name it too."""
     return f"{user_id:032d}"
+
+
+def live_login(user_id: int) -> RefreshToken:
+    """A login of ``user_id`` valid for a year, whose family is ``family_id(user_id)``."""
+    from tecnorev.auth.models import RefreshToken
+    from tecnorev.core.types import utcnow
+
+    now = utcnow()
+    return RefreshToken(
+        user_id=user_id,
+        token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        family_id=family_id(user_id),
+        expires_at=now.replace(year=now.year + 1),
+    )
 
 
 def load_data(url: str, *, products: int, customers: int) -> DataSet:
@@ -281,7 +338,6 @@ def load_data(url: str, *, products: int, customers: int) -> DataSet:
     import sqlalchemy as sa
     from sqlmodel import Session
 
-    from tecnorev.auth.models import RefreshToken
     from tecnorev.auth.testing import create_user
     from tecnorev.catalog.models import Category, Product, ProductImage
     from tecnorev.core.types import utcnow
@@ -325,14 +381,7 @@ def load_data(url: str, *, products: int, customers: int) -> DataSet:
             }
             for i in range(1, products + 1)
         ]
-        product_ids = list(
-            session.execute(
-                sa.insert(Product.__table__).returning(
-                    Product.__table__.c.id, sort_by_parameter_order=True
-                ),
-                rows,
-            ).scalars()
-        )
+        product_ids = insert_ids(session, Product.__table__, rows)
         session.execute(
             sa.insert(ProductImage.__table__),
             [
@@ -363,15 +412,7 @@ def load_data(url: str, *, products: int, customers: int) -> DataSet:
             create_user(session, f"customer{i}@bench.example.com", roles=["customer"]).id
             for i in range(1, customers + 1)
         ]
-        session.add_all(
-            RefreshToken(
-                user_id=uid,
-                token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-                family_id=family_id(uid),
-                expires_at=now.replace(year=now.year + 1),
-            )
-            for uid in users
-        )
+        session.add_all(live_login(uid) for uid in users)
         session.commit()
     engine.dispose()
     first_product = product_ids[0]
@@ -409,6 +450,290 @@ def list_paths(data: DataSet) -> list[str]:
     return [base] + [
         f"{base}&cursor={products.encode_cursor('id', after, after)}"
         for after in range(data.first_product, last_start)
+    ]
+
+
+# --------------------------------------------------------------------------- the listings
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection route and the listing that serves it."""
+
+    path: str  # under /api/v1
+    module: str
+    listing: str  # the name in tecnorev.<module>.listings
+    public: bool  # measured anonymously too
+
+    def of(self) -> Listing:
+        import importlib
+
+        listing: Listing = getattr(
+            importlib.import_module(f"tecnorev.{self.module}.listings"), self.listing
+        )
+        return listing
+
+    def scenario(self, anonymous: bool) -> str:
+        return f"{self.path.lstrip('/')} {'anon' if anonymous else 'admin'}"
+
+
+COLLECTIONS = (
+    Collection("/catalog/products", "catalog", "products", public=True),
+    Collection("/catalog/categories", "catalog", "categories", public=True),
+    Collection("/inventory/branches", "inventory", "branches", public=True),
+    Collection("/auth/users", "auth", "users", public=False),
+    Collection("/inventory/stock", "inventory", "stock", public=False),
+    Collection("/inventory/movements", "inventory", "movements", public=False),
+    Collection("/sales/coupons", "sales", "coupons", public=False),
+    Collection("/sales/orders", "sales", "orders", public=False),
+    Collection("/logistics/shipments", "logistics", "shipments", public=False),
+    Collection("/payments", "payments", "payments", public=False),  # formerly /payments/payments
+)
+# the product list scenario measures this one already: it stands for it in the listings
+PRODUCT_LIST_IS = COLLECTIONS[0].scenario(anonymous=True)
+
+
+def listing_scenarios(options: Options) -> list[tuple[Collection, bool]]:
+    """(collection, anonymous) of each listing measurement, in order."""
+    if "listings" not in options.scenarios:
+        return []
+    found = []
+    for collection in COLLECTIONS:
+        for anonymous in (True, False) if collection.public else (False,):
+            if collection.scenario(anonymous) == PRODUCT_LIST_IS and (
+                "product list" in options.scenarios
+            ):
+                continue
+            found.append((collection, anonymous))
+    return found
+
+
+def load_listing_data(url: str, data: DataSet, rows: int) -> tuple[DataSet, dict[str, int]]:
+    """What full 50-row pages of every collection need, on top of ``load_data``'s set, all
+    inserted with Core statements in bulk: an admin with a live login, ``rows`` users (the
+    customer role each), coupons, orders of 3 items (each with a shipment and a payment),
+    ``2 x rows`` stock movements (+1/-1 in pairs: the ledger still sums to the stock), 450
+    more categories and 200 more branches.  Returns the data set with its admin, and the
+    rows added by table."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+    from sqlmodel import Session, select
+
+    from tecnorev.auth.models import Role, User, UserRole
+    from tecnorev.auth.testing import create_user
+    from tecnorev.catalog.models import Category, Product
+    from tecnorev.core.types import utcnow
+    from tecnorev.inventory.models import Branch, InventoryMovement
+    from tecnorev.logistics.models import Shipment
+    from tecnorev.payments.models import Payment
+    from tecnorev.sales.models import Coupon, Order, OrderItem
+
+    rng = random.Random(20261206)
+    now = utcnow()
+    audit = {"created_at": now, "updated_at": now}
+    added: dict[str, int] = {}
+    engine = sa.create_engine(url)
+    with Session(engine) as session:
+        admin = create_user(session, "admin@bench.example.com", roles=["admin"]).id
+        assert admin is not None
+        session.add(live_login(admin))
+        hashed = session.exec(select(User.hashed_password).where(User.id == admin)).one()
+        user_ids = list(
+            session.execute(
+                sa.insert(User.__table__).returning(User.__table__.c.id),
+                [
+                    {
+                        "email": f"user{i:05d}@bench.example.com",
+                        "full_name": f"User {i}",
+                        "hashed_password": hashed,
+                        "is_active": True,
+                        **audit,
+                    }
+                    for i in range(rows)
+                ],
+            ).scalars()
+        )
+        customer_role = session.exec(select(Role.id).where(Role.name == "customer")).one()
+        session.execute(
+            sa.insert(UserRole.__table__),
+            [{"user_id": uid, "role_id": customer_role, "created_at": now} for uid in user_ids],
+        )
+        added["user"] = len(user_ids)
+        aisles = list(
+            session.exec(select(Category.id).where(Category.parent_id.is_not(None))).all()
+        )
+        session.execute(
+            sa.insert(Category.__table__),
+            [
+                {
+                    "name": f"Shelf {i:03d}",
+                    "slug": f"shelf-{i:03d}",
+                    "parent_id": aisles[i % len(aisles)],
+                    **audit,
+                }
+                for i in range(450)
+            ],
+        )
+        added["category"] = 450
+        session.execute(
+            sa.insert(Branch.__table__),
+            [
+                {"code": f"B{i:04d}", "name": f"Branch {i}", "address": "", "is_active": True}
+                | audit
+                for i in range(200)
+            ],
+        )
+        added["branch"] = 200
+        session.execute(
+            sa.insert(Coupon.__table__),
+            [
+                {
+                    "code": f"BENCH{i:05d}",
+                    "kind": "PERCENT",
+                    "value": Decimal(5 + i % 20),
+                    "valid_from": now,
+                    "is_active": True,
+                    **audit,
+                }
+                for i in range(rows)
+            ],
+        )
+        added["coupon"] = rows
+        prices = dict(
+            session.execute(
+                sa.select(Product.__table__.c.id, Product.__table__.c.price).where(
+                    Product.__table__.c.is_active
+                )
+            ).all()
+        )
+        products = sorted(prices)
+        orders, lines = [], []
+        for i in range(rows):
+            picked = rng.sample(products, ORDER_LINES)
+            quantities = [rng.randint(1, 3) for _ in picked]
+            order_lines = [
+                {
+                    "product_id": pid,
+                    "quantity": q,
+                    "unit_price": prices[pid],
+                    "line_total": prices[pid] * q,
+                }
+                for pid, q in zip(picked, quantities, strict=True)
+            ]
+            subtotal = sum((line["line_total"] for line in order_lines), Decimal(0))
+            placed = now - dt.timedelta(minutes=rows - i)  # distinct times, oldest first
+            orders.append(
+                {
+                    "customer_id": data.customers[i % len(data.customers)],
+                    "branch_id": data.branch_id,
+                    "status": "CONFIRMED",
+                    "subtotal": subtotal,
+                    "discount": Decimal(0),
+                    "total": subtotal,
+                    "created_at": placed,
+                    "updated_at": placed,
+                    "confirmed_at": placed,
+                }
+            )
+            lines.append(order_lines)
+        order_ids = insert_ids(session, Order.__table__, orders)
+        session.execute(
+            sa.insert(OrderItem.__table__),
+            [
+                {"order_id": oid, **line, **audit}
+                for oid, order_lines in zip(order_ids, lines, strict=True)
+                for line in order_lines
+            ],
+        )
+        added["order"], added["order_item"] = rows, rows * ORDER_LINES
+        session.execute(
+            sa.insert(Shipment.__table__),
+            [
+                {
+                    "order_id": oid,
+                    "carrier": "BenchPost",
+                    "tracking_number": f"BP{oid:09d}",
+                    "status": "PENDING",
+                    **audit,
+                }
+                for oid in order_ids
+            ],
+        )
+        session.execute(
+            sa.insert(Payment.__table__),
+            [
+                {
+                    "order_id": oid,
+                    "amount": order["total"],
+                    "status": "SUCCEEDED",
+                    "provider": "bench",
+                    "provider_reference": f"bench-{oid}",
+                    **audit,
+                }
+                for oid, order in zip(order_ids, orders, strict=True)
+            ],
+        )
+        added["shipment"] = added["payment"] = rows
+        session.execute(
+            sa.insert(InventoryMovement.__table__),
+            [
+                {
+                    "branch_id": data.branch_id,
+                    "product_id": products[i // 2 % len(products)],
+                    "quantity_delta": 1 if i % 2 == 0 else -1,
+                    "reason": "ADJUSTMENT",
+                    "note": "benchmark",
+                    "created_at": now,
+                }
+                for i in range(2 * rows)
+            ],
+        )
+        added["inventory_movement"] = 2 * rows
+        session.commit()
+    engine.dispose()
+    return replace(data, admin=admin), added
+
+
+def admin_token(data: DataSet) -> str:
+    """A fresh access token for the admin's login, minted right before a scenario."""
+    from tecnorev.auth.security import create_access_token
+
+    assert data.admin is not None
+    return create_access_token(data.admin, family_id(data.admin))[0]
+
+
+def listing_paths(url: str, collection: Collection, *, anonymous: bool) -> list[str]:
+    """A page of 50 under the listing's default sort from up to ``MAX_STARTS`` starts: the
+    first page, then the cursor after each row (evenly spread) that leaves a full page.  The
+    cursors are made as the server makes them (``Listing.encode_cursor`` of the row's sort
+    value and key), from the rows the caller may see: all of them for the admin, the active
+    products and open branches for an anonymous caller."""
+    import sqlalchemy as sa
+
+    listing = collection.of()
+    sort = listing.default_sort
+    field_ = sort.lstrip("-")
+    column, key = listing.columns[field_], listing.columns[listing.key]
+    order = [column] if field_ in listing.unique else [column, key]
+    statement = sa.select(column, key).where(*listing.where)
+    if listing.select_from is not None:
+        statement = statement.select_from(listing.select_from)
+    if anonymous and "is_active" in listing.columns:
+        statement = statement.where(listing.columns["is_active"].is_(True))
+    statement = statement.order_by(*(c.desc() if sort.startswith("-") else c for c in order))
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(statement).all()
+    finally:
+        engine.dispose()
+    starts = rows[: max(0, len(rows) - PAGE)]  # after row i come rows i+1 .. i+PAGE
+    step = max(1, math.ceil(len(starts) / MAX_STARTS))
+    base = f"/api/v1{collection.path}?limit={PAGE}"
+    return [base] + [
+        f"{base}&cursor={listing.encode_cursor(sort, value, row_key)}"
+        for value, row_key in starts[::step]
     ]
 
 
@@ -690,9 +1015,23 @@ class Server:
 
 
 def check_request(base_url: str, load: loadgen.Load) -> None:
-    """Send one request of ``load`` and stop here, with the answer, unless it succeeds."""
+    """Send one request of ``load`` and stop here, with the answer, unless it succeeds; of a
+    list, the first and the deepest page start, each a full page."""
     if isinstance(load, loadgen.ListLoad):
-        request = urllib.request.Request(base_url + load.paths[1])
+        headers = _bearer(load.token) if load.token else {}
+        for path in (load.paths[0], load.paths[-1]):
+            request = urllib.request.Request(base_url + path, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    page = json.load(answer)
+            except urllib.error.HTTPError as exc:
+                raise RuntimeError(
+                    f"GET {request.full_url} answered {exc.code}: {exc.read()[:500]!r}"
+                ) from exc
+            items = page.get("items") if isinstance(page, dict) else None
+            if not isinstance(items, list) or len(items) != PAGE:
+                raise RuntimeError(f"GET {request.full_url}: not a page of {PAGE}: {page!r:.300}")
+        return
     else:
         items = [{"product_id": load.first_product + i, "quantity": 1} for i in range(load.lines)]
         body = json.dumps({"branch_id": load.branch_id, "items": items}).encode()
@@ -895,13 +1234,7 @@ def profile(
     with Server(url, 1, log, options.log_level) as server:
         for name, load in loads.items():
             fresh = _fresh(load, data)
-            loadgen.run(
-                fresh,
-                base_url=server.base_url,
-                clients=options.clients,
-                duration=options.warmup,
-                tool=options.tool,
-            )
+            warm(options, server.base_url, fresh)
             stem = options.profile / name.replace(" ", "_")
             assert server.process is not None
             spy_command = [
@@ -1463,6 +1796,9 @@ class Report:
     floors: dict[str, FloorResult] = field(default_factory=dict)
     storms: list[StormResult] = field(default_factory=list)
     floods: list[FloodResult] = field(default_factory=list)
+    listings: list[Measurement] = field(default_factory=list)
+    reference: Measurement | None = None  # the template's 50-item list
+    reference_note: str = ""  # what was measured as the reference, or why nothing was
 
 
 def _fresh(load: loadgen.Load, data: DataSet) -> loadgen.Load:
@@ -1474,12 +1810,21 @@ def _fresh(load: loadgen.Load, data: DataSet) -> loadgen.Load:
             branch_id=load.branch_id,
             lines=load.lines,
         )
+    if load.token:
+        return loadgen.ListLoad(paths=load.paths, token=admin_token(data))
     return load
 
 
+NAME = 28  # width of a scenario's name in the lines printed
+
+
 def measure_http(options: Options, url: str, data: DataSet, report: Report, log: Path) -> None:
-    loads: dict[str, loadgen.Load] = {
-        "product list": loadgen.ListLoad(paths=list_paths(data)),
+    loads: dict[str, loadgen.Load] = {"product list": loadgen.ListLoad(paths=list_paths(data))}
+    for collection, anonymous in listing_scenarios(options):
+        paths = listing_paths(url, collection, anonymous=anonymous)
+        token = "" if anonymous else "admin"  # minted afresh before each run (_fresh)
+        loads[collection.scenario(anonymous)] = loadgen.ListLoad(paths=paths, token=token)
+    loads |= {
         "order placement": loadgen.OrderLoad(
             tokens=[],
             first_product=data.first_product,
@@ -1488,7 +1833,10 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
             lines=ORDER_LINES,
         ),
     }
-    loads = {name: load for name, load in loads.items() if name in options.scenarios}
+    listings = {c.scenario(anonymous) for c, anonymous in listing_scenarios(options)}
+    loads = {
+        name: load for name, load in loads.items() if name in options.scenarios or name in listings
+    }
     if not loads:
         return
     for workers in options.workers:
@@ -1506,17 +1854,18 @@ def measure_http(options: Options, url: str, data: DataSet, report: Report, log:
                 )
                 probe.start()
                 result, cpu = measure_load(options, server, url, _fresh(load, data))
-                report.measurements.append(Measurement(name, workers, result, cpu, idle))
+                measured = Measurement(name, workers, result, cpu, idle)
+                (report.listings if name in listings else report.measurements).append(measured)
                 print(
-                    f"  {name:<16} {result.rate:8.0f} req/s  p50 {result.p50_ms:6.1f} ms  "
+                    f"  {name:<{NAME}} {result.rate:8.0f} req/s  p50 {result.p50_ms:6.1f} ms  "
                     f"p99 {result.p99_ms:6.1f} ms  errors {result.errors}  ({result.tool}"
                     f"{', ' + _statuses(result) if result.statuses else ''})"
                 )
                 probe.join()
-                print(f"  {'':<16} {_cpu_line(cpu, result.requests)}")
+                print(f"  {'':<{NAME}} {_cpu_line(cpu, result.requests)}")
                 if workers > 1:
                     print(
-                        f"  {'':<16} client connections per worker (mid-run): "
+                        f"  {'':<{NAME}} client connections per worker (mid-run): "
                         + " / ".join(map(str, split))
                     )
     if options.profile is not None:
@@ -1528,17 +1877,22 @@ def warm_up(options: Options, server: Server, data: DataSet, loads: Iterable[loa
     for load in loads:
         fresh = _fresh(load, data)
         check_request(server.base_url, fresh)
-        loadgen.run(
-            fresh,
-            base_url=server.base_url,
-            clients=options.clients,
-            duration=options.warmup,
-            tool=options.tool,
-        )
+        warm(options, server.base_url, fresh)
+
+
+def warm(options: Options, base_url: str, load: loadgen.Load) -> None:
+    """Run ``load`` for the warm-up time, its figures not kept."""
+    loadgen.run(
+        load,
+        base_url=base_url,
+        clients=options.clients,
+        duration=options.warmup,
+        tool=options.tool,
+    )
 
 
 def measure_load(
-    options: Options, server: Server, url: str, load: loadgen.Load
+    options: Options, server: Server | reference.Template, url: str, load: loadgen.Load
 ) -> tuple[loadgen.LoadResult, CpuSplit]:
     """One measurement: the load for the set time, and where the CPU went meanwhile."""
     assert server.process is not None
@@ -1552,6 +1906,42 @@ def measure_load(
         )
         cpu = meter.stop(result.cpu_seconds)
     return result, cpu
+
+
+def measure_reference(options: Options, report: Report, log: Path) -> None:
+    """The template's 50-item list as its superuser, 1 worker, under the same load generator,
+    clients and duration; a failure is reported, and the run goes on without it."""
+    if options.template is None:
+        report.reference_note = reference.NOT_MEASURED.removeprefix("reference: ")
+        print(f"\n{reference.NOT_MEASURED}")
+        return
+    print(f"\nreference: full-stack-fastapi-template at {options.template}")
+    try:
+        with (
+            throwaway_database(options.admin_url) as url,
+            reference.Template(options.template, url, _free_port(), log) as template,
+        ):
+            shown = template.check_page()
+            report.reference_note = (
+                f"full-stack-fastapi-template {template.commit} (Python {template.python}), "
+                f"uvicorn app.main:app --workers 1, GET {reference.PAGE_PATH} as its superuser "
+                f"({shown} of {reference.ITEMS} items)"
+            )
+            print(f"  {report.reference_note}")
+            load = loadgen.ListLoad(paths=[reference.PAGE_PATH], token=template.token)
+            warm(options, template.base_url, load)
+            idle = wait_for_idle(options.wait_idle)
+            result, cpu = measure_load(options, template, url, load)
+            report.reference = Measurement("template items", 1, result, cpu, idle)
+            print(
+                f"  {'template items':<{NAME}} {result.rate:8.0f} req/s  p50 "
+                f"{result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  errors {result.errors}  "
+                f"({result.tool})"
+            )
+            print(f"  {'':<{NAME}} {_cpu_line(cpu, result.requests)}")
+    except Exception as exc:  # reported; Tecno Rev's figures stand without it
+        report.reference_note = f"not measured ({exc})"
+        print(f"  reference: {report.reference_note}")
 
 
 def _statuses(result: loadgen.LoadResult) -> str:
@@ -1608,7 +1998,68 @@ def measure_floor(options: Options, url: str, data: DataSet, report: Report) -> 
 def print_table(report: Report) -> None:
     if report.measurements:
         print_load_table(report)
+    if report.listings or report.reference_note:
+        print_listing_table(report)
     print_pressure_tables(report)
+
+
+def print_listing_table(report: Report) -> None:
+    """Every listing next to the template's 50-item list: requests/s as a multiple of the
+    template's (the goal is 3x, judged with the template's worker count) and p99 (< 50 ms)."""
+    rows = list(report.listings) + [
+        replace(m, scenario=PRODUCT_LIST_IS + " (= product list)")
+        for m in report.measurements
+        if m.scenario == "product list"
+    ]
+    order = [c.scenario(a) for c in COLLECTIONS for a in (True, False) if c.public or not a]
+    rows.sort(key=lambda m: (m.workers, order.index(m.scenario.split(" (")[0])))
+    ref = report.reference
+    head = (
+        f"{'listing (50 rows a page)':<40} {'workers':>7} {'req/s':>7} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'errors':>6} {'server ms':>9} {'PG ms':>6} {'÷ template':>10}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    if ref is not None:
+        print(_listing_row("template GET /items/?limit=50 (superuser)", ref, None))
+    for m in rows:
+        print(_listing_row(m.scenario, m, ref))
+    print(f"reference: {report.reference_note}")
+    print("server ms, PG ms: CPU per request of the server's processes and of PostgreSQL")
+    if not rows:
+        return
+    slow = [m for m in rows if m.result.p99_ms >= GOAL_LIST_P99_MS]
+    print(
+        f"  p99 < {GOAL_LIST_P99_MS:.0f} ms: {len(rows) - len(slow)} of {len(rows)} listing "
+        f"measurements met" + ("; missed: " + _names(slow) if slow else "")
+    )
+    if ref is not None and ref.result.rate:
+        judged = [m for m in rows if m.workers == ref.workers]
+        short = [m for m in judged if m.result.rate / ref.result.rate < GOAL_TEMPLATE_RATIO]
+        print(
+            f"  >= {GOAL_TEMPLATE_RATIO:.0f}x the template's req/s with {ref.workers} worker(s) "
+            f"like it: {len(judged) - len(short)} of {len(judged)} met"
+            + ("; missed: " + _names(short) if short else "")
+        )
+    for m in rows + ([ref] if ref else []):
+        if m.idle_before < 0.85:
+            print(
+                f"note: before '{m.scenario}' ({m.workers} worker(s)) only {m.idle_before:.0%} "
+                "of the CPU was idle: something else was running, so its figures are low"
+            )
+
+
+def _listing_row(name: str, m: Measurement, ref: Measurement | None) -> str:
+    per = 1000 / max(1, m.result.requests)
+    ratio = f"{m.result.rate / ref.result.rate:9.1f}x" if ref and ref.result.rate else f"{'-':>10}"
+    return (
+        f"{name:<40} {m.workers:>7} {m.result.rate:7.0f} {m.result.p50_ms:7.1f} "
+        f"{m.result.p99_ms:7.1f} {m.result.errors:>6} {m.cpu.server * per:9.2f} "
+        f"{m.cpu.postgres * per:6.2f} {ratio}"
+    )
+
+
+def _names(measurements: list[Measurement]) -> str:
+    return ", ".join(f"{m.scenario.split(' (')[0]} ({m.workers}w)" for m in measurements)
 
 
 def print_load_table(report: Report) -> None:
@@ -1709,9 +2160,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(data.customers)} customers; migrated and loaded in "
             f"{time.perf_counter() - started:.1f} s"
         )
+        if "listings" in options.scenarios:
+            started = time.perf_counter()
+            data, added = load_listing_data(url, data, options.listing_rows)
+            print(
+                "for the listings: an admin and "
+                + ", ".join(f"{n:,} {table} rows" for table, n in added.items())
+                + f", inserted in {time.perf_counter() - started:.1f} s"
+            )
         log = Path(tmp) / "server.log"
         try:
             measure_http(options, url, data, report, log)
+            if "listings" in options.scenarios:
+                measure_reference(options, report, log)
             if floors_wanted(options):
                 measure_floor(options, url, data, report)
             # last: the demo data they need must not change what the others measure

@@ -9,7 +9,8 @@ Both are kept cheap on purpose: on a small machine every CPU second the generato
 taken from the server under test, so the generator's CPU time is measured and reported too.
 
 Two kinds of load are known, described by plain data so both generators build the same
-requests: ``ListLoad`` (GET one of a list of paths at random) and ``OrderLoad`` (POST an order
+requests: ``ListLoad`` (GET one of a list of paths at random, anonymous or with a bearer
+token) and ``OrderLoad`` (POST an order
 of ``lines`` distinct products, one unit each, as a random customer).  An order's products are
 picked as in ``bench/sql/place_order.sql``: a random start and two random steps of at most a
 third of the range, so the three are always distinct.
@@ -38,6 +39,7 @@ ORDERS_PATH = "/api/v1/sales/orders"
 @dataclass(frozen=True)
 class ListLoad:
     paths: list[str]
+    token: str = ""  # a bearer token sent with every request; empty: anonymous
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def _describe(load: Load) -> dict[str, object]:
 _WRK_SCRIPT = """\
 local kind = "%(kind)s"
 local paths = {%(paths)s}
+local list_headers = {%(list_headers)s}
 local tokens = {%(tokens)s}
 local first, count, branch, lines = %(first)d, %(count)d, %(branch)d, %(lines)d
 local seed = 0
@@ -136,7 +139,7 @@ end
 
 function request()
   if kind == "ListLoad" then
-    return wrk.format("GET", paths[math.random(#paths)])
+    return wrk.format("GET", paths[math.random(#paths)], list_headers)
   end
   local headers = {
     ["Content-Type"] = "application/json",
@@ -159,16 +162,18 @@ end
 
 def _lua_strings(values: list[str]) -> str:
     for value in values:
-        if not re.fullmatch(r"[!#-\[\]-~]*", value):  # printable ASCII, no quote or backslash
+        if not re.fullmatch(r"[ !#-\[\]-~]*", value):  # printable ASCII, no quote or backslash
             raise ValueError(f"cannot embed {value!r} in a Lua string")
     return ",".join(f'"{value}"' for value in values)
 
 
 def _run_wrk(load: Load, *, base_url: str, clients: int, duration: float) -> LoadResult:
     order = load if isinstance(load, OrderLoad) else None
+    token = load.token if isinstance(load, ListLoad) else ""
     script = _WRK_SCRIPT % {
         "kind": type(load).__name__,
         "paths": _lua_strings(load.paths if isinstance(load, ListLoad) else []),
+        "list_headers": f'["Authorization"] = {_lua_strings([f"Bearer {token}"])}' if token else "",
         "tokens": _lua_strings(order.tokens if order else []),
         "first": order.first_product if order else 0,
         "count": order.products if order else 0,
@@ -221,8 +226,9 @@ def _run_python(load: Load, *, base_url: str, clients: int, duration: float) -> 
 def _request_maker(load: dict[str, object], host: str) -> Callable[[], bytes]:
     rng = random.Random()
     if load["kind"] == "ListLoad":
+        token = f"Authorization: Bearer {load['token']}\r\n" if load.get("token") else ""
         requests = [
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for path in load["paths"]
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{token}\r\n".encode() for path in load["paths"]
         ]
         return lambda: rng.choice(requests)
 
