@@ -507,9 +507,11 @@ def bench(session: nox.Session) -> None:
     `nox -s bench` (or `-- cli --sizes 50,100,200 --online`): `tecnorev db` against plain alembic
     on the installed modules and generated trees of 50 and 200 modules x 10 revisions; a command
     whose output differs from plain alembic's fails the session.
-    `nox -s bench -- api [--workers 1,2 --duration 10]`: the product list and order placement
-    through `tecnorev serve` under 32 clients, next to the same SQL run by pgbench (the database
-    floor); needs pgbench and PostgreSQL at TEST_DATABASE_URL, and uses wrk when installed.
+    `nox -s bench -- api [--workers 1,2 --duration 10]`: the product list, order placement and
+    every collection's listing (50-row pages, anonymous and as an admin) through `tecnorev
+    serve` under 32 clients, next to the same SQL run by pgbench (the database floor) and to
+    full-stack-fastapi-template's 50-item list when TECNOREV_BENCH_TEMPLATE names a checkout of
+    it; needs pgbench and PostgreSQL at TEST_DATABASE_URL, and uses wrk when installed.
     `nox -s bench -- squash [--revisions 200 --postgres]`: a fresh `upgrade heads` of a module of
     200 revisions before and after `tecnorev db squash`.
     `nox -s bench -- backfill [--rows 1000000 --batch-size 1000,200 --pause 0.01]`: a batched
