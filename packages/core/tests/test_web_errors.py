@@ -61,7 +61,7 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     "base": DomainError("the request makes no sense", details={"why": "base"}),
     "not_found": NotFound("no widget 7", details={"widget_id": 7}),
     "conflict": Conflict("widget W-1 exists"),
-    "rule": RuleViolation("a widget needs a shelf", details=[{"field": "shelf_id"}]),
+    "rule": RuleViolation("a widget needs a shelf", details={"fields": ["shelf_id"]}),
     "unauthenticated": NotAuthenticated("sign in first"),
     "forbidden": PermissionDenied("widgets:write is required"),
     "custom": OutOfWidgets("no widgets left", details={"left": 0}),
@@ -174,7 +174,8 @@ def test_a_domain_error_answers_its_status_code_message_and_details(client, kind
     assert response.status_code == status
     error = error_of(response)
     expected = DOMAIN_ERRORS[kind]
-    assert error == {"code": code, "message": expected.message, "details": expected.details}
+    details = expected.details if expected.details is not None else {}
+    assert error == {"code": code, "message": expected.message, "details": details}
     if status == 401:
         assert response.headers["www-authenticate"] == "Bearer"
     else:
@@ -199,12 +200,12 @@ def test_invalid_input_is_a_422_naming_each_field_without_echoing_the_input(clie
     assert response.status_code == 422
     error = error_of(response)
     assert error["code"] == "validation_error"
-    assert {tuple(d["loc"]) for d in error["details"]} == {
+    assert {tuple(d["loc"]) for d in error["details"]["errors"]} == {
         ("body", "code"),
         ("body", "quantity"),
         ("body", "price"),
     }
-    for detail in error["details"]:
+    for detail in error["details"]["errors"]:
         assert set(detail) == {"loc", "message", "type"}
         assert detail["message"] and detail["type"]
     assert_no_leak(response, "SECRET", "pricey")
@@ -408,7 +409,7 @@ def test_bounded_types_refuse_what_the_database_would_choke_on(client, values, f
     assert response.status_code == 422, response.text
     error = error_of(response)
     assert error["code"] == "validation_error"
-    assert [d["loc"] for d in error["details"]] == [["body", field]]
+    assert [d["loc"] for d in error["details"]["errors"]] == [["body", field]]
     assert_no_leak(response, "W" * 20)
 
 

@@ -284,7 +284,9 @@ def test_a_short_transfer_stores_nothing_on_either_side(shop):
             409,
             "insufficient_stock",
         )
-        short = {d["product_id"]: (d["requested"], d["available"]) for d in error["details"]}
+        short = {
+            d["product_id"]: (d["requested"], d["available"]) for d in error["details"]["shortages"]
+        }
         assert short == (
             {desk: (2, 1), chair: (1, 0)} if source == north else {desk: (2, 0), chair: (1, 0)}
         )
