@@ -39,3 +39,11 @@ def test_mypy_reads_every_distribution_from_its_src():
     assert sorted(config["mypy_path"]) == sorted(
         f"$MYPY_CONFIG_FILE_DIR/{root.relative_to(REPO).as_posix()}/src" for root in DISTRIBUTIONS
     )
+
+
+def test_coverage_measures_every_distribution():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["coverage"]["run"]
+    packages = {
+        f"tecnorev.{next((root / 'src' / 'tecnorev').iterdir()).name}" for root in DISTRIBUTIONS
+    }
+    assert set(config["source_pkgs"]) == packages
