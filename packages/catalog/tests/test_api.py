@@ -634,7 +634,7 @@ def test_every_change_needs_catalog_manage(api):
     )
     ids = {"category_id": category, "product_id": product, "image_id": image}
     changes = [
-        (method, API_PREFIX + route.path.format(**ids))
+        (method, API_PREFIX + route.path_format.format(**ids))
         for route in router.routes
         for method in route.methods & {"POST", "PUT", "PATCH", "DELETE"}
     ]

@@ -112,10 +112,12 @@ def test_a_short_withdrawal_lists_every_short_line_and_takes_nothing(db):
         # even a caller that carries on and commits has the stock untouched
         session.commit()
     assert raised.value.code == "insufficient_stock" and raised.value.status_code == 409
-    assert raised.value.details == [
-        {"product_id": db.desk, "requested": 3, "available": 2},
-        {"product_id": db.chair, "requested": 1, "available": 0},
-    ]
+    assert raised.value.details == {
+        "shortages": [
+            {"product_id": db.desk, "requested": 3, "available": 2},
+            {"product_id": db.chair, "requested": 1, "available": 0},
+        ]
+    }
     assert (stock_of(db.engine, db.branch, db.lamp), stock_of(db.engine, db.branch, db.desk)) == (
         5,
         2,
