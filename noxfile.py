@@ -16,6 +16,7 @@ Two rules shape this file:
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import os
 import shutil
 import socket
@@ -164,11 +165,15 @@ def _test_env() -> dict[str, str]:
 
 def _install_editable(session: nox.Session, *, extras: str = "") -> None:
     """All packages editable in one pip call, so each tecnorev dependency resolves to its folder."""
+    session.install(*_editable_args(extras))
+
+
+def _editable_args(extras: str = "") -> list[str]:
     suffix = f"[{extras}]" if extras else ""
     args = []
     for package in PACKAGES.values():
         args += ["-e", f"{package.path.relative_to(ROOT).as_posix()}{suffix}"]
-    session.install(*args)
+    return args
 
 
 def _install_from_wheels(session: nox.Session, *requirements: str) -> None:
@@ -485,31 +490,99 @@ def build(session: nox.Session) -> None:
         session.log(f"{artifact.relative_to(ROOT)}  ({artifact.stat().st_size:,} bytes)")
 
 
-@nox.session
+RUN_STAMP = "tecnorev-run-fingerprint.txt"  # in .nox/run: what its packages were installed from
+# What a build backend needs besides itself to build an editable wheel (hatchling's
+# get_requires_for_build_editable(): what pip would install into its isolated build).
+EDITABLE_BUILD_NEEDS = {"hatchling.build": ["editables~=0.3"]}
+
+
+@nox.session(reuse_venv=True)
 def run(session: nox.Session) -> None:
     """The product on its embedded default database (DATABASE_URL from the environment or .env):
-    migrate, create the demo admin (its password is printed once), load the demo data and serve
-    the API with its /docs page.  Arguments go to `tecnorev serve` (`-- --port 8080`)."""
-    _install_editable(session)
-    session.run("tecnorev", "db", "upgrade", "heads")
-    session.run("tecnorev", "users", "create-admin", "--email", DEMO_ADMIN, "--if-missing")
-    session.run("tecnorev", "demo", "load")
-    session.run("tecnorev", "db", "status")
-    session.log(f"serving: API docs at {_served_at(session.posargs)}/docs (Ctrl+C stops)")
-    session.run("tecnorev", "serve", *session.posargs)
+    check the settings and the port, migrate, create the demo admin (its password is printed
+    once; later starts say how to set a new one), load the demo data and serve the API with its
+    /docs page (tools/quickstart.py).  Arguments go to `tecnorev serve` (`-- --port 8080`);
+    `-- --fresh` starts over with a new SQLite database; `-- tecnorev ARGS` runs that command in
+    the environment instead.  The environment is kept, and installed again only when what
+    decides its install changes (_run_fingerprint)."""
+    args = list(session.posargs)
+    _run_environment(session)
+    if args[:1] == ["tecnorev"]:
+        _hand_over(session, [_venv_script(session, "tecnorev"), *args[1:]])
+        return
+    quickstart = str(ROOT / "tools" / "quickstart.py")
+    _hand_over(session, [_venv_script(session, "python"), quickstart, *args])
 
 
-def _served_at(args: list[str]) -> str:
-    """Where `tecnorev serve` will listen given these arguments (and its environment)."""
-    found = {
-        "--host": os.environ.get("TECNOREV_HOST", "127.0.0.1"),
-        "--port": os.environ.get("TECNOREV_PORT", "8000"),
-    }
-    for i, arg in enumerate(args):
-        name, equals, value = arg.partition("=")
-        if name in found:
-            found[name] = value if equals else (args[i + 1] if i + 1 < len(args) else "")
-    return f"http://{found['--host']}:{found['--port']}"
+def _run_fingerprint(install_args: list[str]) -> str:
+    """A hash of what decides the run environment's install: the Python, each package's
+    pyproject.toml (dependencies, entry points, build system) and the pip command line.
+    Sources are installed editable: a change to them needs no reinstall."""
+    digest = hashlib.sha256()
+    digest.update(f"{sys.implementation.name} {sys.version} {sys.executable}".encode())
+    digest.update("\0".join(install_args).encode())
+    for package in PACKAGES.values():
+        pyproject = package.path / "pyproject.toml"
+        digest.update(f"\0{pyproject.relative_to(ROOT).as_posix()}\0".encode())
+        digest.update(pyproject.read_bytes())
+    return digest.hexdigest()
+
+
+def _run_environment(session: nox.Session) -> None:
+    """Every package editable in .nox/run (one pip call), only when the fingerprint changed.
+
+    Without build isolation: pip would otherwise build each package's editable wheel in an
+    isolated environment of its own, installing the build backend once per package (most of a
+    first start).  The backend, at the versions the packages' [build-system] tables ask for,
+    and what it needs for editable wheels are installed first: the same build, done once."""
+    systems = [package.pyproject["build-system"] for package in PACKAGES.values()]
+    backends = {system.get("build-backend", "") for system in systems}
+    isolated = not backends <= EDITABLE_BUILD_NEEDS.keys()  # a backend we know nothing of
+    build_requirements = sorted(
+        {requirement for system in systems for requirement in system["requires"]}
+        | {need for backend in backends for need in EDITABLE_BUILD_NEEDS.get(backend, [])}
+    )
+    packages = [*([] if isolated else ["--no-build-isolation"]), *_editable_args()]
+    fingerprint = _run_fingerprint([*build_requirements, *packages])
+    venv = Path(session.virtualenv.location)
+    stamp = venv / RUN_STAMP
+    where = venv.relative_to(ROOT) if venv.is_relative_to(ROOT) else venv
+    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == fingerprint:
+        print(f"==> environment: {where} is up to date: nothing to install", flush=True)
+        return
+    stamp.unlink(missing_ok=True)
+    print(
+        f"==> environment: installing every package editable into {where} (the first time, "
+        "and again when a pyproject.toml changes; delete the folder to rebuild it)",
+        flush=True,
+    )
+    if not isolated:
+        session.install(*build_requirements)
+    session.install(*packages)
+    stamp.write_text(fingerprint + "\n", encoding="utf-8")
+
+
+def _venv_script(session: nox.Session, name: str) -> str:
+    return str(Path(session.bin) / (f"{name}.exe" if os.name == "nt" else name))
+
+
+def _hand_over(session: nox.Session, command: list[str]) -> None:
+    """Replace this process with `command`, in the session's environment: signals (Ctrl+C)
+    reach the command itself and its exit code is the session's, with no nox in between to
+    relay them or to call a stopped server a successful session.  Elsewhere than POSIX, run it."""
+    if os.name != "posix":
+        session.run(*command, external=True)
+        return
+    env = dict(os.environ)
+    for name, value in session.env.items():  # VIRTUAL_ENV; None: a variable nox leaves out
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    env["PATH"] = os.pathsep.join([session.bin, env.get("PATH", "")])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
 
 
 @nox.session
