@@ -10,6 +10,17 @@ from tecnorev.core.testing import backend, database_url, postgres_url, run_tecno
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _hypothesis_home(tmp_path_factory):
+    """Hypothesis keeps its caches (unicode tables, constants) in ./.hypothesis, even with
+    database=None: under pytest's temporary folder instead, so tests write nothing here."""
+    try:
+        from hypothesis.configuration import set_hypothesis_home_dir
+    except ImportError:
+        return
+    set_hypothesis_home_dir(tmp_path_factory.getbasetemp() / "hypothesis")
+
+
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory) -> dict[str, Path]:
     """Wheels of every package, keyed by module name ("core", "sales", ...)."""

@@ -197,7 +197,10 @@ def test_restore_refuses_what_is_not_a_backup_of_this_database(tmp_path, postgre
 
 def test_missing_postgresql_client_tools_are_named(tmp_path, postgres_url):
     no_tools = {"PATH": str(tmp_path)}  # the child's python is started by absolute path
-    result = run_tecnorev("db", "upgrade", "heads", "--backup", url=postgres_url, env=no_tools)
+    # in tmp_path: had the backup been written, it would have gone to ./backups
+    result = run_tecnorev(
+        "db", "upgrade", "heads", "--backup", url=postgres_url, env=no_tools, cwd=tmp_path
+    )
     assert result.returncode == 1
     assert (
         "error: pg_dump was not found on PATH, so the database cannot be backed up and "

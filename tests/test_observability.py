@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -29,9 +28,6 @@ from .serving import (
     start_server,
     token,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 def json_lines(output: str) -> list[dict[str, Any]]:
@@ -250,8 +246,7 @@ def test_the_docs_render_in_a_browser_that_reaches_nothing_but_the_service(tmp_p
             [*offline, f"--log-net-log={netlog}", "--dump-dom", server.base + "/docs"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        ARTIFACTS.mkdir(exist_ok=True)
-        screenshot = ARTIFACTS / "docs-offline.png"
+        screenshot = tmp_path / "docs-offline.png"  # kept with pytest's last tmp folders
         shot = subprocess.run(
             [*offline, f"--screenshot={screenshot}", server.base + "/docs"],
             capture_output=True, text=True, timeout=120,
