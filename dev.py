@@ -281,10 +281,12 @@ def stop_leftovers(group: int) -> None:
             time.sleep(0.05)
 
 
-def supervise(command: list[str]) -> int:
+def supervise(command: list[str], *, stop_is_success: bool = False) -> int:
     """Run `command` in a process group of its own and return its exit code.  SIGINT and SIGTERM
     sent to this process (Ctrl+C at a terminal reaches this group only) go to that whole group,
-    as a terminal's would; a third one kills it.  Nothing of the group outlives the command."""
+    as a terminal's would; a third one kills it.  Nothing of the group outlives the command.
+    With `stop_is_success` (a server), ending on the signal it was asked to stop with is 0:
+    uvicorn re-raises SIGTERM once it has shut down cleanly."""
     if os.name != "posix":
         try:
             return subprocess.call(command, cwd=ROOT)
@@ -305,6 +307,8 @@ def supervise(command: list[str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stop_is_success and received[:1] and code in (0, -received[0]) and len(received) < 3:
+        return 0
     return 128 - code if code < 0 else code
 
 
@@ -334,7 +338,7 @@ def main(argv: list[str]) -> int:
     python = ensure_tools()
     nox = [python, "-m", "nox", "--noxfile", os.path.join(ROOT, "noxfile.py")]
     say(f"nox {' '.join(arguments)}".rstrip())
-    return supervise(nox + arguments)
+    return supervise(nox + arguments, stop_is_success=command == "run")
 
 
 if __name__ == "__main__":

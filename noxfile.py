@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TextIO
 
 import nox
 from packaging.requirements import Requirement
@@ -506,7 +507,8 @@ def run(session: nox.Session) -> None:
     the environment instead.  The environment is kept, and installed again only when what
     decides its install changes (_run_fingerprint)."""
     args = list(session.posargs)
-    _run_environment(session)
+    # a command's stdout is its own (`dev.py tecnorev db sql catalog > catalog.sql`)
+    _run_environment(session, sys.stderr if args[:1] == ["tecnorev"] else sys.stdout)
     if args[:1] == ["tecnorev"]:
         _hand_over(session, [_venv_script(session, "tecnorev"), *args[1:]])
         return
@@ -528,7 +530,7 @@ def _run_fingerprint(install_args: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _run_environment(session: nox.Session) -> None:
+def _run_environment(session: nox.Session, report: TextIO) -> None:
     """Every package editable in .nox/run (one pip call), only when the fingerprint changed.
 
     Without build isolation: pip would otherwise build each package's editable wheel in an
@@ -548,12 +550,13 @@ def _run_environment(session: nox.Session) -> None:
     stamp = venv / RUN_STAMP
     where = venv.relative_to(ROOT) if venv.is_relative_to(ROOT) else venv
     if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == fingerprint:
-        print(f"==> environment: {where} is up to date: nothing to install", flush=True)
+        print(f"==> environment: {where} is up to date: nothing to install", file=report)
         return
     stamp.unlink(missing_ok=True)
     print(
         f"==> environment: installing every package editable into {where} (the first time, "
         "and again when a pyproject.toml changes; delete the folder to rebuild it)",
+        file=report,
         flush=True,
     )
     if not isolated:
