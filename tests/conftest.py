@@ -1,6 +1,7 @@
 """Shared fixtures: databases, and scratch copies of a module that shadow the installed one."""
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,15 +11,17 @@ from tecnorev.core.testing import backend, database_url, postgres_url, run_tecno
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _hypothesis_home(tmp_path_factory):
+def pytest_configure(config):
     """Hypothesis keeps its caches (unicode tables, constants) in ./.hypothesis, even with
-    database=None: under pytest's temporary folder instead, so tests write nothing here."""
+    database=None, and writes them as tests are collected: in a temporary folder instead, so
+    tests write nothing into the checkout."""
     try:
         from hypothesis.configuration import set_hypothesis_home_dir
     except ImportError:
         return
-    set_hypothesis_home_dir(tmp_path_factory.getbasetemp() / "hypothesis")
+    home = tempfile.mkdtemp(prefix="tecnorev-hypothesis-")
+    set_hypothesis_home_dir(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")
