@@ -131,11 +131,22 @@ async def optional_user(
         return None
     claims = decode_access_token(token)
     bind_user(claims.user_id)
-    return await run_read(partial(load_principal, session, claims.user_id, claims.family_id))
+    return await run_read(partial(_look_up_and_release, session, claims))
 
 
 # a token sent but not valid; a public route may keep part of its answer to some callers
 optional_user.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
+
+def _look_up_and_release(session: Session, claims: Any) -> Principal:
+    """The caller of a public route, its connection given back at once (in the same thread):
+    the request then waits for a reading thread for its page holding none.  Held, requests
+    waiting for threads took every connection while the threads waited for one, and the
+    process stood still until the pool's timeout."""
+    try:
+        return load_principal(session, claims.user_id, claims.family_id)
+    finally:
+        session.close()
+
 
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
 """The caller of a public route, or ``None`` when anonymous; read on the route's reading
