@@ -100,9 +100,15 @@ def _discover() -> dict[str, Package]:
     by_dist = {package.dist: package for package in found}
     # Before each package, what it needs to run and to be tested: pip resolves an editable
     # package's extras only against the editable ones named before it.
+    # A test requirement that needs the package itself (tecnorev-testing needs core) comes after
+    # it: the one cycle, of the tests only.
     graph = {
         package.dist: sorted(
-            canonicalize_name(r.name) for r in package.requirements("test") if _is_ours(r)
+            name
+            for name in (
+                canonicalize_name(r.name) for r in package.requirements("test") if _is_ours(r)
+            )
+            if name not in by_dist or package.dist not in _closure(by_dist[name], by_dist)
         )
         for package in found
     }

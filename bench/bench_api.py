@@ -338,10 +338,10 @@ def load_data(url: str, *, products: int, customers: int) -> DataSet:
     import sqlalchemy as sa
     from sqlmodel import Session
 
-    from tecnorev.auth.testing import create_user
     from tecnorev.catalog.models import Category, Product, ProductImage
     from tecnorev.core.types import utcnow
     from tecnorev.inventory.models import Branch, StockEntry
+    from tecnorev.testing.auth import create_user
 
     rng = random.Random(20261124)
     now = utcnow()
@@ -521,13 +521,13 @@ def load_listing_data(url: str, data: DataSet, rows: int) -> tuple[DataSet, dict
     from sqlmodel import Session, select
 
     from tecnorev.auth.models import Role, User, UserRole
-    from tecnorev.auth.testing import create_user
     from tecnorev.catalog.models import Category, Product
     from tecnorev.core.types import utcnow
     from tecnorev.inventory.models import Branch, InventoryMovement
     from tecnorev.logistics.models import Shipment
     from tecnorev.payments.models import Payment
     from tecnorev.sales.models import Coupon, Order, OrderItem
+    from tecnorev.testing.auth import create_user
 
     rng = random.Random(20261206)
     now = utcnow()

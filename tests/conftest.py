@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tecnorev.core.testing import backend, database_url, postgres_url, run_tecnorev  # noqa: F401
+from tecnorev.testing.core import backend, database_url, postgres_url, run_tecnorev  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

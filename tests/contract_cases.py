@@ -1,6 +1,6 @@
 """Seed data and one known-good request per operation, for the API contract test.
 
-``World`` builds a small shop: users and logins through ``tecnorev.auth.testing``, and
+``World`` builds a small shop: users and logins through ``tecnorev.testing.auth``, and
 through the API itself, as an admin, categories, products with images, branches with stock
 and staff, a coupon, orders in every state, shipments and a payment.  ``KNOWN_GOOD`` maps each operation, ``(METHOD, path template)`` as the OpenAPI
 document names it, to a function building a request that must succeed (2xx).  A new route
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from tecnorev.auth.testing import PASSWORD, create_user, login_header, user_header
 from tecnorev.core.web import API_PREFIX
+from tecnorev.testing.auth import PASSWORD, create_user, login_header, user_header
 
 ADMIN_EMAIL = "admin@example.com"
 CURRENCY = "USD"

@@ -21,7 +21,7 @@ import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import migrate, require_postgres, temporary_postgres_database
+from tecnorev.testing.core import migrate, require_postgres, temporary_postgres_database
 
 TECNOREV = str(Path(sys.executable).parent / "tecnorev")
 PASSWORD = "tecnorev-demo-2026"

@@ -35,8 +35,8 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from tecnorev.api import create_app
-from tecnorev.core.testing import fresh_database, migrate
-from tecnorev.inventory.testing import LEDGER_MISMATCHES
+from tecnorev.testing.core import fresh_database, migrate
+from tecnorev.testing.inventory import LEDGER_MISMATCHES
 
 from .contract_cases import KNOWN_GOOD, Call, World
 

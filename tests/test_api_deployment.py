@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tecnorev.core.testing import require_postgres, temporary_postgres_database
+from tecnorev.testing.core import require_postgres, temporary_postgres_database
 
 from .venvs import REPO, make_venv, pip, run_in
 

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from tecnorev.api import create_app
 from tecnorev.auth.deps import current_user, required_permission
-from tecnorev.auth.testing import all_permissions_but, user_header
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import migrate
 from tecnorev.core.web import API_PREFIX
 from tecnorev.core.web.composition import module_routers
+from tecnorev.testing.auth import all_permissions_but, user_header
+from tecnorev.testing.core import migrate
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 # Changing data without a permission code: logging in and refreshing (the caller has no

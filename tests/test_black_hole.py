@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.core.db import bounded_engine
-from tecnorev.core.testing import run_tecnorev
 from tecnorev.migrate.errors import DatabaseUnavailable
+from tecnorev.testing.core import run_tecnorev
 
 TIMEOUT = 2  # TECNOREV_DB_CONNECT_TIMEOUT, at its minimum
 SLACK = 2.0  # what a command may take beyond the timeout and its start-up (acceptance criterion)

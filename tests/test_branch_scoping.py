@@ -28,17 +28,17 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from tecnorev.api import create_app
-from tecnorev.auth.testing import create_user, login_header
 from tecnorev.catalog.models import Product
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import BACKENDS, fresh_database, migrate
 from tecnorev.core.web import API_PREFIX
 from tecnorev.core.web.composition import module_routers
 from tecnorev.inventory import service as inventory
-from tecnorev.inventory.testing import assert_ledger_matches
 from tecnorev.logistics import service as logistics
 from tecnorev.payments import service as payments
 from tecnorev.sales import service as sales
+from tecnorev.testing.auth import create_user, login_header
+from tecnorev.testing.core import BACKENDS, fresh_database, migrate
+from tecnorev.testing.inventory import assert_ledger_matches
 
 ROLES = ("admin", "manager", "clerk", "customer", "other customer")
 OWN, OTHER = "own branch", "other branch"

@@ -12,8 +12,8 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import migrate, run_tecnorev, schema_objects
 from tecnorev.migrate.exitcodes import ExitCode
+from tecnorev.testing.core import migrate, run_tecnorev, schema_objects
 
 from .test_black_hole import CASES, NO_DATABASE, cli_commands
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tecnorev.core.testing import migrate, recorded_revisions, run_tecnorev, schema_objects
+from tecnorev.testing.core import migrate, recorded_revisions, run_tecnorev, schema_objects
 
 REPO = Path(__file__).resolve().parents[1]
 

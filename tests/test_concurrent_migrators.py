@@ -15,7 +15,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import require_postgres, temporary_postgres_database
+from tecnorev.testing.core import require_postgres, temporary_postgres_database
 
 # twenty trials of three migrators each: about 100 s on a loaded machine
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]

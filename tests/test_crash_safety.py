@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import migrate, recorded_revisions, run_tecnorev
+from tecnorev.testing.core import migrate, recorded_revisions, run_tecnorev
 
 from .migrator_processes import Migrator, ScratchCatalog, scalar, wait_until, waiting_backend
 

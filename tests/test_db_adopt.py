@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import migrate, recorded_revisions, run_tecnorev, schema_objects
+from tecnorev.testing.core import migrate, recorded_revisions, run_tecnorev, schema_objects
 
 MODULES = get_registry().names
 

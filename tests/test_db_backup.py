@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from tecnorev.core.testing import fresh_database, migrate, recorded_revisions, run_tecnorev
+from tecnorev.testing.core import fresh_database, migrate, recorded_revisions, run_tecnorev
 
 from .migrator_processes import ScratchCatalog
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tecnorev.core.testing import recorded_revisions, run_tecnorev, schema_objects
+from tecnorev.testing.core import recorded_revisions, run_tecnorev, schema_objects
 
 from .conftest import REPO
 
@@ -118,7 +118,7 @@ def test_a_reference_to_a_newer_table_of_a_dependency_adds_depends_on(tmp_path):
 def test_on_postgres_the_scratch_database_is_created_and_dropped(scratch, postgres_url):
     import sqlalchemy as sa
 
-    from tecnorev.core.testing import admin_url
+    from tecnorev.testing.core import admin_url
 
     scratch.add_product_field("barcode: str | None = Field(default=None, max_length=32)")
     result = scratch.run("db", "generate", "catalog", "-m", "add barcode", url=postgres_url)

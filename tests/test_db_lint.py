@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import (
+from tecnorev.migrate.lint import RULES, Finding, blocking, format_findings, lint_paths
+from tecnorev.testing.core import (
     installed_revisions,
     module_heads,
     recorded_revisions,
     run_tecnorev,
 )
-from tecnorev.migrate.lint import RULES, Finding, blocking, format_findings, lint_paths
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG_HEAD = module_heads()["catalog"]

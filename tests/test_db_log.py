@@ -8,7 +8,7 @@ import re
 
 import sqlalchemy as sa
 
-from tecnorev.core.testing import (
+from tecnorev.testing.core import (
     installed_revisions,
     module_heads,
     recorded_revisions,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import tomllib
 
-from tecnorev.core.testing import module_heads, run_tecnorev
+from tecnorev.testing.core import module_heads, run_tecnorev
 
 from .test_db_verify import CATALOG_HEAD, REPO, Scratch
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tecnorev.core.testing import run_tecnorev
 from tecnorev.migrate.ledger import migration_log
+from tecnorev.testing.core import run_tecnorev
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ("auth", "catalog", "inventory", "sales", "logistics", "payments")

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import migrate, recorded_revisions, run_tecnorev
 from tecnorev.migrate import safety
 from tecnorev.migrate.environment import ADVISORY_LOCK_KEY
 from tecnorev.migrate.errors import MigrationError
+from tecnorev.testing.core import migrate, recorded_revisions, run_tecnorev
 
 from .migrator_processes import Migrator, ScratchCatalog, scalar, wait_until, waiting_backend
 

@@ -16,7 +16,10 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from tecnorev.core.testing import (
+from tecnorev.core.types import utcnow
+from tecnorev.migrate.cli import make_config
+from tecnorev.migrate.ledger import forgotten_revision, ledger_metadata
+from tecnorev.testing.core import (
     fresh_database,
     installed_revisions,
     migrate,
@@ -24,9 +27,6 @@ from tecnorev.core.testing import (
     run_tecnorev,
     schema_objects,
 )
-from tecnorev.core.types import utcnow
-from tecnorev.migrate.cli import make_config
-from tecnorev.migrate.ledger import forgotten_revision, ledger_metadata
 
 # the first revisions of catalog and inventory: their tables, before their grants
 CATALOG_FIRST = "catalog_68c333c29785"

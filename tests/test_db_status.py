@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import installed_revisions, migrate, module_heads, run_tecnorev
 from tecnorev.core.types import utcnow
 from tecnorev.migrate.ledger import migration_log
 from tecnorev.migrate.status import ExitCode
+from tecnorev.testing.core import installed_revisions, migrate, module_heads, run_tecnorev
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["auth", "core", "catalog", "inventory", "sales", "logistics", "payments"]

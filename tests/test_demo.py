@@ -20,11 +20,11 @@ from tecnorev.core.db import create_db_engine
 from tecnorev.core.demo import load_demo
 from tecnorev.core.errors import MigrationError
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.testing import migrate, run_tecnorev
 from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, StockEntry
 from tecnorev.logistics.models import Shipment
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderStatus
+from tecnorev.testing.core import migrate, run_tecnorev
 
 MODULES = ["auth", "catalog", "inventory", "sales", "logistics", "payments"]
 S = OrderStatus

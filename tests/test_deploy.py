@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import migrate, recorded_revisions
+from tecnorev.testing.core import migrate, recorded_revisions
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "deploy.py"

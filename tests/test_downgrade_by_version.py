@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tecnorev.core.testing import module_heads, run_tecnorev
+from tecnorev.testing.core import module_heads, run_tecnorev
 
 REPO = Path(__file__).resolve().parents[1]
 SALES_HEAD = module_heads()["sales"]

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from tecnorev.api import create_app
 from tecnorev.auth.demo import DEMO_PASSWORD
 from tecnorev.core.demo import load_demo
-from tecnorev.core.testing import migrate
+from tecnorev.testing.core import migrate
 
 PACKAGE = "tecnorev_client"
 

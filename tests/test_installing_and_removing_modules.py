@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import require_postgres, temporary_postgres_database
+from tecnorev.testing.core import require_postgres, temporary_postgres_database
 
 from .venvs import make_venv, pip, run_in
 

@@ -19,8 +19,6 @@ WEB = ("fastapi", "starlette", "uvicorn", "sqlmodel")
 CORE_MAY_IMPORT_ENGINE = {
     # revisions and env.py files written against tecnorev.core.migration keep working
     "tecnorev/core/migration/_moved.py",
-    # test support migrates the databases the modules' tests use
-    "tecnorev/core/testing.py",
     # `tecnorev db` is the engine's command group, mounted in `tecnorev`; one exit-code table
     "tecnorev/core/cli.py",
     "tecnorev/core/errors.py",
@@ -99,6 +97,22 @@ def test_a_module_imports_only_what_it_declares(module):
         if name != module and name not in declared
     )
     assert offending(sources(module), others) == []
+
+
+def test_test_support_is_out_of_the_runtime_packages():
+    """pytest is the test support's (tecnorev-testing), never a runtime package's."""
+    runtime = [p.name for p in (REPO / "packages").iterdir() if p.name != "testing"]
+    for package in [*runtime, "../services/api"]:
+        assert offending(sources(package), ("pytest", "tecnorev.testing")) == [], package
+
+
+def test_the_core_test_support_needs_no_domain_module():
+    """tecnorev.testing.core is for every module; .auth and .inventory each need their own."""
+    files = {path.name: path for path in sources("testing")}
+    assert offending([files["core.py"], files["__init__.py"]], DOMAIN) == []
+    assert offending([files["auth.py"]], tuple(d for d in DOMAIN if d != "tecnorev.auth")) == []
+    inventory = tuple(d for d in DOMAIN if d not in ("tecnorev.inventory", "tecnorev.catalog"))
+    assert offending([files["inventory.py"]], inventory) == []
 
 
 def test_the_check_sees_imports_inside_functions(tmp_path):

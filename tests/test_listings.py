@@ -29,11 +29,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from tecnorev.api import create_app
-from tecnorev.auth.testing import create_user, login_header
 from tecnorev.catalog import service as catalog
 from tecnorev.core.listing import Listing, listing_of
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import BACKENDS, fresh_database, migrate
 from tecnorev.core.web import API_PREFIX
 from tecnorev.core.web.composition import module_routers
 from tecnorev.inventory import service as inventory
@@ -41,6 +39,8 @@ from tecnorev.logistics import service as logistics
 from tecnorev.payments import service as payments
 from tecnorev.sales import service as sales
 from tecnorev.sales.schemas import CouponCreate
+from tecnorev.testing.auth import create_user, login_header
+from tecnorev.testing.core import BACKENDS, fresh_database, migrate
 
 Item = dict[str, Any]
 

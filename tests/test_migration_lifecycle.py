@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import (
+from tecnorev.testing.core import (
     alembic_config,
     downgrade,
     fresh_database,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import recorded_revisions, schema_objects
+from tecnorev.testing.core import recorded_revisions, schema_objects
 
 from .migrator_processes import branch_head
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tecnorev.core.testing import run_tecnorev
+from tecnorev.testing.core import run_tecnorev
 
 from .venvs import make_venv, pip, run_in
 
@@ -72,7 +72,7 @@ def test_scaffold_generate_install_migrate_and_test(tmp_path, wheels):
     models = package / "models.py"
     models.write_text(models.read_text() + MODEL)
 
-    needed = ["core", "migrate", "auth", "catalog", "inventory", "sales"]
+    needed = ["core", "migrate", "testing", "auth", "catalog", "inventory", "sales"]
     venv = make_venv(
         tmp_path / "venv", *[wheels[n] for n in needed], "hatchling>=1.27", "editables"
     )

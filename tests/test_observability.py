@@ -15,7 +15,7 @@ import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import metric, metric_samples, migrate
+from tecnorev.testing.core import metric, metric_samples, migrate
 
 from .serving import (
     CUSTOMER,

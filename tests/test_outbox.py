@@ -29,9 +29,9 @@ from tecnorev.core.db import create_db_engine
 from tecnorev.core.events import Event, deliver, take_committed
 from tecnorev.core.outbox.dispatch import Dispatcher, Retry
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.testing import migrate
 from tecnorev.payments.reactions import refund_cancelled_order
 from tecnorev.sales import service as sales
+from tecnorev.testing.core import migrate
 
 from .serving import (
     MANAGER,

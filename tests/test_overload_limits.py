@@ -17,7 +17,7 @@ import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import migrate
+from tecnorev.testing.core import migrate
 
 from .serving import (
     ANSWER_BOUND,

@@ -139,7 +139,7 @@ def index(tmp_path_factory) -> Iterator[Index]:
 def sales_0_1_1(tmp_path_factory, index: Index) -> Path:
     """The tree's sales with one more revision (coupon.note, shown by the coupon endpoints),
     recorded as release 0.1.1 by ``tecnorev db release`` and built into a wheel."""
-    from tecnorev.core.testing import module_heads, run_tecnorev
+    from tecnorev.testing.core import module_heads, run_tecnorev
 
     root = tmp_path_factory.mktemp("sales-0.1.1") / "sales"
     shutil.copytree(
@@ -273,7 +273,7 @@ def execute(url: str, statement: str) -> None:
 def test_a_module_is_installed_upgraded_downgraded_and_removed_through_a_package_index(
     index: Index, sales_0_1_1: Path, database_url: str, tmp_path: Path
 ) -> None:
-    from tecnorev.core.testing import module_heads
+    from tecnorev.testing.core import module_heads
 
     sales_head = module_heads()["sales"]
     deployment = Deployment(tmp_path, index, database_url)

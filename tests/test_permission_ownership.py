@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from tecnorev.core.db import create_db_engine, session_scope
 from tecnorev.core.demo import DemoContext, _loader
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import downgrade, migrate, run_tecnorev
+from tecnorev.testing.core import downgrade, migrate, run_tecnorev
 
 # The heads of every module before the codes moved to their modules: the schema and grants
 # every existing database has.

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import run_tecnorev
+from tecnorev.testing.core import run_tecnorev
 
 from .test_squash import rev, write_module, write_revision
 

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tecnorev.core.testing import admin_url, run_tecnorev
+from tecnorev.testing.core import admin_url, run_tecnorev
 
 SEEDS = ("0", "1", "4242")
 # what auth_262deabaa823 writes for created_at/updated_at: datetime.now(UTC) at run time

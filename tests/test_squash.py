@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.core.testing import run_tecnorev
+from tecnorev.testing.core import run_tecnorev
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -7,9 +7,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from tecnorev.auth.models import RefreshToken
-from tecnorev.auth.testing import PASSWORD, create_user
 from tecnorev.core.registry import discover
-from tecnorev.core.testing import api_app, backend, database_url, migrate, postgres_url  # noqa: F401
+from tecnorev.testing.auth import PASSWORD, create_user
+from tecnorev.testing.core import api_app, backend, database_url, migrate, postgres_url  # noqa: F401
 
 AUTH = "/api/v1/auth"
 

@@ -6,9 +6,9 @@ from sqlmodel import Session
 from tecnorev.auth import service
 from tecnorev.auth.errors import InvalidCredentials
 from tecnorev.auth.models import User
-from tecnorev.auth.testing import create_user
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import migrate, run_tecnorev
+from tecnorev.testing.auth import create_user
+from tecnorev.testing.core import migrate, run_tecnorev
 
 ADMIN = "Admin@Example.com"
 

@@ -5,7 +5,7 @@ from sqlmodel import Session
 
 from tecnorev.auth.models import RefreshToken, User
 from tecnorev.auth.security import verify_password
-from tecnorev.auth.testing import PASSWORD
+from tecnorev.testing.auth import PASSWORD
 
 AUTH = "/api/v1/auth"
 

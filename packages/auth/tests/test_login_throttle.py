@@ -6,9 +6,9 @@ import threading
 import pytest
 
 from tecnorev.auth import security
-from tecnorev.auth.testing import PASSWORD
 from tecnorev.auth.throttle import LoginThrottle, ThrottleConfig
 from tecnorev.core.errors import ConfigError, Overloaded
+from tecnorev.testing.auth import PASSWORD
 
 AUTH = "/api/v1/auth"
 

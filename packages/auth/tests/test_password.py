@@ -1,7 +1,7 @@
 import sqlalchemy as sa
 
 from tecnorev.auth.models import User
-from tecnorev.auth.testing import PASSWORD
+from tecnorev.testing.auth import PASSWORD
 
 NEW_PASSWORD = "a-new-and-longer-secret"
 

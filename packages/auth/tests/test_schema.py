@@ -6,7 +6,7 @@ from sqlmodel import select
 
 from tecnorev.auth.models import Role, RolePermission, User, UserRole
 from tecnorev.auth.permissions import PERMISSIONS
-from tecnorev.core.testing import (
+from tecnorev.testing.core import (
     alembic_config,
     assert_module_migrates,
     downgrade,

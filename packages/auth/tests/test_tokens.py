@@ -11,8 +11,8 @@ from tecnorev.auth.config import AuthConfig, get_auth_config
 from tecnorev.auth.errors import TokenReused
 from tecnorev.auth.models import RefreshToken
 from tecnorev.auth.security import create_access_token, hash_refresh_token
-from tecnorev.auth.testing import PASSWORD, create_user
-from tecnorev.core.testing import migrated_session
+from tecnorev.testing.auth import PASSWORD, create_user
+from tecnorev.testing.core import migrated_session
 
 
 def family_of(api, refresh_token: str) -> str:

@@ -1,1 +1,1 @@
-from tecnorev.core.testing import backend, database_url, postgres_url  # noqa: F401
+from tecnorev.testing.core import backend, database_url, postgres_url  # noqa: F401

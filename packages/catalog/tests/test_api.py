@@ -13,15 +13,15 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from tecnorev.auth.testing import all_permissions_but, user_header
 from tecnorev.catalog import service
 from tecnorev.catalog.errors import CategoryCycle
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.catalog.permissions import CATALOG_MANAGE
 from tecnorev.catalog.routes import router
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import api_client, migrate
 from tecnorev.core.web import API_PREFIX
+from tecnorev.testing.auth import all_permissions_but, user_header
+from tecnorev.testing.core import api_client, migrate
 
 API = f"{API_PREFIX}/catalog"
 

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.catalog.models import Category, Product, ProductImage
-from tecnorev.core.testing import assert_module_migrates, migrated_session
+from tecnorev.testing.core import assert_module_migrates, migrated_session
 
 
 def test_branch_migrates_and_reverts(database_url):

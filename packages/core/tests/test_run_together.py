@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tecnorev.core.testing import run_together
+from tecnorev.testing.core import run_together
 
 THREADS = 8
 

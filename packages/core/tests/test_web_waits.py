@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from tecnorev.core.db import Checkouts, RequestTimeouts, create_db_engine
 from tecnorev.core.errors import ConfigError
-from tecnorev.core.testing import require_postgres
 from tecnorev.core.web import SessionDep, make_app
+from tecnorev.testing.core import require_postgres
 
 metadata = sa.MetaData()
 counter = sa.Table(

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from tecnorev.auth.models import User
-from tecnorev.auth.testing import user_header
-from tecnorev.core.testing import api_client, backend, database_url, postgres_url  # noqa: F401
 from tecnorev.inventory.service import assign_staff
-from tecnorev.inventory.testing import (
+from tecnorev.testing.auth import user_header
+from tecnorev.testing.core import api_client, backend, database_url, postgres_url  # noqa: F401
+from tecnorev.testing.inventory import (
     add_branch,
     add_products,
     assert_ledger_matches,

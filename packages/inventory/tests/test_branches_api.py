@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from tecnorev.auth.testing import create_user, user_header
 from tecnorev.inventory.service import branch_ids_of
+from tecnorev.testing.auth import create_user, user_header
 
 
 def test_branches_are_created_listed_read_and_changed(shop):

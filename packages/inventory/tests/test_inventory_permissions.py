@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tecnorev.auth.testing import all_permissions_but, user_header
 from tecnorev.inventory import permissions
+from tecnorev.testing.auth import all_permissions_but, user_header
 
 # Every route of this module that changes data, and the permission it demands.
 WRITES = {

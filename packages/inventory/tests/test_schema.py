@@ -2,8 +2,8 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.catalog.models import Product
-from tecnorev.core.testing import assert_module_migrates, migrated_session
 from tecnorev.inventory.models import Branch, InventoryMovement, MovementReason, StockEntry
+from tecnorev.testing.core import assert_module_migrates, migrated_session
 
 
 def test_branch_migrates_and_reverts(database_url):

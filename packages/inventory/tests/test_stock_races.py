@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import migrate, run_together
 from tecnorev.inventory import service
 from tecnorev.inventory.errors import InsufficientStock
 from tecnorev.inventory.models import MovementReason
-from tecnorev.inventory.testing import (
+from tecnorev.testing.core import migrate, run_together
+from tecnorev.testing.inventory import (
     LEDGER_MISMATCHES,
     add_branch,
     add_products,

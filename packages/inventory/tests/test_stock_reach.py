@@ -4,8 +4,8 @@ branch is public, so a 404 would hide nothing) and changes nothing."""
 
 from __future__ import annotations
 
-from tecnorev.auth.testing import user_header
 from tecnorev.inventory import permissions
+from tecnorev.testing.auth import user_header
 
 CLERK = "clerk@example.com"
 

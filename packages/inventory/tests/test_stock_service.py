@@ -9,9 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from tecnorev.auth.testing import create_user
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import migrate
 from tecnorev.inventory.errors import (
     BranchInactive,
     InsufficientStock,
@@ -20,7 +18,9 @@ from tecnorev.inventory.errors import (
 )
 from tecnorev.inventory.models import MovementReason
 from tecnorev.inventory.service import receive_stock, return_stock, transfer_stock, withdraw_stock
-from tecnorev.inventory.testing import (
+from tecnorev.testing.auth import create_user
+from tecnorev.testing.core import migrate
+from tecnorev.testing.inventory import (
     add_branch,
     add_products,
     assert_ledger_matches,

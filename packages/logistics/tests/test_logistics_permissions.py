@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from tecnorev.auth.testing import all_permissions_but, user_header
 from tecnorev.logistics import permissions
 from tecnorev.logistics.models import Shipment
+from tecnorev.testing.auth import all_permissions_but, user_header
 
 # Every route of this module that changes data, and the permission it demands.
 WRITES = {

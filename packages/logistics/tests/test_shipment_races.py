@@ -8,9 +8,9 @@ from functools import partial
 from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
-from tecnorev.core.testing import run_together
 from tecnorev.logistics import service
 from tecnorev.sales.models import OrderStatus
+from tecnorev.testing.core import run_together
 
 
 def race(engine, calls: list[Callable[[Session], object]]) -> list[str]:

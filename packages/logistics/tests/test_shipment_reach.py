@@ -4,11 +4,11 @@ order) is not found, and a refused request changes nothing."""
 
 from __future__ import annotations
 
-from tecnorev.auth.testing import user_header
 from tecnorev.logistics import permissions
 from tecnorev.logistics.models import Shipment
 from tecnorev.sales import permissions as sales_permissions
 from tecnorev.sales.models import OrderStatus
+from tecnorev.testing.auth import user_header
 
 
 def test_the_clerk_acts_on_its_branchs_shipments_only(shop):

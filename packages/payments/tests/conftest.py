@@ -10,10 +10,15 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from tecnorev.auth.models import User
-from tecnorev.auth.testing import user_header
 from tecnorev.catalog.models import Product
 from tecnorev.core.registry import discover
-from tecnorev.core.testing import (  # noqa: F401
+from tecnorev.inventory.models import Branch, BranchStaff
+from tecnorev.inventory.service import receive_stock
+from tecnorev.payments.models import Payment, PaymentStatus
+from tecnorev.sales import service as sales
+from tecnorev.sales.models import Order, OrderStatus
+from tecnorev.testing.auth import user_header
+from tecnorev.testing.core import (  # noqa: F401
     api_app,
     api_client,
     backend,
@@ -21,11 +26,6 @@ from tecnorev.core.testing import (  # noqa: F401
     migrate,
     postgres_url,
 )
-from tecnorev.inventory.models import Branch, BranchStaff
-from tecnorev.inventory.service import receive_stock
-from tecnorev.payments.models import Payment, PaymentStatus
-from tecnorev.sales import service as sales
-from tecnorev.sales.models import Order, OrderStatus
 
 PAYMENTS = "/api/v1/payments"
 ORDERS = "/api/v1/sales/orders"

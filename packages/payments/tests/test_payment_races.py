@@ -9,11 +9,11 @@ from sqlmodel import Session
 
 from tecnorev.core.errors import DomainError
 from tecnorev.core.events import deliver, take_committed
-from tecnorev.core.testing import run_together
 from tecnorev.payments import service
 from tecnorev.payments.models import PaymentStatus
 from tecnorev.sales import service as sales
 from tecnorev.sales.models import OrderStatus
+from tecnorev.testing.core import run_together
 
 
 def race(engine, calls: list[Callable[[Session], object]]) -> list[str]:

@@ -4,10 +4,10 @@ payment) is not found, and a refused payment stores nothing."""
 
 from __future__ import annotations
 
-from tecnorev.auth.testing import user_header
 from tecnorev.payments import permissions
 from tecnorev.payments.models import Payment
 from tecnorev.sales.models import OrderStatus
+from tecnorev.testing.auth import user_header
 
 CASHIER = "cashier@example.com"
 

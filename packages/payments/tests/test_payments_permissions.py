@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from tecnorev.auth.testing import all_permissions_but, user_header
 from tecnorev.payments import permissions
 from tecnorev.payments.models import Payment
 from tecnorev.sales.models import OrderStatus
+from tecnorev.testing.auth import all_permissions_but, user_header
 
 # Every route of this module that changes data, and the permission it demands.
 WRITES = {("POST", ""): permissions.PAYMENTS_MANAGE}

@@ -4,10 +4,10 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.auth.models import User
-from tecnorev.core.testing import assert_module_migrates, migrated_session
 from tecnorev.inventory.models import Branch
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.sales.models import Order
+from tecnorev.testing.core import assert_module_migrates, migrated_session
 
 
 def test_branch_migrates_and_reverts(database_url):

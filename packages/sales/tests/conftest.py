@@ -8,9 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from tecnorev.auth.testing import create_user, login_header
 from tecnorev.catalog.models import Product
-from tecnorev.core.testing import api_client, backend, database_url, postgres_url  # noqa: F401
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.models import (
     Branch,
@@ -20,6 +18,8 @@ from tecnorev.inventory.models import (
     StockEntry,
 )
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderItem
+from tecnorev.testing.auth import create_user, login_header
+from tecnorev.testing.core import api_client, backend, database_url, postgres_url  # noqa: F401
 
 
 class Shop:

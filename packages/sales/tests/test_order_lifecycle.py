@@ -4,11 +4,11 @@ import pytest
 from sqlmodel import Session
 
 from tecnorev.core.events import take_committed
-from tecnorev.core.testing import api_client
 from tecnorev.inventory.models import MovementReason
 from tecnorev.sales import service
 from tecnorev.sales.errors import InvalidTransition, OrderNotFound
 from tecnorev.sales.models import Order, OrderStatus
+from tecnorev.testing.core import api_client
 
 ORDERS = "/api/v1/sales/orders"
 S = OrderStatus
@@ -373,8 +373,8 @@ def test_every_changing_route_requires_a_permission(database_url):
     from fastapi.routing import APIRoute
 
     from tecnorev.auth.deps import required_permission
-    from tecnorev.auth.testing import all_permissions_but, create_user, login_header
     from tecnorev.sales.routes import router
+    from tecnorev.testing.auth import all_permissions_but, create_user, login_header
 
     with api_client(database_url) as client:
         engine = client.app.state.engine

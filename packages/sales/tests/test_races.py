@@ -21,13 +21,13 @@ from sqlmodel import Session, func, select
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.testing import migrate, run_together
 from tecnorev.core.types import utcnow
 from tecnorev.inventory.errors import InsufficientStock
 from tecnorev.inventory.models import Branch, InventoryMovement, MovementReason, StockEntry
 from tecnorev.sales import service
 from tecnorev.sales.errors import CouponExhausted
 from tecnorev.sales.models import Coupon, CouponKind, Order
+from tecnorev.testing.core import migrate, run_together
 
 pytestmark = pytest.mark.postgres
 

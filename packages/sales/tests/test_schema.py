@@ -6,9 +6,9 @@ import sqlalchemy as sa
 
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
-from tecnorev.core.testing import assert_module_migrates, migrated_session
 from tecnorev.inventory.models import Branch
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderItem, OrderStatus
+from tecnorev.testing.core import assert_module_migrates, migrated_session
 
 
 def test_branch_migrates_and_reverts(database_url):

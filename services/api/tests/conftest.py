@@ -8,7 +8,7 @@ import pytest
 
 from tecnorev.core.registry import get_registry
 from tecnorev.core.settings import get_settings
-from tecnorev.core.testing import backend, database_url, postgres_url  # noqa: F401
+from tecnorev.testing.core import backend, database_url, postgres_url  # noqa: F401
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,7 @@ from tecnorev.api import create_app
 from tecnorev.core.errors import DiscoveryError
 from tecnorev.core.module import Module
 from tecnorev.core.registry import Registry, discover, get_registry
-from tecnorev.core.testing import migrate
+from tecnorev.testing.core import migrate
 
 SERVICE_PATHS = {"/health", "/ready"}
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tecnorev.api import create_app
 from tecnorev.core.errors import ConfigError
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import metric, metric_samples, migrate
+from tecnorev.testing.core import metric, metric_samples, migrate
 
 
 @pytest.fixture

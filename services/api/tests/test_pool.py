@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from tecnorev.api import create_app
 from tecnorev.api.pools import MAX_POOL, PoolPlan, plan_pools
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
-from tecnorev.core.testing import migrate, run_together
+from tecnorev.testing.core import migrate, run_together
 
 
 def busy_together(engine: sa.Engine, clients: int) -> set[int]:

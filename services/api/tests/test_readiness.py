@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from tecnorev.api import create_app
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import migrate
 from tecnorev.core.types import utcnow
 from tecnorev.migrate.ledger import migration_log
 from tecnorev.migrate.readiness import ReadinessCheck
 from tecnorev.migrate.status import owners_of
+from tecnorev.testing.core import migrate
 
 UNREACHABLE = "postgresql+psycopg2://postgres@127.0.0.1:1/x"
 

@@ -14,7 +14,7 @@ from tecnorev.api.app import check_ready_to_serve
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable
 from tecnorev.core.registry import get_registry
 from tecnorev.core.settings import DEVELOPMENT_SECRET_KEY, get_settings
-from tecnorev.core.testing import migrate
+from tecnorev.testing.core import migrate
 
 
 @pytest.fixture

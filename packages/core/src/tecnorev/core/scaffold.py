@@ -172,7 +172,7 @@ Source = "{REPOSITORY}/tree/main/packages/{name}"
 Issues = "{REPOSITORY}/issues"
 
 [project.optional-dependencies]
-test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx2>=2.16"]
+test = ["pytest>=8.3", "pytest-timeout>=2.4", "httpx2>=2.16", "tecnorev-testing>=0.1.0,<0.2"]
 
 [project.entry-points."tecnorev.modules"]
 {name} = "tecnorev.{name}:module"
@@ -286,13 +286,13 @@ def describe() -> dict[str, object]:
 ''',
         f"{package}/migrations/{first_revision}": first_revision_text,
         "tests/conftest.py": (
-            "from tecnorev.core.testing import backend, database_url, postgres_url  # noqa: F401\n"
+            "from tecnorev.testing.core import backend, database_url, postgres_url  # noqa: F401\n"
         ),
         f"tests/test_{name}.py": f'''from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tecnorev.core.registry import get_registry
-from tecnorev.core.testing import downgrade, migrate, schema_objects
+from tecnorev.testing.core import downgrade, migrate, schema_objects
 from tecnorev.{name}.routes import router
 
 

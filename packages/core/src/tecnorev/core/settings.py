@@ -292,7 +292,7 @@ class CoreSettings(SettingsGroup):
 
 
 class TestingSettings(SettingsGroup):
-    """Settings of the test harness (``tecnorev.core.testing``)."""
+    """Settings of the test harness (``tecnorev.testing.core``)."""
 
     owner: ClassVar[str] = "core (tests)"
 

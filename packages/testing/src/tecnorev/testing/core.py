@@ -2,7 +2,7 @@
 
 A package's ``tests/conftest.py`` imports the fixtures it wants::
 
-    from tecnorev.core.testing import database_url, backend  # noqa: F401
+    from tecnorev.testing.core import database_url, backend  # noqa: F401
 
 PostgreSQL tests create a throwaway database on the server named by ``TEST_DATABASE_URL``
 (an admin URL; default: the local server) and drop it afterwards.  When the server cannot be
