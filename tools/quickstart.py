@@ -121,7 +121,9 @@ def main(argv: list[str]) -> int:
         return code
     step(f"serving at {served} (API docs: {served}/docs; Ctrl+C stops)")
     sys.stdout.flush()
-    tecnorev_command = str(Path(sys.executable).with_name("tecnorev"))
+    tecnorev_command = str(
+        Path(sys.executable).with_name("tecnorev.exe" if os.name == "nt" else "tecnorev")
+    )
     if os.name != "posix":
         import subprocess
 
