@@ -674,12 +674,12 @@ def deploy(session: nox.Session) -> None:
 
 @nox.session
 def rehearsal(session: nox.Session) -> None:
-    """The rolling-deploy rehearsal (deploy/rehearsal.py): today's release and a catalog 0.1.1
-    (deploy/rehearsal/catalog-0.1.1: a column renamed, one retyped, one made NOT NULL) on one
-    PostgreSQL database, two replicas behind HAProxy restarted one by one by deploy.py under
-    constant reads and writes: 0 failed requests, 0 lost writes, no lock wait reaching
-    lock_timeout.  Then the same change as one naive revision, which must fail requests.
-    Needs PostgreSQL at TEST_DATABASE_URL and haproxy."""
+    """The rolling-deploy rehearsal (deploy/rehearsal.py): today's release and the next one,
+    catalog 0.1.2 (deploy/rehearsal/catalog-0.1.2: a column renamed, one retyped, one made NOT
+    NULL) on one PostgreSQL database, two replicas behind HAProxy restarted one by one by
+    deploy.py under constant reads and writes: 0 failed requests, 0 lost writes, no lock wait
+    reaching lock_timeout.  Then the same change as one naive revision, which must fail
+    requests.  Needs PostgreSQL at TEST_DATABASE_URL and haproxy."""
     admin_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
     missing = [] if _reachable(admin_url) else [f"PostgreSQL at {_redact(admin_url)}"]
     if shutil.which("haproxy") is None and shutil.which("haproxy", path="/usr/sbin") is None:
@@ -688,7 +688,7 @@ def rehearsal(session: nox.Session) -> None:
         if _in_ci():
             session.error(f"the rehearsal needs {' and '.join(missing)}")
         session.skip(f"not available: {', '.join(missing)}")
-    # The old release: this session's venv, from our wheels like a deployment's.  No .pyc
+    # Today's release: this session's venv, from our wheels like a deployment's.  No .pyc
     # written ahead (for both venvs): most of what pip would compile is never imported here.
     _install_from_wheels(session, "--no-compile", *(p.dist for p in PACKAGES.values()))
     hatch = str(_build_tools(session) / "hatch")
@@ -700,8 +700,9 @@ def rehearsal(session: nox.Session) -> None:
                         "--out", str(work / f"wheel-{variant}"), silent=True)  # fmt: skip
         variant_wheel = next((work / "wheel-zero").glob("*.whl"))
         naive_wheel = next((work / "wheel-naive").glob("*.whl"))
-        # the new release: everything but catalog from the wheelhouse, catalog 0.1.1
-        new = work / "release-0.1.1"
+        # the next release: everything but catalog from the wheelhouse (as today's), and the
+        # catalog just built (tecnorev_catalog-<version>-...whl: the venv is named for it)
+        new = work / f"release-{variant_wheel.name.split('-')[1]}"
         session.run("python", "-m", "venv", str(new), silent=True)
         others = [p.dist for p in PACKAGES.values() if p.short != "catalog"]
         session.run(

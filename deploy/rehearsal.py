@@ -2,32 +2,35 @@
 """The rolling-deploy rehearsal: two releases of Tecno Rev on one PostgreSQL database, replicas
 restarted one by one behind HAProxy by ``deploy/deploy.py``, under constant reads and writes.
 
-Release 0.1.0 is today's code; release 0.1.1 changes catalog (its code by
-``deploy/rehearsal/catalog-0.1.1.patch``, its revisions and release record in
-``deploy/rehearsal/catalog-0.1.1``): the ``product.description`` column becomes ``details``,
-``name`` becomes ``text`` and a new ``unit`` column becomes NOT NULL, in an expand revision and
-a contract revision.  A run:
+Today's release is this repository's code (catalog at the version its
+``packages/catalog/pyproject.toml`` says); the next one, catalog 0.1.2, changes catalog (its
+code by ``deploy/rehearsal/catalog-0.1.2.patch``, its revisions and release record in
+``deploy/rehearsal/catalog-0.1.2``): the ``product.description`` column becomes ``details``,
+``name`` becomes ``text`` (its indexes built again on the new column) and a new ``unit`` column
+becomes NOT NULL, in two expand revisions and a contract revision.  A run:
 
-1. makes a throwaway database, migrated by 0.1.0, with the demo data and an administrator;
-2. starts two 0.1.0 replicas (``tecnorev serve``) behind HAProxy, which checks ``/ready``;
+1. makes a throwaway database, migrated by today's release, with the demo data and an
+   administrator;
+2. starts two replicas of today's release (``tecnorev serve``) behind HAProxy, which checks
+   ``/ready``;
 3. sends reads and writes through HAProxy, and probes an unrelated query on ``product`` on a
    connection of its own with ``lock_timeout`` equal to the migrations' own;
-4. runs ``deploy.py all`` with 0.1.1's ``tecnorev``: expand, gate, one ``--restart`` per replica
-   (``restart-replica`` below: drain it in HAProxy, stop it, start 0.1.1 on its port, wait for
+4. runs ``deploy.py all`` with 0.1.2's ``tecnorev``: expand, gate, one ``--restart`` per replica
+   (``restart-replica`` below: drain it in HAProxy, stop it, start 0.1.2 on its port, wait for
    ``/ready`` and for HAProxy to see it UP), contract;
 5. keeps the load a few seconds more, then reads every product written during the window back
-   through 0.1.1.
+   through 0.1.2.
 
 It passes with 0 failed requests, 0 lost writes and no probe held as long as ``lock_timeout``.
 Then the same with the naive migration (``deploy/rehearsal/naive``: one revision renaming,
-retyping and adding the column at once), which must make the 0.1.0 replicas fail: a rehearsal
+retyping and adding the column at once), which must make today's replicas fail: a rehearsal
 that cannot fail proves nothing.  The exit status is 0 only when both hold.
 
-    rehearsal.py build-variant zero|naive --hatch HATCH --out DIR   # a catalog 0.1.1 wheel
+    rehearsal.py build-variant zero|naive --hatch HATCH --out DIR   # a catalog 0.1.2 wheel
     rehearsal.py run --new-venv VENV --naive-wheel WHEEL [--work DIR]
     rehearsal.py restart-replica --state FILE --index N             # what deploy.py runs
 
-``nox -s rehearsal`` builds both wheels and 0.1.1's venv, and runs it; the old release is the
+``nox -s rehearsal`` builds both wheels and 0.1.2's venv, and runs it; today's release is the
 Python running ``run`` (its ``tecnorev``).  Standard library, plus psycopg2 for the probe.
 """
 
@@ -48,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,7 +65,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS = Path(__file__).resolve().parent / "rehearsal"
-VARIANT_VERSION = "0.1.1"
+CATALOG = ROOT / "packages" / "catalog"
+# today's release: the version of catalog this repository builds (the other packages are the
+# same in both releases)
+TODAY_VERSION = tomllib.loads((CATALOG / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+    "version"
+]
+VARIANT_VERSION = "0.1.2"  # the next one: today's catalog with the overlay
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "rehearsal-admin-2026"
@@ -83,24 +93,21 @@ class RehearsalError(Exception):
     """The rehearsal could not run (as opposed to: it ran and found failures)."""
 
 
-# --------------------------------------------------------------------------- building 0.1.1
+# --------------------------------------------------------------------------- building the next one
 
 
 def build_variant(variant: str, hatch: str, out: Path) -> Path:
-    """A tecnorev-catalog 0.1.1 wheel: packages/catalog with the overlay applied.  ``naive``
-    is 0.1.1's code with the single naive revision instead of the expand and contract ones."""
+    """A tecnorev-catalog VARIANT_VERSION wheel: packages/catalog with the overlay applied.
+    ``naive`` is its code with the single naive revision instead of the expand and contract
+    ones."""
+    check_overlay()
     with tempfile.TemporaryDirectory(prefix="tecnorev-catalog-variant-") as tmp:
         source = Path(tmp) / "catalog"
-        shutil.copytree(ROOT / "packages" / "catalog", source, ignore=_build_junk)
+        shutil.copytree(CATALOG, source, ignore=_build_junk)
         zero = OVERLAYS / f"catalog-{VARIANT_VERSION}"
         # the code change as a reviewable diff; the new revisions and release record as files
-        subprocess.run(
-            ["git", "apply", str(OVERLAYS / f"catalog-{VARIANT_VERSION}.patch")],
-            cwd=source,
-            check=True,
-            timeout=60,
-            capture_output=True,
-        )
+        patch = OVERLAYS / f"catalog-{VARIANT_VERSION}.patch"
+        _build_step(["git", "apply", str(patch)], source, 60, f"{patch} no longer applies")
         shutil.copytree(zero, source, dirs_exist_ok=True)
         if variant == "naive":
             for revision in (zero / "src" / "tecnorev" / "catalog" / "migrations").glob("*.py"):
@@ -115,15 +122,42 @@ def build_variant(variant: str, hatch: str, out: Path) -> Path:
         pyproject.write_text(text)
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [_command(hatch), "build", "-t", "wheel", str(out)],
-            cwd=source,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
+        _build_step([_command(hatch), "build", "-t", "wheel", str(out)], source, 300, "")
     (wheel,) = out.glob(f"tecnorev_catalog-{VARIANT_VERSION}-*.whl")
     return wheel
+
+
+def _build_step(command: list[str], cwd: Path, timeout: float, what: str) -> None:
+    """A step of the build; its own output only when it fails (then as the error)."""
+    result = subprocess.run(command, cwd=cwd, timeout=timeout, capture_output=True, text=True)
+    if result.returncode != 0:
+        what = what or f"{' '.join(command)} exited {result.returncode}"
+        raise RehearsalError(f"{what}:\n{result.stderr or result.stdout}")
+
+
+def check_overlay() -> None:
+    """The overlay still fits today's catalog: the next version is later than today's, and
+    each release record it carries keeps every release that catalog records today."""
+    if _release_key(VARIANT_VERSION) <= _release_key(TODAY_VERSION):
+        raise RehearsalError(
+            f"catalog is {TODAY_VERSION} today, so the rehearsal's next release "
+            f"(VARIANT_VERSION, {VARIANT_VERSION}) must be later: move the overlay on"
+        )
+    releases = Path("src", "tecnorev", "catalog", "migrations", "releases.toml")
+    today = tomllib.loads((CATALOG / releases).read_text(encoding="utf-8"))["release"]
+    for overlay in (OVERLAYS / f"catalog-{VARIANT_VERSION}", OVERLAYS / "naive"):
+        record = tomllib.loads((overlay / releases).read_text(encoding="utf-8"))["release"]
+        changed = sorted(v for v, entry in today.items() if record.get(v) != entry)
+        if changed or VARIANT_VERSION not in record:
+            raise RehearsalError(
+                f"{overlay / releases} must be catalog's releases.toml of today plus release "
+                f"{VARIANT_VERSION}; it differs on {', '.join(changed) or VARIANT_VERSION}"
+            )
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    """0.1.2 -> (0, 1, 2): enough for the plain versions this repository releases."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
 def haproxy_binary() -> str:
@@ -688,7 +722,7 @@ def demo_products(dsn: str) -> list[int]:
 
 
 def prepare(url: str, old_bin: Path) -> None:
-    """Release 0.1.0's schema, the demo data and an administrator."""
+    """Today's schema, the demo data and an administrator."""
     env = service_env(url)
     old = str(old_bin / "tecnorev")
     run_command([old, "db", "upgrade", "heads"], env)
@@ -700,7 +734,8 @@ def prepare(url: str, old_bin: Path) -> None:
 
 
 def rehearse(kind: str, old_bin: Path, new_bin: Path, url: str, work: Path) -> Outcome:
-    """One rolling deploy from 0.1.0 to 0.1.1 on the prepared database at ``url``."""
+    """One rolling deploy from today's release to the next one on the prepared database at
+    ``url``."""
     say(f"--- the {kind} rehearsal ---")
     steps: dict[str, float] = {}
     mark = time.monotonic()
@@ -774,7 +809,7 @@ def rehearse(kind: str, old_bin: Path, new_bin: Path, url: str, work: Path) -> O
         probe.stop()
         steps["after"] = time.monotonic() - mark
         mark = time.monotonic()
-        # 0.1.1 reads the rows back only if the deploy got it serving
+        # the next release reads the rows back only if the deploy got it serving
         lost, verified = verify(load, lb_port) if status == 0 else ([], Counter())
         steps["verify"] = time.monotonic() - mark
         causes = database_errors(r.log for r in replicas)
@@ -889,7 +924,8 @@ def deploy(
 
 def verify(load: Load, port: int) -> tuple[list[str], Counter]:
     """Every product written during the window, read back through the new release: the last
-    acknowledged name and description, and unit "each" (0.1.0 never wrote one)."""
+    acknowledged name and description, and unit "each" (today's release never wrote one, nor
+    does the API take one)."""
     lost: list[str] = []
     verified: Counter = Counter()
     with load._connection() as holder:
@@ -919,7 +955,7 @@ def release_of(outcome: Outcome, server: str, at: float) -> str:
     since = outcome.releases.get(server)
     if server == "?":
         return "?"
-    return VARIANT_VERSION if since is not None and at >= float(since) else "0.1.0"
+    return VARIANT_VERSION if since is not None and at >= float(since) else TODAY_VERSION
 
 
 def report(outcome: Outcome) -> None:
@@ -938,7 +974,7 @@ def report(outcome: Outcome) -> None:
     for phase in order:
         cells = [
             f"{release} {table[(phase, release)]['ok']}/{table[(phase, release)]['failed']}"
-            for release in ("0.1.0", VARIANT_VERSION, "?")
+            for release in (TODAY_VERSION, VARIANT_VERSION, "?")
             if table[(phase, release)]
         ]
         say(f"  {phase:<9} " + "   ".join(cells))
@@ -957,7 +993,7 @@ def report(outcome: Outcome) -> None:
         by_release[release_of(outcome, server, at)] += count
     written = sum(outcome.verified.values()) + len(outcome.lost)
     if outcome.deploy_status != 0:
-        say("writes: not read back: the deploy failed before 0.1.1 served")
+        say(f"writes: not read back: the deploy failed before {VARIANT_VERSION} served")
     else:
         say(
             f"writes: {written} products written during the window, "
@@ -1024,12 +1060,16 @@ def run(options: argparse.Namespace) -> int:
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rehearsal.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build-variant", help="build a catalog 0.1.1 wheel")
+    build = commands.add_parser(
+        "build-variant", help=f"build a catalog {VARIANT_VERSION} wheel (the next release)"
+    )
     build.add_argument("variant", choices=("zero", "naive"))
     build.add_argument("--hatch", required=True, help="the hatch command")
     build.add_argument("--out", required=True, help="directory for the wheel")
     rehearsal = commands.add_parser("run", help="the rehearsal, then the naive one")
-    rehearsal.add_argument("--new-venv", required=True, help="a venv holding release 0.1.1")
+    rehearsal.add_argument(
+        "--new-venv", required=True, help=f"a venv holding the next release ({VARIANT_VERSION})"
+    )
     rehearsal.add_argument(
         "--naive-wheel", help="the naive catalog wheel (installed into --new-venv afterwards)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib.metadata import version
 
 import sqlalchemy as sa
 
@@ -57,7 +58,8 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
     for entry in entries:
         assert set(entry) == KEYS
         assert entry["direction"] == "upgrade"
-        assert entry["distribution_version"] == "0.1.0"
+        # the version of the distribution that shipped it, as installed
+        assert entry["distribution_version"] == version(f"tecnorev-{entry['module']}")
         assert re.fullmatch(r"[0-9a-f]{64}", entry["checksum"])
         assert entry["at"].endswith("+00:00")
         assert entry["duration_ms"] >= 0
@@ -110,8 +112,8 @@ def test_filtered_by_module_and_limited_to_the_newest(database_url):
     result = run_tecnorev("db", "log", "catalog", url=database_url)
     assert result.returncode == 0
     body = result.stdout.splitlines()[1:]
-    assert len(body) == 2
-    assert "catalog_68c333c29785" in body[0] and module_heads()["catalog"] in body[1]
+    assert len(body) == 3
+    assert "catalog_68c333c29785" in body[0] and module_heads()["catalog"] in body[-1]
 
 
 def test_the_ledger_survives_downgrade_base(database_url):

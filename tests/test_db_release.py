@@ -3,8 +3,10 @@ written where the wheel carries it, checked by ``verify``, the same bytes on eve
 
 from __future__ import annotations
 
-import shutil
 import tomllib
+from importlib.metadata import version
+
+from packaging.version import Version
 
 from tecnorev.testing.core import module_heads, run_tecnorev
 
@@ -13,23 +15,28 @@ from .test_db_verify import CATALOG_HEAD, REPO, Scratch
 RECORDED = {"auth", "catalog", "inventory", "sales", "logistics", "payments"}
 
 
-def test_every_module_records_release_0_1_0_and_its_wheel_carries_it(wheels):
+def test_every_module_records_its_releases_and_its_wheel_carries_them(wheels):
     import zipfile
 
     heads = module_heads()
     for module in RECORDED:
         path = REPO / f"packages/{module}/src/tecnorev/{module}/migrations/releases.toml"
-        record = tomllib.loads(path.read_text(encoding="utf-8"))["release"]["0.1.0"]
-        assert record["heads"] == [heads[module]]
-        assert record["requires"]["tecnorev-core"] == "<0.2,>=0.1.0"
+        releases = tomllib.loads(path.read_text(encoding="utf-8"))["release"]
+        assert "0.1.0" in releases
+        newest = releases[max(releases, key=Version)]
+        # the version being built is the newest recorded, and it ships today's head
+        assert max(releases, key=Version) == version(f"tecnorev-{module}")
+        assert newest["heads"] == [heads[module]]
+        assert newest["requires"]["tecnorev-core"] == "<0.2,>=0.1.0"
         with zipfile.ZipFile(wheels[module]) as wheel:
             assert f"tecnorev/{module}/migrations/releases.toml" in wheel.namelist()
 
 
 def test_a_recorded_release_is_never_rewritten(tmp_path):
-    again = run_tecnorev("db", "release", "sales", "0.1.0", cwd=tmp_path)
+    recorded = version("tecnorev-sales")
+    again = run_tecnorev("db", "release", "sales", recorded, cwd=tmp_path)
     assert again.returncode == 1
-    assert "sales 0.1.0 is already recorded in " in again.stderr
+    assert f"sales {recorded} is already recorded in " in again.stderr
     assert "a release must be newer" in again.stderr
     older = run_tecnorev("db", "release", "sales", "0.0.9", cwd=tmp_path)
     assert older.returncode == 1
@@ -42,11 +49,12 @@ def test_a_recorded_release_is_never_rewritten(tmp_path):
 
 
 def _scratch_with_record(tmp_path) -> Scratch:
+    """Catalog at 0.1.0, released with its head of today."""
     scratch = Scratch(tmp_path)
-    shutil.copy(
-        REPO / "packages/catalog/src/tecnorev/catalog/migrations/releases.toml",
-        scratch.root("catalog") / "migrations/releases.toml",
+    code, output = scratch.run(
+        "db", "release", "catalog", "0.1.0", url=f"sqlite:///{tmp_path}/r.db"
     )
+    assert code == 0, output
     return scratch
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ class Scratch:
             )
             # as before their first release was recorded: each test writes the record it needs
             (self.src / f"tecnorev/{name}/migrations/releases.toml").unlink()
+            # ... and at that first version, with the requirements they have now
+            self.distribution(f"tecnorev-{name}", "0.1.0", *(requires(f"tecnorev-{name}") or []))
         self.env = {"PYTHONPATH": str(self.src)}
 
     def root(self, module: str) -> Path:

@@ -1,13 +1,13 @@
 """product: description becomes details, name becomes text, a unit for every product (naive)
 
-The same change as release 0.1.1's expand and contract revisions, written the single-revision
+The same change as release 0.1.2's expand and contract revisions, written the single-revision
 way: right for a deployment that stops the application, wrong for a rolling one, where the
-replicas still running 0.1.0 read and write ``description`` once it is gone.  The rehearsal
+replicas still running today's release read and write ``description`` once it is gone.  The rehearsal
 shows those failures.
 
 Revision ID: catalog_c183cd326f42
-Revises: catalog_ab200303a0af
-Create Date: 2026-12-06 09:00:00.000000
+Revises: catalog_5c0e7a21d9b4
+Create Date: 2026-12-07 09:00:00.000000
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "catalog_c183cd326f42"
-down_revision: str | Sequence[str] | None = "catalog_ab200303a0af"
+down_revision: str | Sequence[str] | None = "catalog_5c0e7a21d9b4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,11 +2,12 @@
 
 The expand half of three changes the old release keeps working through: ``details`` beside
 ``description`` (kept equal both ways), a text shadow of ``name`` (kept equal, swapped in by
-the contract), and ``unit``, whose NULLs (the old release does not write it) read "each".
+the contract, with the indexes catalog_eaab3afa355b builds on it), and ``unit``, whose NULLs
+(the old release does not write it) read "each".
 
 Revision ID: catalog_14450d837f42
-Revises: catalog_ab200303a0af
-Create Date: 2026-12-06 09:00:00.000000
+Revises: catalog_5c0e7a21d9b4
+Create Date: 2026-12-07 09:00:00.000000
 """
 
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from alembic import op
 from tecnorev.migrate import zero
 
 revision: str = "catalog_14450d837f42"
-down_revision: str | Sequence[str] | None = "catalog_ab200303a0af"
+down_revision: str | Sequence[str] | None = "catalog_5c0e7a21d9b4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
