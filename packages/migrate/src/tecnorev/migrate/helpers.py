@@ -24,17 +24,27 @@ revision of its own: ``autocommit_block`` commits whatever the revision did befo
 On SQLite it is a plain ``CREATE INDEX IF NOT EXISTS`` inside the run's transaction (SQLite has no
 concurrent build, and an autocommit block there would commit every revision applied so far in
 the run and release the lock that serialises migrators).
+
+``outside_transaction`` is the block these helpers use, for a revision's own statements that
+cannot run in a transaction (``CREATE EXTENSION`` before a concurrent build, ``VACUUM``).  When a
+run is rehearsed (``tecnorev db downgrade --dry-run`` runs the downgrade and the upgrades back in
+one transaction it rolls back, to count what would be lost) there is no transaction to leave: the
+statements then run inside it, a concurrent build as a plain one, and are rolled back with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
     from alembic.operations import Operations
+
+REHEARSAL_ATTRIBUTE = "tecnorev_rehearsal"
+"""Set in ``Config.attributes`` while a run happens inside a transaction that is rolled back."""
 
 _INVALID_INDEX = sa.text(
     "SELECT 1 FROM pg_index i "
@@ -43,6 +53,23 @@ _INVALID_INDEX = sa.text(
     "WHERE c.relname = :name AND n.nspname = coalesce(:schema, current_schema()) "
     "AND NOT i.indisvalid"
 )
+
+
+def rehearsing(op: Operations) -> bool:
+    """Whether this run happens inside a transaction its caller rolls back."""
+    config = op.get_context().config
+    return config is not None and bool(config.attributes.get(REHEARSAL_ATTRIBUTE))
+
+
+@contextmanager
+def outside_transaction(op: Operations) -> Iterator[bool]:
+    """Alembic's ``autocommit_block``, except in a rehearsal (see the module's docstring).
+    Yields whether the block really runs outside a transaction."""
+    if rehearsing(op):
+        yield False
+        return
+    with op.get_context().autocommit_block():
+        yield True
 
 
 def create_index_concurrently(
@@ -65,9 +92,9 @@ def create_index_concurrently(
             index_name, table_name, columns, schema=schema, unique=unique, if_not_exists=True, **kw
         )
         return
-    with context.autocommit_block():
+    with outside_transaction(op) as outside:
         # Offline (``--sql``, ``db lint``) there is no database to ask about a leftover.
-        if not context.as_sql and _is_invalid(op, index_name, schema):
+        if outside and not context.as_sql and _is_invalid(op, index_name, schema):
             _drop_concurrently(op, index_name, table_name, schema)
         op.create_index(
             index_name,
@@ -75,7 +102,7 @@ def create_index_concurrently(
             columns,
             schema=schema,
             unique=unique,
-            postgresql_concurrently=True,
+            postgresql_concurrently=outside,
             if_not_exists=True,
             **kw,
         )
@@ -95,8 +122,14 @@ def drop_index_concurrently(
     if context.dialect.name != "postgresql":
         op.drop_index(index_name, table_name=table_name, schema=schema, if_exists=True)
         return
-    with context.autocommit_block():
-        _drop_concurrently(op, index_name, table_name, schema)
+    with outside_transaction(op) as outside:
+        op.drop_index(
+            index_name,
+            table_name=table_name,
+            schema=schema,
+            postgresql_concurrently=outside,
+            if_exists=True,
+        )
 
 
 def _drop_concurrently(

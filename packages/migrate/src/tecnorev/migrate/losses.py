@@ -75,6 +75,7 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
     changed."""
     from tecnorev.migrate.connect import check_connection
     from tecnorev.migrate.environment import database_url, migration_engine
+    from tecnorev.migrate.helpers import REHEARSAL_ATTRIBUTE
     from tecnorev.migrate.modules import get_registry
     from tecnorev.migrate.scratch import quiet_alembic
     from tecnorev.migrate.state import recorded_versions
@@ -92,6 +93,7 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
                 before = _schema(connection)
                 # the environment runs inside a caller's transaction and never commits it
                 config.attributes["connection"] = connection
+                config.attributes[REHEARSAL_ATTRIBUTE] = True
                 applied = recorded_versions(connection)
                 trial = connection.begin_nested()
                 try:
@@ -115,6 +117,7 @@ def measure_losses(config: Config, target: str) -> list[Loss]:
                         seeded = _counts(connection, dropped)
                 finally:
                     config.attributes.pop("connection", None)
+                    config.attributes.pop(REHEARSAL_ATTRIBUTE, None)
                     trial.rollback()
                 held = _counts(connection, dropped)
                 losses = [
@@ -142,8 +145,8 @@ def _measured(config: Config, target: str) -> list[Loss]:
     except (MigrateError, CommandError):
         raise  # a refusal or a failure the real run would meet too: said as it is
     except Exception as exc:
-        # e.g. a revision that builds an index concurrently cannot run inside the rehearsal's
-        # transaction
+        # e.g. a revision with an autocommit_block of its own (tecnorev.migrate.helpers'
+        # outside_transaction is the one a rehearsal can run)
         raise NotMeasured(
             f"what downgrade {target} would drop cannot be measured: rehearsing it in a "
             f"rolled-back transaction failed ({type(exc).__name__}: {str(exc).strip()})"

@@ -15,7 +15,11 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from tecnorev.migrate.helpers import create_index_concurrently, drop_index_concurrently
+from tecnorev.migrate.helpers import (
+    create_index_concurrently,
+    drop_index_concurrently,
+    outside_transaction,
+)
 
 revision: str = "catalog_5c0e7a21d9b4"
 down_revision: str | Sequence[str] | None = "catalog_ab200303a0af"
@@ -37,7 +41,7 @@ def upgrade() -> None:
         return
     # a trusted extension since PostgreSQL 13: the database's owner may create it; outside
     # a transaction like the indexes, so a rerun after a failure starts from what is there
-    with op.get_context().autocommit_block():
+    with outside_transaction(op):
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for name, column in TRIGRAMS:
         create_index_concurrently(
