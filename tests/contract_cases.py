@@ -192,7 +192,7 @@ class World:
         body = {
             "order_id": order["id"],
             "amount": order["total"],
-            "currency": CURRENCY,
+            "currency": order["currency"],
             "provider": "contract-pay",
             "provider_reference": self.unique("ref"),
         }

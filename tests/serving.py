@@ -193,9 +193,9 @@ async def storm(
     return result
 
 
-def token(base: str, email: str) -> dict[str, str]:
+def token(base: str, email: str, password: str = PASSWORD) -> dict[str, str]:
     response = httpx.post(
-        base + "/api/v1/auth/token", data={"username": email, "password": PASSWORD}, timeout=30
+        base + "/api/v1/auth/token", data={"username": email, "password": password}, timeout=30
     )
     assert response.status_code == 200, response.text
     return response.json()

@@ -39,8 +39,8 @@ def write_routes() -> list[tuple[str, str, str | None, bool]]:
     rows = []
     routes = [r for _, router in module_routers(get_registry()) for r in router.routes]
     for route in routes:
-        if not isinstance(route, APIRoute):
-            continue
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue  # (a redirect of a former path leads to a guarded route)
         calls = _calls(route.dependant)
         permissions = {p for p in map(required_permission, calls) if p}
         assert len(permissions) <= 1, f"{route.path} requires several permissions: {permissions}"

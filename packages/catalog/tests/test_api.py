@@ -427,6 +427,7 @@ def test_pagination_walks_every_product_once(api):
             "sku": f"SEED-{i:04d}",
             "name": f"Seeded {i}",
             "price": "1.00",
+            "currency": "USD",  # TECNOREV_CURRENCY's default
             "is_active": i % 5 != 0,
             "category_id": None,
             "image_url": None,

@@ -128,13 +128,13 @@ class Shop:
         reference: str,
         *,
         provider: str = "card",
-        currency: str = "USD",
+        currency: str | None = "USD",
         who: str = "manager",
     ):
         body = {
             "order_id": order_id,
             "amount": amount,
-            "currency": currency,
+            **({} if currency is None else {"currency": currency}),
             "provider": provider,
             "provider_reference": reference,
         }

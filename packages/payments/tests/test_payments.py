@@ -84,12 +84,13 @@ def test_an_order_confirmed_or_shipped_already_is_paid_without_changing_it(shop)
         assert shop.order_status(order_id) is status
 
 
-def test_an_order_is_paid_in_one_currency(shop):
+def test_an_order_is_paid_in_the_stores_currency(shop):
     order_id = shop.order()
-    assert shop.pay(order_id, "1", "ch_1", currency="EUR").status_code == 201
-    error = shop.refused(shop.pay(order_id, "1", "ch_2", currency="USD"), 422, "currency_mismatch")
-    assert error["details"] == {"currency": "EUR"}
-    assert shop.count(Payment) == 1
+    error = shop.refused(shop.pay(order_id, "1", "ch_1", currency="EUR"), 422, "currency_mismatch")
+    assert error["details"] == {"currency": "USD"}  # TECNOREV_CURRENCY's default
+    assert shop.count(Payment) == 0
+    paid = shop.pay(order_id, "1", "ch_2", currency=None)  # left out: the store's
+    assert (paid.status_code, paid.json()["currency"]) == (201, "USD")
 
 
 def test_who_reads_payments(shop):

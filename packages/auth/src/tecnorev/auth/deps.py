@@ -137,6 +137,7 @@ async def optional_user(
 # a token sent but not valid; a public route may keep part of its answer to some callers
 optional_user.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
 
+
 def _look_up_and_release(session: Session, claims: Any) -> Principal:
     """The caller of a public route, its connection given back at once (in the same thread):
     the request then waits for a reading thread for its page holding none.  Held, requests

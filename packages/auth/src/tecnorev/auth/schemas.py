@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import Email, text
+from tecnorev.core.web.types import Email, Patch, StrictBool, text
 
 # Passwords are never stripped; the policy (10 to 128 characters) is checked by the service,
 # which the command line shares.  This bound only keeps absurd input out.
@@ -72,11 +72,11 @@ class UserCreate(_Request):
     roles: Annotated[list[RoleName], Field(max_length=20)] = []
 
 
-class UserUpdate(_Request):
+class UserUpdate(Patch):
     """Only the fields sent are changed."""
 
     full_name: FullName | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class UserRolesUpdate(_Request):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.catalog.schemas import CategorySummary, ProductSummary
-from tecnorev.core.listing import Filter, Listing, at_least, at_most, equals
+from tecnorev.core.listing import Filter, Listing, at_least, at_most, equals, store_currency_column
 from tecnorev.core.web.types import BoolQuery, IdQuery, MoneyQuery, text
 
 _category = Category.__table__
@@ -73,6 +73,7 @@ products = Listing(
         "sku": _product.c.sku,
         "name": _product.c.name,
         "price": _product.c.price,
+        "currency": store_currency_column(),
         "is_active": _product.c.is_active,
         "category_id": _product.c.category_id,
         # one index probe per row ((product_id, position) is unique), in the page's statement

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
 
+from tecnorev.core.settings import store_currency
 from tecnorev.core.web.types import (
     INT4_MAX,
+    CurrencyOut,
     Id,
     Money,
     MoneyOut,
     Name,
+    Patch,
     StrictBool,
-    patch_schema,
+    StrictInt,
     text,
 )
 
@@ -33,14 +37,28 @@ Sku = Annotated[
     StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=r"^[!-~]+$"),
 ]
 Description = text(10_000)
+
+
+def _web_address(value: str) -> str:
+    """An address a browser can load: its host must parse (``http://[`` does not)."""
+    try:
+        host = urlsplit(value).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError("must be an http or https address with a host")
+    return value
+
+
 ImageUrl = Annotated[
     str,
     StringConstraints(
         min_length=1, max_length=2048, strip_whitespace=True, pattern=r"^https?://[!-~]+$"
     ),
+    AfterValidator(_web_address),
 ]
 AltText = text(255)
-Position = Annotated[int, Field(ge=0, le=INT4_MAX)]
+Position = Annotated[StrictInt, Field(ge=0, le=INT4_MAX)]
 # Enough for any product page; a bound keeps a reorder request small.
 MAX_IMAGES = 500
 
@@ -48,28 +66,6 @@ MAX_IMAGES = 500
 class _Request(BaseModel):
     # a misspelt field is refused rather than silently ignored
     model_config = ConfigDict(extra="forbid")
-
-
-class _Patch(_Request):
-    """A partial update: fields left out stay as they are; ``null`` is accepted only where the
-    column may be empty (``_nullable``), so it is never mistaken for "leave unchanged"."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
-    _nullable: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _refuse_null(self) -> _Patch:
-        nulls = sorted(
-            name
-            for name in self.model_fields_set
-            if getattr(self, name) is None and name not in self._nullable
-        )
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} cannot be null")
-        return self
-
-    def changes(self) -> dict[str, object]:
-        return self.model_dump(exclude_unset=True)
 
 
 # --- categories --------------------------------------------------------------------------
@@ -81,7 +77,7 @@ class CategoryCreate(_Request):
     parent_id: Id | None = None
 
 
-class CategoryUpdate(_Patch):
+class CategoryUpdate(Patch):
     """``parent_id: null`` moves the category to the top level."""
 
     _nullable: ClassVar[frozenset[str]] = frozenset({"parent_id"})
@@ -112,7 +108,7 @@ class ProductCreate(_Request):
     category_id: Id | None = None
 
 
-class ProductUpdate(_Patch):
+class ProductUpdate(Patch):
     """The SKU is fixed once created: orders and stock records quote it."""
 
     _nullable: ClassVar[frozenset[str]] = frozenset({"category_id"})
@@ -141,6 +137,7 @@ class ProductPublic(BaseModel):
     name: str
     description: str
     price: MoneyOut
+    currency: CurrencyOut = Field(default_factory=store_currency)
     is_active: bool
     category_id: int | None
     created_at: datetime
@@ -180,6 +177,7 @@ class ProductSummary(TypedDict):
     sku: str
     name: str
     price: MoneyOut
+    currency: CurrencyOut
     is_active: bool
     category_id: int | None
     image_url: str | None  # the first image, if any

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
 
 from tecnorev.core.errors import RuleViolation
+from tecnorev.core.settings import store_currency
 from tecnorev.core.web.types import LimitQuery, text
 
 MAX_CURSOR = 200
@@ -82,6 +83,12 @@ def before(name: str, column: sa.ColumnElement[Any], annotation: Any, descriptio
 def columns_of(table: sa.Table, names: str) -> dict[str, sa.ColumnElement[Any]]:
     """``{"a": table.c.a, ...}`` for the space-separated ``names``: a page's output fields."""
     return {name: table.c[name] for name in names.split()}
+
+
+def store_currency_column() -> sa.BindParameter[str]:
+    """The store's currency (``TECNOREV_CURRENCY``) as an output field beside prices: a value
+    bound each time a page is read, so a cached statement follows the setting."""
+    return sa.bindparam("store_currency", callable_=store_currency, type_=sa.String(3))
 
 
 @dataclass(frozen=True)

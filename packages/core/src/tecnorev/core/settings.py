@@ -169,6 +169,16 @@ def parse_switch(raw: object) -> bool:
 Switch = Annotated[bool, BeforeValidator(parse_switch)]
 
 
+def _currency(raw: object) -> str:
+    code = str(raw).strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise ValueError(f"{raw!r} is not an ISO 4217 currency code (three letters, e.g. USD)")
+    return code
+
+
+Currency = Annotated[str, BeforeValidator(_currency)]
+
+
 def default_text(text: str) -> JsonDict:
     """``json_schema_extra`` for a field whose default is worked out at run time."""
     return {"default_text": text}
@@ -280,6 +290,11 @@ class CoreSettings(SettingsGroup):
     build_id: str | None = Field(
         None, description="the build this deployment runs (a commit, an image tag), in /health"
     )
+    currency: Currency = Field(
+        "USD",
+        description="ISO 4217 code of every price and order amount (one per store): shown "
+        "beside them, and the currency payments must be in",
+    )
 
     @property
     def is_production(self) -> bool:
@@ -318,6 +333,11 @@ def load_settings() -> CoreSettings:
 @lru_cache(maxsize=1)
 def get_settings() -> CoreSettings:
     return load_settings()
+
+
+def store_currency() -> str:
+    """The currency of every price and order amount (``TECNOREV_CURRENCY``)."""
+    return get_settings().currency
 
 
 def connect_timeout() -> int:

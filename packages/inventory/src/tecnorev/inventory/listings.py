@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime
 
 from tecnorev.core.listing import Listing, at_least, at_most, before, columns_of, equals
-from tecnorev.core.web.types import BoolQuery, IdQuery, canonical_int, text
+from tecnorev.core.web.types import BoolQuery, IdQuery, Moment, canonical_int, text
 from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, StockEntry
 from tecnorev.inventory.schemas import BranchSummary, MovementSummary, StockSummary
 
@@ -81,13 +80,13 @@ movements = Listing(
         at_least(
             "created_from",
             _movement.c.created_at,
-            AwareDatetime,
+            Moment,
             "recorded at or after (ISO 8601 with a time zone)",
         ),
         before(
             "created_before",
             _movement.c.created_at,
-            AwareDatetime,
+            Moment,
             "recorded before (ISO 8601 with a time zone)",
         ),
     ),

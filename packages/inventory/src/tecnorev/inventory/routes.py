@@ -119,7 +119,7 @@ def get_branch(branch_id: IdPath, session: ReadSessionDep, user: OptionalUser) -
 
 @router.patch("/branches/{branch_id}", response_model=BranchPublic)
 def update_branch(branch_id: IdPath, body: BranchUpdate, session: SessionDep, user: Manager) -> Any:
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    changes = body.changes()
     return service.update_branch(session, branch_id, changes=changes, author_id=user.id)
 
 

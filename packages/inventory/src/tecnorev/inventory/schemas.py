@@ -11,10 +11,10 @@ from typing_extensions import TypedDict
 
 from tecnorev.core.web.types import (
     Id,
+    Patch,
     Quantity,
     SignedQuantity,
     StrictBool,
-    patch_schema,
     text,
 )
 from tecnorev.inventory.models import MovementReason
@@ -47,10 +47,8 @@ class BranchCreate(_Request):
     is_active: StrictBool = True
 
 
-class BranchUpdate(_Request):
+class BranchUpdate(Patch):
     """Only the fields sent are changed; the code cannot change."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
 
     name: BranchName | None = None
     address: Address | None = None

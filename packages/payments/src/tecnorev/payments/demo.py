@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tecnorev.core.demo import DemoContext
     from tecnorev.sales.demo import DemoOrder
 
-CURRENCY = "USD"
+
 CENT = Decimal("0.01")
 PAID_IN_FULL = 5
 HALF_PAID = 2
@@ -93,7 +93,7 @@ def load(session: Session, ctx: DemoContext) -> str:
             session,
             order_id=order.id,
             amount=amount,
-            currency=CURRENCY,
+            currency=None,  # the store's
             provider=provider,
             provider_reference=ref,
             actor_id=manager_id,

@@ -24,7 +24,11 @@ class PaymentCreate(BaseModel):
 
     order_id: Id
     amount: Amount
-    currency: Currency
+    currency: Currency | None = Field(
+        default=None,
+        description="ISO 4217 code; the store's (TECNOREV_CURRENCY), which orders are priced "
+        "in, when left out; another is refused (currency_mismatch)",
+    )
     provider: Provider
     provider_reference: ProviderReference
 

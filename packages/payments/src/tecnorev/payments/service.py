@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 
 from tecnorev.core.db import is_unique_violation
 from tecnorev.core.metrics import count_on_commit
+from tecnorev.core.settings import store_currency
 from tecnorev.core.types import utcnow
 from tecnorev.payments.errors import (
     CurrencyMismatch,
@@ -47,7 +48,7 @@ def record_payment(
     *,
     order_id: int,
     amount: Decimal,
-    currency: str,
+    currency: str | None,
     provider: str,
     provider_reference: str,
     actor_id: int | None = None,
@@ -70,9 +71,12 @@ def record_payment(
             Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED
         )
     ).all()
+    # an order is priced in the store's currency; one paid before the setting changed stays
+    # paid in what its first payment was
     paid_in = {row.currency for row in succeeded}  # one at most, by this very check
-    if paid_in and currency not in paid_in:
-        expected = min(paid_in)
+    expected = min(paid_in) if paid_in else store_currency()
+    currency = currency or expected
+    if currency != expected:
         raise CurrencyMismatch(
             f"order {order_id} is paid in {expected}, not {currency}",
             details={"currency": expected},

@@ -10,11 +10,17 @@ from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
-from tecnorev.core.listing import Listing, at_least, before, columns_of, equals
-from tecnorev.core.web.types import BoolQuery, IdQuery
+from tecnorev.core.listing import (
+    Listing,
+    at_least,
+    before,
+    columns_of,
+    equals,
+    store_currency_column,
+)
+from tecnorev.core.web.types import BoolQuery, IdQuery, Moment
 from tecnorev.sales.models import Coupon, Order, OrderItem, OrderStatus
 from tecnorev.sales.schemas import CouponSummary, OrderSummary
 
@@ -72,7 +78,7 @@ def _with_items(session: Session, orders: list[dict[str, Any]]) -> None:
 
 orders = Listing(
     "orders",
-    columns=columns_of(_order, _ORDER_FIELDS),
+    columns={**columns_of(_order, _ORDER_FIELDS), "currency": store_currency_column()},
     item=OrderSummary,
     sorts=("id", "created_at", "total"),
     default_sort="-created_at",
@@ -83,13 +89,13 @@ orders = Listing(
         at_least(
             "created_from",
             _order.c.created_at,
-            AwareDatetime,
+            Moment,
             "placed at or after (ISO 8601 with a time zone)",
         ),
         before(
             "created_before",
             _order.c.created_at,
-            AwareDatetime,
+            Moment,
             "placed before (ISO 8601 with a time zone)",
         ),
     ),

@@ -7,24 +7,25 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     Strict,
     StringConstraints,
-    field_validator,
 )
 from typing_extensions import TypedDict
 
+from tecnorev.core.settings import store_currency
 from tecnorev.core.web.types import (
     INT4_MAX,
+    CurrencyOut,
     Id,
+    Moment,
     Money,
     MoneyOut,
+    Patch,
     Quantity,
     StrictBool,
-    patch_schema,
 )
 from tecnorev.sales.models import CouponKind, Order, OrderItem, OrderStatus
 
@@ -53,28 +54,20 @@ class CouponCreate(BaseModel):
     code: CouponCode
     kind: CouponKind
     value: Money
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Moment | None = None
+    valid_until: Moment | None = None
     usage_limit: UsageLimit | None = None
     is_active: StrictBool = True
 
 
-class CouponUpdate(BaseModel):
+class CouponUpdate(Patch):
     """Only the fields sent are changed; ``null`` lifts a limit or an end date."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
     _nullable: ClassVar[frozenset[str]] = frozenset({"usage_limit", "valid_until"})
 
     is_active: StrictBool | None = None
     usage_limit: UsageLimit | None = None
-    valid_until: AwareDatetime | None = None
-
-    @field_validator("is_active")
-    @classmethod
-    def _is_active_not_null(cls, value: bool | None) -> bool | None:
-        if value is None:
-            raise ValueError("is_active is true or false, never null")
-        return value
+    valid_until: Moment | None = None
 
 
 class CouponPublic(BaseModel):
@@ -140,6 +133,7 @@ class OrderPublic(BaseModel):
     subtotal: MoneyOut
     discount: MoneyOut
     total: MoneyOut
+    currency: CurrencyOut
     idempotency_key: str | None
     created_at: datetime
     confirmed_at: datetime | None
@@ -165,6 +159,7 @@ class OrderSummary(TypedDict):
     subtotal: MoneyOut
     discount: MoneyOut
     total: MoneyOut
+    currency: CurrencyOut
     idempotency_key: str | None
     created_at: datetime
     confirmed_at: datetime | None
@@ -182,6 +177,7 @@ def order_public(order: Order | NewOrder, items: Iterable[OrderItem | NewLine]) 
         subtotal=order.subtotal,
         discount=order.discount,
         total=order.total,
+        currency=store_currency(),
         idempotency_key=order.idempotency_key,
         created_at=order.created_at,
         confirmed_at=order.confirmed_at,

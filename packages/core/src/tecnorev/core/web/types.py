@@ -7,25 +7,32 @@ precision fail in the driver.  Request schemas use these types so such input is 
 They are strict as well: an integer is a JSON integer (not ``"1"``, ``true`` or ``1.0``), a
 boolean a JSON boolean (not ``0``), an id in a path or query is written in canonical digits
 (not ``01``, ``+1``, `` 1`` or ``1.0``), a boolean in a query is ``true`` or ``false``, and
-money is a decimal string matching ``MONEY_PATTERN`` (binary floats cannot hold cents).
+money is a decimal string matching ``MONEY_PATTERN`` (binary floats cannot hold cents), a
+moment an ISO 8601 date and time with its offset (not a number of seconds).  ``Patch`` is the
+base of partial updates: ``null`` only where a column may be emptied.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
 from annotated_types import Ge, Le
 from fastapi import Path, Query
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     PlainSerializer,
     Strict,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -120,6 +127,36 @@ MoneyOut = Annotated[
     PlainSerializer(lambda amount: f"{amount:.2f}", return_type=str, when_used="json"),
     WithJsonSchema({**_MONEY_SCHEMA, "description": "an amount, two decimals"}),
 ]
+_MOMENT = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,6})?)?"
+    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+)
+
+
+def _moment(value: Any) -> Any:
+    if isinstance(value, dt.datetime):  # from Python code, not from a client
+        return value
+    if not isinstance(value, str) or not _MOMENT.match(value):
+        raise ValueError(
+            "must be a date and time with its offset (ISO 8601), such as 2026-12-06T09:30:00Z"
+        )
+    return value  # parsed by AwareDatetime
+
+
+# a body field or a query parameter; pydantic alone would take 0.5 for 1970-01-01T00:00:00.5Z
+Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
+# beside money in a response: the store's currency (core setting TECNOREV_CURRENCY)
+CurrencyOut = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "description": "ISO 4217 code of the amounts beside it",
+            "examples": ["USD"],
+        }
+    ),
+]
 Name = text(200, min_length=1)
 Email = Annotated[
     str,
@@ -147,6 +184,30 @@ def patch_schema(schema: dict[str, Any], model: type) -> None:
             prop.update(branches[0])
         elif branches:
             prop["anyOf"] = branches
+
+
+class Patch(BaseModel):
+    """A partial update: fields left out stay as they are; ``null`` is accepted only for the
+    fields named in ``_nullable`` (where it empties the column), so it is never mistaken for
+    "leave unchanged"; the schema offers it only there (``patch_schema``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
+    _nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _refuse_null(self) -> Self:
+        nulls = sorted(
+            name
+            for name in self.model_fields_set
+            if getattr(self, name) is None and name not in self._nullable
+        )
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, with their values."""
+        return self.model_dump(exclude_unset=True)
 
 
 class DigitsConvertor(Convertor[str]):
