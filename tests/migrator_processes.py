@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from importlib.metadata import distribution
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,8 +34,27 @@ class ScratchCatalog:
             ignore=shutil.ignore_patterns("__pycache__"),
         )
         self.migrations = src / "tecnorev/catalog/migrations"
-        # the next, unreleased version: its revisions are in no release record yet
-        (self.migrations / "releases.toml").unlink()
+        # the next, unreleased version: the releases recorded so far, and a version above them
+        # (metadata that shadows the installed distribution's), so its revisions need no record
+        installed = distribution("tecnorev-catalog")
+        *release, last = installed.version.split(".")
+        upcoming = ".".join([*release, str(int(last) + 1)])
+        info = src / f"tecnorev_catalog-{upcoming}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            "\n".join(
+                [
+                    "Metadata-Version: 2.1",
+                    "Name: tecnorev-catalog",
+                    f"Version: {upcoming}",
+                    *(f"Requires-Dist: {r}" for r in installed.requires or []),
+                ]
+            )
+            + "\n"
+        )
+        (info / "entry_points.txt").write_text(
+            "[tecnorev.modules]\ncatalog = tecnorev.catalog:module\n"
+        )
         self.env = {"PYTHONPATH": str(src)}
         self.head = branch_head(self.migrations)
 

@@ -721,14 +721,30 @@ def test_helper_builds_the_index_concurrently_under_upgrade_heads(scratch, postg
     assert index_state(postgres_url) == "valid"
     assert revision_of(revision) in recorded_revisions(postgres_url)
 
-    # a concurrent build cannot be rehearsed in a transaction: what it drops is not measured
-    refused = scratch.run("db", "downgrade", "catalog@-1", url=postgres_url)
-    assert refused.returncode == 1
-    assert "cannot be measured" in refused.stderr and "--yes" in refused.stderr
-    assert scratch.run("db", "downgrade", "catalog@-1", "--yes", url=postgres_url).returncode == 0
+    # the helper's build is rehearsed too (inside the rolled-back transaction, as a plain
+    # build), so what the downgrade would drop is measured: an index, no rows
+    measured = scratch.run("db", "downgrade", "catalog@-1", "--dry-run", url=postgres_url)
+    assert measured.returncode == 0, measured.stderr
+    assert index_state(postgres_url) == "valid"  # the rehearsal changed nothing
+    downgraded = scratch.run("db", "downgrade", "catalog@-1", url=postgres_url)
+    assert downgraded.returncode == 0, downgraded.stderr
     assert index_state(postgres_url) is None
     assert scratch.run("db", "upgrade", "heads", url=postgres_url).returncode == 0
     assert index_state(postgres_url) == "valid"
+
+
+def test_a_revisions_own_autocommit_block_cannot_be_rehearsed(scratch, postgres_url):
+    """Written by hand, the block commits: a downgrade past it is not measured, so it asks
+    for --yes instead of guessing what it would drop."""
+    assert run_tecnorev("db", "upgrade", "heads", url=postgres_url).returncode == 0
+    add_name_index(scratch, by_hand=True)
+    assert scratch.run("db", "upgrade", "heads", url=postgres_url).returncode == 0
+    refused = scratch.run("db", "downgrade", "catalog@-1", url=postgres_url)
+    assert refused.returncode == 1
+    assert "cannot be measured" in refused.stderr and "--yes" in refused.stderr
+    assert index_state(postgres_url) == "valid"
+    assert scratch.run("db", "downgrade", "catalog@-1", "--yes", url=postgres_url).returncode == 0
+    assert index_state(postgres_url) is None
 
 
 def test_helper_reruns_after_a_failed_build_left_an_invalid_index(scratch, postgres_url):

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from tecnorev.migrate import safety
 from tecnorev.migrate.environment import ADVISORY_LOCK_KEY
 from tecnorev.migrate.errors import MigrationError
-from tecnorev.testing.core import migrate, recorded_revisions, run_tecnorev
+from tecnorev.testing.core import installed_revisions, migrate, recorded_revisions, run_tecnorev
 
 from .migrator_processes import Migrator, ScratchCatalog, scalar, wait_until, waiting_backend
 
@@ -152,16 +152,13 @@ def test_ddl_gives_up_naming_the_blocker_when_it_never_ends(scratch, at_heads):
     # The revision before it in the same run stays applied; the blocked one left nothing.
     assert "note" not in columns_of_product(at_heads)
     assert "catalog_probe" in recorded_revisions(at_heads)
-    assert (
-        scalar(
-            at_heads,
-            "SELECT string_agg(revision, ',') FROM tecnorev_migration_log WHERE revision LIKE "
-            "'catalog\\_%' AND revision NOT IN (:root, :grants) AND direction = 'upgrade'",
-            root="catalog_68c333c29785",
-            grants="catalog_ab200303a0af",
-        )
-        == "catalog_probe"
-    )
+    upgraded = scalar(
+        at_heads,
+        "SELECT string_agg(revision, ',') FROM tecnorev_migration_log WHERE revision LIKE "
+        "'catalog\\_%' AND direction = 'upgrade'",
+    ).split(",")
+    shipped = {r for r in installed_revisions() if r.startswith("catalog_")}
+    assert [r for r in upgraded if r not in shipped] == ["catalog_probe"]
     # the attempt is in the ledger, with why it failed
     failed = scalar(
         at_heads,

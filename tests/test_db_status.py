@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tecnorev.testing.core import installed_revisions, migrate, module_heads, ru
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["auth", "core", "catalog", "inventory", "sales", "logistics", "payments"]
 HEADS = module_heads()
+CATALOG_VERSION = version("tecnorev-catalog")
 REVISIONS = len(installed_revisions())
 
 
@@ -114,7 +116,7 @@ def test_up_to_date_after_upgrade_heads(database_url):
         column = header.index(heading)
         assert all(line[column - 2 : column] == "  " for line in table[1:]), heading
     assert re.search(
-        rf"^catalog\s+0\.1\.0\s+{HEADS['catalog']}\s+{HEADS['catalog']}\s+0\s+up to date$",
+        rf"^catalog\s+{re.escape(CATALOG_VERSION)}\s+{HEADS['catalog']}\s+{HEADS['catalog']}\s+0\s+up to date$",
         result.stdout,
         re.M,
     )
@@ -250,7 +252,7 @@ def test_a_database_ahead_of_the_code(database_url):
     assert result.returncode == 5
     assert (
         "catalog: the database has catalog_0123456789ab, which this installation of "
-        "tecnorev-catalog 0.1.0 does not know: install the newer version"
+        f"tecnorev-catalog {CATALOG_VERSION} does not know: install the newer version"
     ) in result.stdout
 
 

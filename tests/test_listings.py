@@ -146,7 +146,7 @@ def _populate(w: World, engine: sa.Engine) -> None:
             session,
             order_id=orders[5],
             amount=total,
-            currency="EUR",
+            currency=None,
             provider="manual",
             provider_reference="P-1",
         )
@@ -154,7 +154,7 @@ def _populate(w: World, engine: sa.Engine) -> None:
             session,
             order_id=orders[6],
             amount=Decimal("1.00"),
-            currency="EUR",
+            currency=None,
             provider="manual",
             provider_reference="P-2",
         )

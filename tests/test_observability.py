@@ -125,7 +125,7 @@ def test_metrics_of_two_workers_add_up_to_what_clients_saw(tmp_path):
                 json={
                     "order_id": orders[2],
                     "amount": total,
-                    "currency": "EUR",
+                    "currency": "USD",
                     "provider": "test",
                     "provider_reference": f"metrics-{orders[2]}",
                 },
@@ -163,7 +163,7 @@ def test_metrics_of_two_workers_add_up_to_what_clients_saw(tmp_path):
     assert metric(found, "tecnorev_orders_cancelled_total") == 3
     assert metric(found, "tecnorev_stock_movements_total", kind="sale") == 5
     assert metric(found, "tecnorev_stock_movements_total", kind="sale_cancelled") == 3
-    assert metric(found, "tecnorev_payments_total", currency="EUR") == 1
+    assert metric(found, "tecnorev_payments_total", currency="USD") == 1
     assert metric(found, "tecnorev_refunds_total") == 1
     assert metric(found, "tecnorev_login_failures_total") == seen["401"] > 0
     assert metric(found, "tecnorev_logins_throttled_total") == seen["429"]

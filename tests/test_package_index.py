@@ -1,13 +1,13 @@
 """A module's life across releases, as a deployment lives it: every distribution built from the
 tree by hatch's build backend and served by a real package index (pypiserver on 127.0.0.1); a
-fresh virtual environment installs from it, migrates and serves; sales 0.1.1 (the tree's sales
-plus a revision adding a column its coupon endpoint shows) is published and installed with
-``pip install -U``; ``pip install tecnorev-sales==0.1.0`` goes back, and the database follows
+fresh virtual environment installs from it, migrates and serves; the next sales (the tree's
+sales plus a revision adding a column its coupon endpoint shows) is published and installed with
+``pip install -U``; ``pip install tecnorev-sales==<today's>`` goes back, and the database follows
 through the stored ``downgrade()``; payments is uninstalled and forgotten.  On SQLite and
 PostgreSQL.
 
 The index serves only Tecno Rev's distributions; third-party ones come from pip's configured
-indexes, as with a private index next to PyPI.  0.1.1, not 0.2.0: the tree's logistics and
+indexes, as with a private index next to PyPI.  A patch release, not 0.2.0: the tree's logistics and
 payments accept ``tecnorev-sales<0.2``, and an additive revision is a patch release."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,8 +39,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 INDEX_START_TIMEOUT = 30.0
 ADMIN = ("admin@example.com", "a long and secret passphrase")
 NOTE_REVISION = "sales_5e1a0c0e0b11"
-# pinned: the index is shared by the module's tests, and one may have published 0.1.1 already
-INSTALL = ["tecnorev-api", "tecnorev-sales==0.1.0", "tecnorev-logistics", "tecnorev-payments"]
+# the tree's version of sales, and the next patch release the test publishes
+TODAY = tomllib.loads((REPO / "packages/sales/pyproject.toml").read_text())["project"]["version"]
+NEXT = ".".join([*TODAY.split(".")[:-1], str(int(TODAY.split(".")[-1]) + 1)])
+# pinned: the index is shared by the module's tests, and one may have published NEXT already
+INSTALL = ["tecnorev-api", f"tecnorev-sales=={TODAY}", "tecnorev-logistics", "tecnorev-payments"]
 
 NOTE_REVISION_SOURCE = f'''"""coupon note: a line staff write about the campaign
 
@@ -136,19 +140,19 @@ def index(tmp_path_factory) -> Iterator[Index]:
 
 
 @pytest.fixture(scope="module")
-def sales_0_1_1(tmp_path_factory, index: Index) -> Path:
+def sales_next(tmp_path_factory, index: Index) -> Path:
     """The tree's sales with one more revision (coupon.note, shown by the coupon endpoints),
-    recorded as release 0.1.1 by ``tecnorev db release`` and built into a wheel."""
+    recorded as release NEXT by ``tecnorev db release`` and built into a wheel."""
     from tecnorev.testing.core import module_heads, run_tecnorev
 
-    root = tmp_path_factory.mktemp("sales-0.1.1") / "sales"
+    root = tmp_path_factory.mktemp(f"sales-{NEXT}") / "sales"
     shutil.copytree(
         REPO / "packages" / "sales",
         root,
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
     )
     code = root / "src" / "tecnorev" / "sales"
-    _replace(root / "pyproject.toml", 'version = "0.1.0"', 'version = "0.1.1"')
+    _replace(root / "pyproject.toml", f'version = "{TODAY}"', f'version = "{NEXT}"')
     _replace(
         code / "models.py",
         "    times_used: int = Field(default=0)\n",
@@ -157,18 +161,21 @@ def sales_0_1_1(tmp_path_factory, index: Index) -> Path:
     )
     _replace(
         code / "schemas.py",
-        "    times_used: int\n    is_active: bool\n",
-        "    times_used: int\n    is_active: bool\n    note: str | None = None\n",
+        # the coupon endpoints' model (the listing's summary keeps its fields)
+        "    is_active: bool\n    created_at: datetime\n    updated_at: datetime\n\n\n"
+        "class CouponSummary",
+        "    is_active: bool\n    note: str | None = None\n    created_at: datetime\n"
+        "    updated_at: datetime\n\n\nclass CouponSummary",
     )
     (code / "migrations" / f"{NOTE_REVISION}_coupon_note.py").write_text(
         NOTE_REVISION_SOURCE.format(down=module_heads()["sales"])
     )
     # the copy is the sales every child process imports, and the one whose version is recorded
     env = {"PYTHONPATH": str(root / "src")}
-    released = run_tecnorev("db", "release", "sales", "0.1.1", url="sqlite://", env=env)
+    released = run_tecnorev("db", "release", "sales", NEXT, url="sqlite://", env=env)
     assert released.returncode == 0, released.stdout + released.stderr
     assert f'heads = ["{NOTE_REVISION}"]' in (code / "migrations" / "releases.toml").read_text()
-    return build_wheel(root, tmp_path_factory.mktemp("sales-0.1.1-wheel"))
+    return build_wheel(root, tmp_path_factory.mktemp(f"sales-{NEXT}-wheel"))
 
 
 def _replace(path: Path, old: str, new: str) -> None:
@@ -271,16 +278,16 @@ def execute(url: str, statement: str) -> None:
 
 
 def test_a_module_is_installed_upgraded_downgraded_and_removed_through_a_package_index(
-    index: Index, sales_0_1_1: Path, database_url: str, tmp_path: Path
+    index: Index, sales_next: Path, database_url: str, tmp_path: Path
 ) -> None:
     from tecnorev.testing.core import module_heads
 
     sales_head = module_heads()["sales"]
     deployment = Deployment(tmp_path, index, database_url)
 
-    # 0.1.0 of everything, from the index
+    # today's release of everything, from the index
     deployment.install(*INSTALL)
-    assert deployment.version("tecnorev-sales") == "0.1.0"
+    assert deployment.version("tecnorev-sales") == TODAY
     deployment.ok("db", "upgrade", "heads")
     deployment.ok("users", "create-admin", "--email", ADMIN[0], "--password", ADMIN[1])
     assert {"coupon", "order", "shipment", "payment"} <= set(
@@ -291,10 +298,10 @@ def test_a_module_is_installed_upgraded_downgraded_and_removed_through_a_package
         coupon_id = create_coupon(server.base, token)
         assert "note" not in deployment.coupon((token, server.base), coupon_id)
 
-    # sales 0.1.1 is published and installed: its revision is pending, then applied
-    index.publish(sales_0_1_1)
+    # the next sales is published and installed: its revision is pending, then applied
+    index.publish(sales_next)
     deployment.install("-U", "tecnorev-sales")
-    assert deployment.version("tecnorev-sales") == "0.1.1"
+    assert deployment.version("tecnorev-sales") == NEXT
     code, modules = deployment.status()
     assert (code, modules["sales"]["state"]) == (1, "pending"), modules["sales"]
     deployment.ok("db", "upgrade", "heads")
@@ -304,10 +311,10 @@ def test_a_module_is_installed_upgraded_downgraded_and_removed_through_a_package
         token = log_in(server.base)
         assert deployment.coupon((token, server.base), coupon_id)["note"] == "spring campaign"
 
-    # back to 0.1.0: the database is ahead, status names the command, which runs the stored
-    # downgrade() of the revision 0.1.0 does not ship
-    deployment.install("tecnorev-sales==0.1.0")
-    assert deployment.version("tecnorev-sales") == "0.1.0"
+    # back to today's: the database is ahead, status names the command, which runs the stored
+    # downgrade() of the revision today's release does not ship
+    deployment.install(f"tecnorev-sales=={TODAY}")
+    assert deployment.version("tecnorev-sales") == TODAY
     code, modules = deployment.status()
     assert code == 5
     assert modules["sales"]["state"] == "database ahead of code"

@@ -310,9 +310,17 @@ def test_the_shipped_modules_squash_to_the_same_database(postgres_url: str, tmp_
         assert "replaces" in ok(history, postgres_url, "squash", name, "--keep-data")
         assert len(list((src / "tecnorev" / name / "migrations").glob("*_squash.py"))) == 1
 
-    verified = json.loads(ok(history, postgres_url, "verify", "--postgres", "--json"))
-    assert verified["ok"], verified
+    verified = json.loads(db(history, postgres_url, "verify", "--postgres", "--json").stdout)
+    failed = {c["name"]: c for c in verified["checks"] if c["status"] == "failed"}
+    # A squash stands for the last revision it replaces, which shipped in 0.1.1 here (the
+    # listing indexes): what depended on an earlier revision of it now needs that release.
+    # Only that may fail: the squashes themselves build what their originals build.
+    assert set(failed) <= {"depends_on"}, failed
+    for problem in failed.get("depends_on", {"problems": []})["problems"]:
+        assert "first ships in 0.1.1" in problem["message"], problem
+        assert ">=0.1.1' in the dependencies of" in problem["message"], problem
     (check,) = [c for c in verified["checks"] if c["name"] == "squashes"]
+    assert check["status"] == "ok", check
     assert all(f"{name}_" in check["note"] for name in ("auth", "inventory", "sales")), check
 
     assert json.loads(ok(history, postgres_url, "status", "--json"))["exit_code"] == 0

@@ -73,9 +73,11 @@ def _format_default(field: Any) -> str:
     extra = field.json_schema_extra or {}
     if isinstance(extra, dict) and "default_text" in extra:
         return str(extra["default_text"])
-    default = field.default
-    if default is None:
+    default = field.get_default(call_default_factory=True)
+    if default is None or default == []:  # unset, or an empty list (no origins)
         return "-"
+    if isinstance(default, list):
+        return ",".join(str(item) for item in default)
     if isinstance(default, bool):
         return "1" if default else "0"
     if isinstance(default, float) and any(
