@@ -176,9 +176,24 @@ def _install_editable(session: nox.Session, *, extras: str = "") -> None:
 
 
 def _editable_args(extras: str = "") -> list[str]:
-    suffix = f"[{extras}]" if extras else ""
+    # A package that another's extra requires while requiring that package itself (core[test]
+    # needs tecnorev-testing, which needs core) is installed without the extra: asked with it,
+    # pip finds no candidate for the requirement (reproduced with pip 23 and 24).
+    cycles = {
+        canonicalize_name(Requirement(text).name)
+        for package in PACKAGES.values()
+        for text in package.project.get("optional-dependencies", {}).get(extras, [])
+        if any(
+            canonicalize_name(Requirement(own).name) == package.dist
+            for other in PACKAGES.values()
+            if other.dist == canonicalize_name(Requirement(text).name)
+            for own in other.project.get("dependencies", [])
+        )
+    }
     args = []
     for package in PACKAGES.values():
+        has = extras in package.project.get("optional-dependencies", {})
+        suffix = f"[{extras}]" if extras and has and package.dist not in cycles else ""
         args += ["-e", f"{package.path.relative_to(ROOT).as_posix()}{suffix}"]
     return args
 

@@ -268,10 +268,28 @@ def test_transaction_pooling_is_refused_with_the_fix(postgres_url):
     )
     assert "Nothing was changed." in result.stderr
     assert (
-        "Point DATABASE_URL at the PostgreSQL server directly, or at a pooler port in session "
-        "mode, for migrations" in result.stderr
+        "Set TECNOREV_MIGRATION_URL to the PostgreSQL server directly (or a pooler port in "
+        "session mode): migrations use it, while the application keeps DATABASE_URL's "
+        "transaction pool." in result.stderr
     )
     assert recorded_revisions(postgres_url) == set()
+
+    # the fix as said: the pooler stays DATABASE_URL, migrations go to the server directly
+    with pgbouncer(postgres_url, "transaction") as pooled:
+        refused = run_tecnorev(
+            "db", "upgrade", "heads", url=pooled, env={"TECNOREV_MIGRATION_URL": pooled}
+        )
+        assert refused.returncode == 3
+        assert "error: TECNOREV_MIGRATION_URL goes through a connection pooler" in refused.stderr
+        migrated = run_tecnorev(
+            "db", "upgrade", "heads", url=pooled, env={"TECNOREV_MIGRATION_URL": postgres_url}
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        status = run_tecnorev(
+            "db", "status", url=pooled, env={"TECNOREV_MIGRATION_URL": postgres_url}
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+    assert len(recorded_revisions(postgres_url)) > 5
 
 
 def test_session_pooling_migrates(postgres_url):

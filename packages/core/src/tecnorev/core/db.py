@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -24,6 +25,8 @@ from tecnorev.core.settings import (
     get_settings,
     normalize_database_url,
 )
+
+log = logging.getLogger("tecnorev.db")
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -125,6 +128,39 @@ class RequestTimeouts:
 
 
 APPLICATION_NAME = "tecnorev"
+_ROLE_TIMEOUTS = sa.text(
+    "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+    "current_setting('idle_in_transaction_session_timeout')"
+)
+
+
+def check_pooled_timeouts(engine: sa.Engine) -> None:
+    """Through a transaction pooler the request bounds are the role's: warn, with the
+    commands, when the server would let a request wait forever."""
+    if engine.dialect.name != "postgresql" or get_settings().db_pooler != "transaction":
+        return
+    with engine.connect() as connection:
+        values = connection.execute(_ROLE_TIMEOUTS).one()
+        role = connection.execute(sa.text("SELECT current_user")).scalar_one()
+    wanted = RequestTimeouts.from_env()
+    unset = [
+        f"ALTER ROLE {role} SET {name} = '{max(1, round(seconds * 1000))}ms';"
+        for name, seconds, value in zip(
+            ("lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout"),
+            (wanted.lock, wanted.statement, wanted.idle_in_transaction),
+            values,
+            strict=True,
+        )
+        if value in ("0", "0ms")
+    ]
+    if unset:
+        log.warning(
+            "TECNOREV_DB_POOLER=transaction: the role %s has no %s, so a request may wait in "
+            "the database without bound; %s",
+            role,
+            ", ".join(cmd.split(" SET ")[1].split(" =")[0] for cmd in unset),
+            " ".join(unset),
+        )
 
 
 def create_db_engine(
@@ -148,6 +184,10 @@ def create_db_engine(
     connect_args = kwargs.setdefault("connect_args", {})
     if "application_name" not in make_url(url).query:
         connect_args.setdefault("application_name", APPLICATION_NAME)
+    if timeouts is not None and get_settings().db_pooler == "transaction":
+        # a transaction pooler refuses start-up options (or drops them): the role's settings
+        # bound the requests instead, which start-up checks (check_pooled_timeouts)
+        timeouts = None
     if timeouts is not None:
         # connect_args replace the URL's own options (and libpq's PGOPTIONS): keep them first
         found = make_url(url).query.get("options", ())

@@ -81,6 +81,26 @@ POOL_OVERFLOW = Gauge(
     ["pool"],
     multiprocess_mode="livesum",
 )
+# every worker checks the replicas on its own: the scrape shows the furthest behind
+REPLICA_LAG_SECONDS = Gauge(
+    "tecnorev_read_replica_lag_seconds",
+    "How far a read replica's replay is behind the primary (0 when it has replayed all the "
+    "primary had written at the last check), per replica",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+REPLICA_LAG_BYTES = Gauge(
+    "tecnorev_read_replica_lag_bytes",
+    "WAL the primary had written that a read replica had not replayed, per replica",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+REPLICA_SERVING = Gauge(
+    "tecnorev_read_replica_serving",
+    "1 while a read replica is reachable and within TECNOREV_REPLICA_MAX_LAG, else 0",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
 OUTBOX_DELIVERIES = Counter(
     "tecnorev_outbox_deliveries_total",
     "Attempts to deliver an event to a subscriber, by outcome: delivered, retry (it raised and "

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from dotenv import dotenv_values, find_dotenv
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic.json_schema import JsonDict
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tecnorev.core.errors import ConfigError
 
@@ -152,6 +152,27 @@ ENVIRONMENTS = ("development", "production", "test")
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 WholeNumber = Annotated[int, BeforeValidator(parse_whole_number)]
 DatabaseUrl = Annotated[str, AfterValidator(_normalized)]
+
+
+def _url_list(raw: Any) -> Any:
+    """``postgresql://a/db, postgresql://b/db``: a list; empty: none."""
+    if isinstance(raw, str):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _replica_url(url: str) -> str:
+    if not url.startswith(("postgresql", "postgres:")):
+        raise ValueError(f"{url.split('@')[-1]!r}: a read replica is a PostgreSQL server")
+    return url
+
+
+# NoDecode: the environment's text is a comma-separated list, not JSON
+ReplicaUrls = Annotated[
+    list[Annotated[str, AfterValidator(_normalized), AfterValidator(_replica_url)]],
+    NoDecode,
+    BeforeValidator(_url_list),
+]
 _ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")
 
@@ -289,6 +310,26 @@ class CoreSettings(SettingsGroup):
     metrics: Switch = Field(True, description="0 turns the per-request metrics and /metrics off")
     build_id: str | None = Field(
         None, description="the build this deployment runs (a commit, an image tag), in /health"
+    )
+    db_pooler: Annotated[
+        Literal["none", "transaction"], BeforeValidator(lambda raw: str(raw).strip().lower())
+    ] = Field(
+        "none",
+        description="transaction: the API's connections go through a pooler in transaction "
+        "mode (PgBouncer): no session state is set on them, the request bounds come from the "
+        "database role (ALTER ROLE ... SET lock_timeout ...)",
+    )
+    read_replica_urls: ReplicaUrls = Field(
+        default_factory=list,
+        description="streaming replicas of DATABASE_URL's server (comma-separated URLs) that "
+        "serve public reads, each client's own writes always included; unset: none",
+    )
+    replica_max_lag: Duration = Field(
+        10.0,
+        description="a read replica further behind than this serves no reads until it catches up",
+    )
+    replica_check_interval: Duration = Field(
+        0.5, description="how often each worker asks the read replicas how far they have replayed"
     )
     currency: Currency = Field(
         "USD",

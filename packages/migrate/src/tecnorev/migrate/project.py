@@ -143,11 +143,22 @@ def normalize_url(url: str, source: str = "DATABASE_URL") -> str:
 
 
 def database_url() -> str:
-    """``DATABASE_URL`` (environment or ``.env``), else the project's default."""
+    """The database migrations work on: the migration URL setting when set (a direct
+    connection to the primary, while the application goes through a transaction pooler or
+    reads from replicas), else ``DATABASE_URL`` (environment or ``.env``), else the project's
+    default."""
+    direct = setting("MIGRATION_URL")
+    if direct:
+        return normalize_url(direct, project().setting_name("MIGRATION_URL"))
     url = setting("DATABASE_URL", prefixed=False) or project().default_url
     if not url:
         raise ConfigError("DATABASE_URL is not set (environment or .env)")
     return normalize_url(url)
+
+
+def migration_url_source() -> str:
+    """The name of the setting :func:`database_url` reads, for messages."""
+    return project().setting_name("MIGRATION_URL") if setting("MIGRATION_URL") else "DATABASE_URL"
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|min)?$")
@@ -230,6 +241,13 @@ def settings_schema() -> list[SettingInfo]:
             "DATABASE_URL",
             project().default_url or "-",
             "where the data lives (postgresql://... or sqlite:///...)",
+            error=problem(database_url),
+        ),
+        SettingInfo(
+            name("MIGRATION_URL"),
+            "-",
+            "the database migrations run on, when not DATABASE_URL: a direct connection to the "
+            "primary (the application may use a transaction pooler and read replicas)",
             error=problem(database_url),
         ),
         SettingInfo(

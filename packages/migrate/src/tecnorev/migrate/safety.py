@@ -318,13 +318,17 @@ def check_session_pinning(first: int, other: int, again: int) -> None:
         )
     else:
         return
+    from tecnorev.migrate.project import migration_url_source, project
+
+    source = migration_url_source()
+    direct = project().setting_name("MIGRATION_URL")
     raise TransactionPoolingError(
-        f"DATABASE_URL goes through a connection pooler in transaction mode (such as pgbouncer "
+        f"{source} goes through a connection pooler in transaction mode (such as pgbouncer "
         f"with pool_mode=transaction): {finding}. Migrations need a session of their own: the "
         "lock that keeps two migrators apart is a session-level advisory lock, which means "
-        "nothing when sessions are shared. Nothing was changed. Point DATABASE_URL at the "
-        "PostgreSQL server directly, or at a pooler port in session mode, for migrations (the "
-        "application can keep using the transaction pool)."
+        "nothing when sessions are shared. Nothing was changed. Set "
+        f"{direct} to the PostgreSQL server directly (or a pooler port in session mode): "
+        "migrations use it, while the application keeps DATABASE_URL's transaction pool."
     )
 
 

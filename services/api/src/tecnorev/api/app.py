@@ -25,17 +25,24 @@ from tecnorev.api.observability import (
 from tecnorev.api.pools import plan_pools, pool_timeout
 from tecnorev.api.settings import ApiSettings
 from tecnorev.core import metrics
-from tecnorev.core.db import Checkouts, RequestTimeouts, check_connection, create_db_engine
+from tecnorev.core.db import (
+    Checkouts,
+    RequestTimeouts,
+    check_connection,
+    check_pooled_timeouts,
+    create_db_engine,
+)
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable, DiscoveryError
 from tecnorev.core.outbox.dispatch import BackgroundDispatcher, Dispatcher
 from tecnorev.core.outbox.settings import OutboxSettings
 from tecnorev.core.registry import Registry, get_registry
-from tecnorev.core.settings import get_settings, signing_key
+from tecnorev.core.settings import CoreSettings, get_settings, signing_key
 from tecnorev.core.settings_schema import validate_settings
 from tecnorev.core.web import make_app
 from tecnorev.core.web.admission import AdmissionLimits
 from tecnorev.core.web.composition import module_routers
 from tecnorev.core.web.errors import error_response
+from tecnorev.core.web.read_replicas import HandOutPosition, ReadRouter, replica_name
 from tecnorev.core.web.session import read_threads, reading_engine
 from tecnorev.migrate import compatibility
 from tecnorev.migrate.errors import DatabaseUnavailable as SchemaUnreachable
@@ -98,6 +105,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     metrics.watch_pool(engine, "write")
     if read_engine is not engine:
         metrics.watch_pool(read_engine, "read")
+    router = _read_router(settings, engine, read_engine, pools.read, options)
     readiness = ReadinessCheck(EngineRegistry.of(registry))
     reporter = _replica_reporter(database_url, probe_timeouts, readiness)
     dispatcher = _dispatcher(database_url, timeouts, registry)
@@ -113,11 +121,16 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         await anyio.to_thread.run_sync(
             lambda: _check_schema(engine, readiness, production=settings.is_production)
         )
+        await anyio.to_thread.run_sync(check_pooled_timeouts, engine)
         if reporter is not None:
             await anyio.to_thread.run_sync(reporter.start)
+        if router is not None:
+            await anyio.to_thread.run_sync(router.start)
         if dispatcher is not None:
             dispatcher.start()
         yield
+        if router is not None:
+            await anyio.to_thread.run_sync(router.stop)
         if dispatcher is not None:
             await anyio.to_thread.run_sync(dispatcher.stop)
         if reporter is not None:
@@ -151,6 +164,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
         telemetry=tracing.fastapi_telemetry(tracer),
     )
     app.state.tracer_provider = tracer
+    app.state.read_router = router
     probe_thread = _ProbeThread()
 
     service = ApiSettings()
@@ -168,6 +182,9 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
             expose_headers=["X-Request-ID", "Retry-After", "Idempotency-Replayed"],
             max_age=600,
         )
+    if router is not None:
+        # inside CORS: a browser's write gets the position too
+        app.add_middleware(HandOutPosition, router=router)
     versions = installed_versions()
 
     @app.get(
@@ -221,7 +238,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     )
     async def ready() -> JSONResponse:
         def check() -> JSONResponse:
-            return _readiness(readiness, probe_engine, reporter)
+            return _readiness(readiness, probe_engine, reporter, router)
 
         with anyio.move_on_after(ready_timeout):
             return await anyio.to_thread.run_sync(
@@ -293,17 +310,59 @@ def _dispatcher(
     return BackgroundDispatcher(Dispatcher(engine, registry=registry))
 
 
+def _read_router(
+    settings: CoreSettings,
+    engine: sa.Engine,
+    read_engine: sa.Engine,
+    pool_size: int,
+    options: dict[str, Any],
+) -> ReadRouter | None:
+    """Reads on the replicas of ``TECNOREV_READ_REPLICA_URLS`` (see ``read_replicas``), with
+    the primary's own reading engine behind them; None without replicas."""
+    if not settings.read_replica_urls:
+        return None
+    if engine.dialect.name != "postgresql":
+        raise ConfigError("TECNOREV_READ_REPLICA_URLS needs DATABASE_URL on PostgreSQL")
+    replicas = [
+        (
+            replica_name(url),
+            create_db_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, **options),
+        )
+        for url in settings.read_replica_urls
+    ]
+    for name, replica in replicas:
+        metrics.watch_pool(replica, f"replica {name}")
+    # asks the primary where it stands: connections of its own, not the requests'
+    positions = create_db_engine(
+        engine.url.render_as_string(hide_password=False),
+        timeouts=options["timeouts"],
+        pool_size=2,
+        max_overflow=0,
+        pool_timeout=options["pool_timeout"],
+    )
+    return ReadRouter(
+        positions,
+        read_engine,
+        replicas,
+        max_lag=settings.replica_max_lag,
+        interval=settings.replica_check_interval,
+    )
+
+
 def _readiness(
-    readiness: ReadinessCheck, engine: sa.Engine, reporter: Reporter | None = None
+    readiness: ReadinessCheck,
+    engine: sa.Engine,
+    reporter: Reporter | None = None,
+    router: ReadRouter | None = None,
 ) -> JSONResponse:
     try:
         report = readiness.report(engine)
     except (DatabaseUnavailable, SchemaUnreachable, sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
         log.warning("not ready: %s", exc)
-        body = {"status": "not_ready", "database": "unreachable", "behind": {}}
-        return JSONResponse(body, status_code=503)
+        unreachable = {"status": "not_ready", "database": "unreachable", "behind": {}}
+        return JSONResponse(unreachable, status_code=503)
     late = behind(report)
-    body = {
+    body: dict[str, Any] = {
         "status": "not_ready" if late else "ready",
         "database": "ok",
         "behind": late,
@@ -311,6 +370,9 @@ def _readiness(
     }
     if reporter is not None:
         body["replica"] = reporter.replica
+    if router is not None:
+        # the primary serves whatever the replicas cannot: they never make it unready
+        body["read_replicas"] = router.report()
     return JSONResponse(body, status_code=503 if late else 200)
 
 

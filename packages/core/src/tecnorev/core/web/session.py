@@ -27,6 +27,9 @@ from sqlmodel import Session
 from tecnorev.core.errors import DomainError
 from tecnorev.core.events import REGISTRY, deliver, has_queued, take_committed
 from tecnorev.core.settings import CoreSettings
+from tecnorev.core.web.read_replicas import COOKIE as LSN_COOKIE
+from tecnorev.core.web.read_replicas import HEADER as LSN_HEADER
+from tecnorev.core.web.read_replicas import parse_lsn
 
 if TYPE_CHECKING:
     from tecnorev.core.registry import Registry
@@ -137,7 +140,14 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
 
 
 def _reader(request: Request) -> sa.Engine:
-    """The app's reading engine: ``app.state.read_engine``, else one made for its engine."""
+    """A read replica that has this client's last write (``app.state.read_router``, see
+    ``read_replicas``), else the app's reading engine: ``app.state.read_engine``, else one made
+    for its engine."""
+    router = getattr(request.app.state, "read_router", None)
+    if router is not None:
+        after = parse_lsn(request.headers.get(LSN_HEADER) or request.cookies.get(LSN_COOKIE))
+        engine, _ = router.reader(after)
+        return engine
     reader = getattr(request.app.state, "read_engine", None)
     if reader is None:
         reader = request.app.state.read_engine = reading_engine(request_engine(request))
@@ -159,7 +169,10 @@ def reading_engine(engine: sa.Engine, **kwargs: Any) -> sa.Engine:
         return engine
     url = engine.url.render_as_string(hide_password=False)
     reader = create_db_engine(url, isolation_level="AUTOCOMMIT", **kwargs)
-    sa.event.listen(reader, "connect", _read_only)
+    if CoreSettings().db_pooler != "transaction":
+        # session state: through a transaction pooler it would stay on a server connection
+        # that another client's writes get next
+        sa.event.listen(reader, "connect", _read_only)
     return reader
 
 
