@@ -628,7 +628,11 @@ def bench(session: nox.Session) -> None:
     the orders' latency during it and without; needs wrk and PostgreSQL at TEST_DATABASE_URL.
     `nox -s bench -- observability [--workers 1 --duration 10]`: the product list and order
     placement with metrics off, on, with JSON access logs and with the outbox dispatchers, next
-    to the pgbench floor; and a cancellation with the outbox against one without subscribers."""
+    to the pgbench floor; and a cancellation with the outbox against one without subscribers.
+    `nox -s bench -- replicas [--workers 1 --duration 10]`: the product list (16 clients) read on
+    the primary and then on a streaming replica of it, each while 16 clients place orders on the
+    primary, and the replica's lag; needs PostgreSQL at TEST_DATABASE_URL allowing replication
+    connections from 127.0.0.1, and uses wrk when installed."""
     _install_editable(session)
     args = list(session.posargs)
     if args[:1] == ["api"]:
@@ -644,6 +648,9 @@ def bench(session: nox.Session) -> None:
         return
     if args[:1] == ["observability"]:
         session.run("python", "bench/bench_observability.py", *args[1:])
+        return
+    if args[:1] == ["replicas"]:
+        session.run("python", "bench/bench_replicas.py", *args[1:])
         return
     if args[:1] == ["cli"]:
         args = args[1:]

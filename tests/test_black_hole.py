@@ -28,6 +28,7 @@ from tecnorev.testing.core import run_tecnorev
 
 TIMEOUT = 2  # TECNOREV_DB_CONNECT_TIMEOUT, at its minimum
 SLACK = 2.0  # what a command may take beyond the timeout and its start-up (acceptance criterion)
+START_UP_FACTOR = 1.5
 HARD_LIMIT = 30  # a command still running by then hangs: the test fails instead of waiting
 SETTING = f"TECNOREV_DB_CONNECT_TIMEOUT={TIMEOUT}"
 
@@ -256,10 +257,13 @@ def test_a_black_holed_database_ends_the_command_in_time(case, runs, black_hole)
         assert result.stderr.strip() == refused_line(black_hole.url), output
     else:
         assert case.carries_on.format(black_hole=black_hole.url) in output, output
-    bound = TIMEOUT + SLACK + outcome.allowance
+    # The start-up measured beside it grows with the machine's load, and a command importing
+    # more than --help grows more (16.5 s against an 11.3 s --help was seen on a loaded CI
+    # machine): half as much again.  A hang still waits minutes (libpq's default is forever).
+    bound = TIMEOUT + SLACK + START_UP_FACTOR * outcome.allowance
     assert outcome.elapsed < bound, (
         f"took {outcome.elapsed:.1f} s, over {bound:.1f} s: the {TIMEOUT} s timeout + {SLACK} s "
-        f"+ {outcome.allowance:.1f} s ({outcome.baseline})"
+        f"+ {START_UP_FACTOR} x {outcome.allowance:.1f} s ({outcome.baseline})"
     )
 
 

@@ -217,3 +217,23 @@ def test_migrations_refuse_the_pooler_and_run_on_the_migration_url(
         finally:
             replica.dispose()
         assert {"product", "order", "stock_entry", "alembic_version"} <= tables
+
+
+def test_a_replica_too_small_for_the_workers_pools_is_said_with_the_numbers(
+    topology: Topology, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tecnorev.api.pools import check_replica_budget, server_limits
+
+    monkeypatch.setenv("TECNOREV_WORKERS", "4")
+    limits = server_limits(topology.replica_url)
+    assert limits is not None
+    each = limits.budget(reserve=10, workers=4)  # the default reserve
+    with caplog.at_level("WARNING", logger="tecnorev.api"):
+        check_replica_budget(topology.replica_url, each)
+        assert not caplog.records
+        check_replica_budget(topology.replica_url, each + 1)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert f"4 workers may open {4 * (each + 1)} connections, more than the {4 * each}" in message
+    assert f"max_connections={limits.max_connections} leaves" in message
+    assert "TECNOREV_DB_CONNECTION_RESERVE=10" in message

@@ -22,7 +22,7 @@ from tecnorev.api.observability import (
     installed_versions,
     token_matches,
 )
-from tecnorev.api.pools import plan_pools, pool_timeout
+from tecnorev.api.pools import check_replica_budget, plan_pools, pool_timeout
 from tecnorev.api.settings import ApiSettings
 from tecnorev.core import metrics
 from tecnorev.core.db import (
@@ -323,6 +323,8 @@ def _read_router(
         return None
     if engine.dialect.name != "postgresql":
         raise ConfigError("TECNOREV_READ_REPLICA_URLS needs DATABASE_URL on PostgreSQL")
+    for url in settings.read_replica_urls:
+        check_replica_budget(url, pool_size)
     replicas = [
         (
             replica_name(url),

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from tecnorev.api.settings import ApiSettings
 from tecnorev.core.db import check_connection, create_db_engine
@@ -135,3 +136,30 @@ def plan_pools(url: str | None = None, *, strict: bool = False) -> PoolPlan:
             f"{reserve} reserved, over {count} worker(s)"
         ),
     )
+
+
+def check_replica_budget(url: str, pool_size: int) -> None:
+    """A read replica takes each worker's reading pool (``pool_size``): warn, with the
+    numbers, when the workers could open more than its ``max_connections`` leaves.  A standby
+    allows at least its primary's ``max_connections``, so only an explicit
+    ``TECNOREV_DB_POOL_SIZE`` can exceed it, which the primary's plan keeps with a warning too.
+    A replica that does not answer is only logged: the API reads on the primary until it does."""
+    settings = ApiSettings()
+    try:
+        limits = server_limits(url)
+    except DatabaseUnavailable as exc:
+        log.warning("read replica not checked at start-up (unreachable): %s", exc)
+        return
+    if limits is None:
+        return
+    budget = limits.budget(reserve=settings.db_connection_reserve, workers=settings.workers)
+    if pool_size > budget:
+        log.warning(
+            "read replica %s: %d workers may open %d connections, more than the %d that "
+            "max_connections=%d leaves (less %d reserved by the server and "
+            "TECNOREV_DB_CONNECTION_RESERVE=%d); lower TECNOREV_DB_POOL_SIZE or "
+            "TECNOREV_WORKERS, or raise the replica's max_connections",
+            make_url(url).render_as_string(hide_password=True),
+            settings.workers, pool_size * settings.workers, max(budget, 0) * settings.workers,
+            limits.max_connections, limits.superuser_reserved, settings.db_connection_reserve,
+        )  # fmt: skip
