@@ -20,6 +20,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ from .serving import TECNOREV, _env, demo_database, start_server, token
 ORDER_LINE = {"product_id": 1, "quantity": 1}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with fresh_database(request.param, tmp_path_factory.mktemp("client")) as url:
+@contextmanager
+def seeded_app(backend: str, folder: Path) -> Iterator[World]:
+    """The composed app on a fresh migrated database, with the contract test's seed data
+    (the settings are read as the app is made)."""
+    with fresh_database(backend, folder) as url:
         migrate(url)
         app = create_app(database_url=url)
         try:
@@ -50,6 +53,12 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 yield World(client, app.state.engine)
         finally:
             app.state.engine.dispose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with seeded_app(request.param, tmp_path_factory.mktemp("client")) as seeded:
+        yield seeded
 
 
 def _order(world: World, **line: Any) -> dict[str, Any]:
@@ -251,23 +260,16 @@ def test_405_and_options_name_every_method_of_the_path(world: World) -> None:
 
 
 @pytest.fixture
-def configured_app(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[tuple[TestClient, World]]:
+def configured_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
     monkeypatch.setenv("TECNOREV_CORS_ORIGINS", "https://shop.example.com")
     monkeypatch.setenv("TECNOREV_GZIP_MIN_SIZE", "500")
-    with fresh_database("sqlite", tmp_path) as url:
-        migrate(url)
-        app = create_app(database_url=url)
-        try:
-            with TestClient(app) as client:
-                yield client, World(client, app.state.engine)
-        finally:
-            app.state.engine.dispose()
+    with seeded_app("sqlite", tmp_path) as seeded:
+        yield seeded
 
 
-def test_cors_and_gzip_follow_their_settings(configured_app: tuple[TestClient, World]) -> None:
-    client, world = configured_app
+def test_cors_and_gzip_follow_their_settings(configured_app: World) -> None:
+    world = configured_app
+    client = world.client
     preflight = client.options(
         f"{API_PREFIX}/catalog/products",
         headers={
@@ -390,14 +392,8 @@ def euro_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Worl
     monkeypatch.setenv("TECNOREV_CURRENCY", " eur ")
     get_settings.cache_clear()
     try:
-        with fresh_database("sqlite", tmp_path) as url:
-            migrate(url)
-            app = create_app(database_url=url)
-            try:
-                with TestClient(app) as client:
-                    yield World(client, app.state.engine)
-            finally:
-                app.state.engine.dispose()
+        with seeded_app("sqlite", tmp_path) as seeded:
+            yield seeded
     finally:
         monkeypatch.delenv("TECNOREV_CURRENCY")
         get_settings.cache_clear()
