@@ -88,6 +88,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             TECNOREV_READ_REPLICA_URLS=replica_url,
             TECNOREV_MIGRATION_URL=primary,
             TECNOREV_REPLICA_CHECK_INTERVAL="0.2s",
+            # a paused replica falls behind by the clock: however slow the machine, it keeps
+            # serving while paused, so what it answers shows where each read went
+            TECNOREV_REPLICA_MAX_LAG="10min",
         )
         stack.callback(server.stop)
         yield Topology(primary, pooled, replica, replica_url, server)
