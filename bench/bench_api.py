@@ -1235,7 +1235,7 @@ def profile(
         for name, load in loads.items():
             fresh = _fresh(load, data)
             warm(options, server.base_url, fresh)
-            stem = options.profile / name.replace(" ", "_")
+            stem = options.profile / re.sub(r"[^A-Za-z0-9]+", "_", name)
             assert server.process is not None
             spy_command = [
                 spy, "record", "--pid", str(server.process.pid), "--rate", "250",

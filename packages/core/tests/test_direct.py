@@ -55,6 +55,13 @@ RENAME = Direct(
     sa.update(thing).where(c.id == sa.bindparam("t_id")).values(code=sa.bindparam("t_new"))
 )
 BY_CODE = Direct(sa.text("SELECT id, price FROM direct_thing WHERE code = :code"))
+# a value the statement computes each time it runs (``bindparam(callable_=...)``)
+_label = {"value": "EUR"}
+WITH_LABEL = Direct(
+    sa.select(
+        c.code, sa.bindparam("label", callable_=lambda: _label["value"], type_=sa.String(3))
+    ).where(c.id == sa.bindparam("t_id"))
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -123,6 +130,16 @@ def test_parameters_and_results_go_through_their_types(engine):
         colour, at = COLOUR_AND_TIME.run(connection, {"t_id": first_id}).one()
     assert colour is Colour.BLUE
     assert at == NOW and at.tzinfo is UTC
+
+
+def test_a_computed_value_is_computed_at_each_run(engine, executed, monkeypatch):
+    with engine.begin() as connection:
+        new_id = INSERT_RETURNING.run(connection, row("C-1")).scalar_one()
+        executed.clear()
+        assert WITH_LABEL.run(connection, {"t_id": new_id}).one() == ("C-1", "EUR")
+        monkeypatch.setitem(_label, "value", "BRL")
+        assert WITH_LABEL.run(connection, {"t_id": new_id}).one() == ("C-1", "BRL")
+    assert executed == ([] if is_direct(engine) else [WITH_LABEL.statement] * 2)
 
 
 def test_what_needs_sqlalchemy_goes_through_it(engine, executed):

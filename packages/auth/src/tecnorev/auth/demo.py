@@ -7,9 +7,9 @@ Leaves for later loaders: ``auth.manager_id``, ``auth.clerk_id`` and ``auth.cust
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.auth.models import Role, User, UserRole
 from tecnorev.auth.security import hash_password
@@ -36,13 +36,18 @@ USERS: tuple[tuple[str, str, str], ...] = (
 
 def load(session: Session, ctx: DemoContext) -> str:
     emails = [email for email, _, _ in USERS]
-    ids: dict[str, int] = dict(
-        session.exec(select(User.email, User.id).where(User.email.in_(emails))).all()
+    # cast: an id read from the table is never NULL (the model's ``int | None`` is for a new row)
+    ids = cast(
+        dict[str, int],
+        dict(session.exec(select(User.email, User.id).where(col(User.email).in_(emails))).all()),
     )
     missing = [user for user in USERS if user[0] not in ids]
     if missing:
         roles = {role for _, _, role in missing}
-        role_ids = dict(session.exec(select(Role.name, Role.id).where(Role.name.in_(roles))).all())
+        role_ids = cast(
+            dict[str, int],
+            dict(session.exec(select(Role.name, Role.id).where(col(Role.name).in_(roles))).all()),
+        )
         if roles - set(role_ids):
             raise ConfigError(
                 f"the standard roles {', '.join(sorted(roles - set(role_ids)))} are missing; "
@@ -53,6 +58,7 @@ def load(session: Session, ctx: DemoContext) -> str:
             user = User(email=email, full_name=full_name, hashed_password=hashed)
             session.add(user)
             session.flush()
+            assert user.id is not None  # set by the flush
             session.add(UserRole(user_id=user.id, role_id=role_ids[role]))
             ids[email] = user.id
         session.flush()

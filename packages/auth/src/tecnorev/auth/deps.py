@@ -14,8 +14,7 @@ from functools import partial
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends, Header
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import Session
@@ -25,7 +24,8 @@ from tecnorev.auth.security import decode_access_token
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.logs import bind_user
-from tecnorev.core.web import API_PREFIX, ReadSessionDep, SessionDep, run_read
+from tecnorev.core.web import API_PREFIX, ReadSessionDep, run_read
+from tecnorev.core.web.session import primary_reader
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
@@ -80,13 +80,21 @@ def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
 BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
-async def current_user(session: SessionDep, token: BearerToken) -> Principal:
+async def current_user(request: Request, token: BearerToken) -> Principal:
     if not token:
         raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
     # the token is checked here, on the event loop (no I/O); only the lookup needs a thread
     claims = decode_access_token(token)
     bind_user(claims.user_id)
-    return await run_in_threadpool(load_principal, session, claims.user_id, claims.family_id)
+    return await run_read(_look_up_on, primary_reader(request), claims)
+
+
+def _look_up_on(engine: sa.Engine, claims: Any) -> Principal:
+    """The caller, read on the primary without a transaction, its connection given back at
+    once: a read-only route then begins none, and so has nothing to commit (a thread hand-off
+    and a round trip saved); a writing route's transaction starts with its own work."""
+    with Session(engine) as session:
+        return load_principal(session, claims.user_id, claims.family_id)
 
 
 # what a route behind a login may answer (tecnorev.core.web.documented): no valid login, or
@@ -111,22 +119,21 @@ current_user.authenticate_early = authenticate_early  # type: ignore[attr-define
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def _optional_bearer(
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> str | None:
+def _bearer_of(request: Request) -> str | None:
     """The bearer token of a public route's request, if any.  Read from the header itself,
-    not through the OAuth2 scheme: a scheme would put a security requirement on the route in
-    the OpenAPI document, and generated clients would then demand a token for it."""
+    not through the OAuth2 scheme (a scheme would put a security requirement on the route in
+    the OpenAPI document, and generated clients would then demand a token for it), nor as a
+    declared header parameter, which FastAPI would validate on every anonymous request."""
+    authorization = request.headers.get("authorization")
     scheme, token = get_authorization_scheme_param(authorization)
     return token if authorization and scheme.lower() == "bearer" else None
 
 
-async def optional_user(
-    session: ReadSessionDep, token: Annotated[str | None, Depends(_optional_bearer)]
-) -> Principal | None:
+async def optional_user(request: Request, session: ReadSessionDep) -> Principal | None:
     # An anonymous request (a public route's usual caller) costs no trip through the thread
     # pool.  A token that is sent but invalid or expired is still a 401, so a client learns
     # to refresh it rather than silently getting the anonymous view.
+    token = _bearer_of(request)
     if not token:
         return None
     claims = decode_access_token(token)
@@ -163,8 +170,8 @@ def require_permission(permission: str) -> Any:
 
     # One dependency rather than one on top of ``current_user``: FastAPI's cost per request
     # grows with the dependency tree.
-    async def check_permission(session: SessionDep, token: BearerToken) -> Principal:
-        user = await current_user(session, token)
+    async def check_permission(request: Request, token: BearerToken) -> Principal:
+        user = await current_user(request, token)
         if permission not in user.permissions:
             raise PermissionDenied(f"this requires the {permission!r} permission")
         return user

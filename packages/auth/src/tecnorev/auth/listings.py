@@ -5,19 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tecnorev.auth import service
-from tecnorev.auth.models import User
+from tecnorev.auth.models import Role, User, UserRole
 from tecnorev.auth.schemas import UserSummary
+from tecnorev.core.db import table_of
+from tecnorev.core.direct import Direct
 from tecnorev.core.listing import Listing, columns_of, equals
 from tecnorev.core.web.types import BoolQuery
 
-_user = User.__table__
+_user = table_of(User)
+_role = table_of(Role)
+_user_role = table_of(UserRole)
+# service.role_names' statement, built once and sent straight to the driver
+_ROLES = Direct(
+    sa.select(_user_role.c.user_id, _role.c.name)
+    .join(_role, _role.c.id == _user_role.c.role_id)
+    .where(_user_role.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+    .order_by(_role.c.name)
+)
 
 
 def _with_roles(session: Session, users: list[dict[str, Any]]) -> None:
-    names = service.role_names(session, [user["id"] for user in users])
+    names: dict[int, list[str]] = {user["id"]: [] for user in users}
+    for user_id, name in _ROLES.run(session.connection(), {"user_ids": list(names)}):
+        names[user_id].append(name)
     for user in users:
         user["roles"] = names[user["id"]]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
@@ -26,7 +26,7 @@ from tecnorev.auth.schemas import (
 )
 from tecnorev.auth.throttle import TooManyAttempts, throttle_of
 from tecnorev.core.listing import ListingQuery
-from tecnorev.core.web import SessionDep
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 
 router = APIRouter(prefix="/auth")
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/auth")
 UsersReader = Annotated[Principal, require_permission(USERS_READ)]
 UsersManager = Annotated[Principal, require_permission(USERS_MANAGE)]
 
-_NOT_AUTHENTICATED = {401: {"description": "not authenticated"}}
+_NOT_AUTHENTICATED: dict[int | str, dict[str, Any]] = {401: {"description": "not authenticated"}}
 
 
 def _tokens(tokens: service.IssuedTokens, response: Response) -> TokenPublic:
@@ -48,6 +48,7 @@ def _tokens(tokens: service.IssuedTokens, response: Response) -> TokenPublic:
 
 def _user_public(account: service.UserAccount) -> UserPublic:
     user = account.user
+    assert user.id is not None  # a stored user
     return UserPublic(
         id=user.id,
         email=user.email,
@@ -149,12 +150,12 @@ def me(session: SessionDep, user: CurrentUser) -> MePublic:
 
 
 @router.get("/users", response_model=listings.users.page_type, summary="a page of users")
-def list_users(
-    session: SessionDep,
+async def list_users(
+    session: ReadSessionDep,
     _reader: UsersReader,
     query: Annotated[ListingQuery, Depends(listings.users.query)],
 ) -> Response:
-    return Response(listings.users.page_json(session, query), media_type="application/json")
+    return await listings.users.response(session, query)
 
 
 @router.post("/users", status_code=201, summary="create a user")
@@ -220,12 +221,15 @@ def list_permissions(_reader: UsersReader) -> list[PermissionPublic]:
 
 @router.get("/roles", summary="roles and the permissions they grant")
 def list_roles(session: SessionDep, _reader: UsersReader) -> list[RolePublic]:
-    return [
-        RolePublic(
-            id=grants.role.id,
-            name=grants.role.name,
-            description=grants.role.description,
-            permissions=grants.permissions,
-        )
-        for grants in service.list_roles(session)
-    ]
+    return [_role_public(grants) for grants in service.list_roles(session)]
+
+
+def _role_public(grants: service.RoleGrants) -> RolePublic:
+    role = grants.role
+    assert role.id is not None  # a stored role
+    return RolePublic(
+        id=role.id,
+        name=role.name,
+        description=role.description,
+        permissions=grants.permissions,
+    )

@@ -8,14 +8,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import Email, Patch, StrictBool, text
+from tecnorev.core.web.types import Email, Patch, StrictBool, Text
 
 # Passwords are never stripped; the policy (10 to 128 characters) is checked by the service,
 # which the command line shares.  This bound only keeps absurd input out.
-PasswordInput = text(1024, min_length=1, strip=False)
-RoleName = text(50, min_length=1)
-FullName = text(200)
-RefreshTokenInput = text(200, min_length=1)
+PasswordInput = Annotated[str, Text(1024, min_length=1, strip=False)]
+RoleName = Annotated[str, Text(50, min_length=1)]
+FullName = Annotated[str, Text(200)]
+RefreshTokenInput = Annotated[str, Text(200, min_length=1)]
 
 
 class _Request(BaseModel):

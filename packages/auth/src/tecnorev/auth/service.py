@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pwdlib.exceptions import UnknownHashError
 from pydantic import TypeAdapter, ValidationError
-from sqlmodel import Session, select
+from sqlalchemy import orm
+from sqlmodel import Session, col, select
 
 from tecnorev.auth.config import AuthConfig, get_auth_config
 from tecnorev.auth.errors import (
@@ -163,6 +165,7 @@ def log_in(
     session: Session, *, email: str, password: str, config: AuthConfig | None = None
 ) -> IssuedTokens:
     user = authenticate(session, email=email, password=password)
+    assert user.id is not None  # a stored user
     return open_login(session, user_id=user.id, config=config)
 
 
@@ -200,14 +203,17 @@ def refresh_login(
         raise InvalidToken("this user is deactivated")
     # Conditional, so that of two refreshes racing with one token only one rotates it (on a
     # backend without row locks too); the other counts as reuse.
-    rotated = session.execute(
-        sa.update(RefreshToken)
-        .where(RefreshToken.id == presented.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    rotated = _updated(
+        session.execute(
+            sa.update(RefreshToken)
+            .where(col(RefreshToken.id) == presented.id, col(RefreshToken.revoked_at).is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if rotated != 1:
         _refuse_reuse(session, presented.family_id)
+    assert user.id is not None  # a stored user
     return _issue(session, user_id=user.id, login_id=presented.family_id, config=config)
 
 
@@ -237,7 +243,7 @@ def _locked_user(session: Session, user_id: int) -> User:
 def _refuse_revoked(session: Session, presented: RefreshToken) -> None:
     successor = session.exec(
         select(RefreshToken.id)
-        .where(RefreshToken.family_id == presented.family_id, RefreshToken.id > presented.id)
+        .where(RefreshToken.family_id == presented.family_id, col(RefreshToken.id) > presented.id)
         .limit(1)
     ).first()
     if successor is None:  # the newest token of a login that was ended, not a copy
@@ -246,7 +252,7 @@ def _refuse_revoked(session: Session, presented: RefreshToken) -> None:
 
 
 def _refuse_reuse(session: Session, login_id: str) -> None:
-    _revoke(session, RefreshToken.family_id == login_id)
+    _revoke(session, col(RefreshToken.family_id) == login_id)
     raise TokenReused(
         "this refresh token was already used, so a copy of it may be in other hands; "
         "every token of this login is now revoked: log in again"
@@ -257,21 +263,31 @@ def end_login(session: Session, *, user_id: int, login_id: str) -> int:
     """End one login of the user (log out): every live token of its family.  Returns how
     many were live."""
     _locked_user(session, user_id)
-    return _revoke(session, RefreshToken.family_id == login_id, RefreshToken.user_id == user_id)
+    return _revoke(
+        session, col(RefreshToken.family_id) == login_id, col(RefreshToken.user_id) == user_id
+    )
 
 
 def _end_all_logins(session: Session, user: User) -> None:
     """Revoke every token of ``user``, whose row the caller has locked."""
-    _revoke(session, RefreshToken.user_id == user.id)
+    _revoke(session, col(RefreshToken.user_id) == user.id)
 
 
 def _revoke(session: Session, *which: sa.ColumnElement[bool]) -> int:
-    return session.execute(
-        sa.update(RefreshToken)
-        .where(*which, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return _updated(
+        session.execute(
+            sa.update(RefreshToken)
+            .where(*which, col(RefreshToken.revoked_at).is_(None))
+            .values(revoked_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
+def _updated(result: sa.Result[Any]) -> int:
+    """The rows an UPDATE changed.  Its result is a ``CursorResult``, which has the count;
+    ``Session.execute`` is declared to return a plain ``Result`` for any statement."""
+    return cast(sa.CursorResult[Any], result).rowcount
 
 
 def change_password(
@@ -293,6 +309,7 @@ def reset_password(session: Session, *, email: str, password: str) -> User:
     found = user_by_email(session, email)
     if found is None:
         raise UnknownUser(f"there is no user with email {normalize_email(email)!r}")
+    assert found.id is not None  # a stored user
     user = _locked_user(session, found.id)
     _set_password(user, password, actor_id=None)
     session.add(user)
@@ -315,14 +332,15 @@ def _get(session: Session, user_id: int) -> User:
     return user
 
 
-def role_names(session: Session, user_ids: Sequence[int]) -> dict[int, list[str]]:
-    """Each user's role names, by name, in one statement."""
+def role_names(session: orm.Session, user_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Each user's role names, by name, in one statement.  Any SQLAlchemy session: the users
+    listing passes the one it reads with."""
     names: dict[int, list[str]] = {user_id: [] for user_id in user_ids}
     if user_ids:
-        rows = session.exec(
+        rows = session.execute(
             select(UserRole.user_id, Role.name)
-            .join(Role, Role.id == UserRole.role_id)
-            .where(UserRole.user_id.in_(user_ids))
+            .join(Role, col(Role.id) == UserRole.role_id)
+            .where(col(UserRole.user_id).in_(user_ids))
             .order_by(Role.name)
         )
         for user_id, name in rows:
@@ -331,13 +349,18 @@ def role_names(session: Session, user_ids: Sequence[int]) -> dict[int, list[str]
 
 
 def _account(session: Session, user: User) -> UserAccount:
+    assert user.id is not None  # a stored user
     return UserAccount(user, role_names(session, [user.id])[user.id])
 
 
 def _role_ids(session: Session, names: Iterable[str]) -> dict[str, int]:
     wanted = set(names)
+    # cast: an id read from the table is never NULL (the model's ``int | None`` is for a new row)
     found = (
-        dict(session.exec(select(Role.name, Role.id).where(Role.name.in_(wanted))).all())
+        cast(
+            dict[str, int],
+            dict(session.exec(select(Role.name, Role.id).where(col(Role.name).in_(wanted))).all()),
+        )
         if wanted
         else {}
     )
@@ -377,6 +400,7 @@ def create_user(
         session.flush()
     except sa.exc.IntegrityError as exc:  # created concurrently since the check above
         raise EmailTaken(f"a user with email {email!r} already exists") from exc
+    assert user.id is not None  # set by the flush
     session.add_all(UserRole(user_id=user.id, role_id=role_id) for role_id in role_ids.values())
     session.flush()
     return UserAccount(user, sorted(role_ids))
@@ -426,7 +450,7 @@ def set_user_roles(
     if held - keep:
         session.execute(
             sa.delete(UserRole)
-            .where(UserRole.user_id == user_id, UserRole.role_id.in_(held - keep))
+            .where(col(UserRole.user_id) == user_id, col(UserRole.role_id).in_(held - keep))
             .execution_options(synchronize_session=False)
         )
     session.add_all(UserRole(user_id=user_id, role_id=r) for r in keep - held)
@@ -443,7 +467,7 @@ def _grants(session: Session, role_ids: Iterable[int], permission: str) -> bool:
         return False
     found = session.exec(
         select(RolePermission.role_id)
-        .where(RolePermission.role_id.in_(ids), RolePermission.permission == permission)
+        .where(col(RolePermission.role_id).in_(ids), RolePermission.permission == permission)
         .limit(1)
     ).first()
     return found is not None
@@ -451,7 +475,8 @@ def _grants(session: Session, role_ids: Iterable[int], permission: str) -> bool:
 
 def list_roles(session: Session) -> list[RoleGrants]:
     roles = list(session.exec(select(Role).order_by(Role.name)))
-    granted: dict[int, list[str]] = {role.id: [] for role in roles}
+    # keyed by ``Role.id`` as the model declares it (every stored role has one)
+    granted: dict[int | None, list[str]] = {role.id: [] for role in roles}
     for role_id, permission in session.exec(
         select(RolePermission.role_id, RolePermission.permission).order_by(
             RolePermission.permission

@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.catalog.models import Category, Product
 from tecnorev.catalog.service import add_image, create_category, create_product
@@ -218,12 +218,16 @@ def load(session: Session, ctx: DemoContext) -> str:
     planned = plan_products(rng)  # before any lookup: the same draws whatever is stored
     author_id = ctx.values.get("auth.manager_id")
 
-    category_ids: dict[str, int] = dict(
-        session.exec(
-            select(Category.slug, Category.id).where(
-                Category.slug.in_([slug for _, slug, _ in categories()])
-            )
-        ).all()
+    # cast: an id read from the table is never NULL (the model's ``int | None`` is for a new row)
+    category_ids = cast(
+        dict[str, int],
+        dict(
+            session.exec(
+                select(Category.slug, Category.id).where(
+                    col(Category.slug).in_([slug for _, slug, _ in categories()])
+                )
+            ).all()
+        ),
     )
     new_categories = 0
     for name, slug, parent in categories():
@@ -232,15 +236,16 @@ def load(session: Session, ctx: DemoContext) -> str:
             category = create_category(
                 session, name=name, slug=slug, parent_id=parent_id, author_id=author_id
             )
+            assert category.id is not None  # set by the flush
             category_ids[slug] = category.id
             new_categories += 1
 
     stored = {
         row.sku: row
         for row in session.execute(
-            sa.select(Product.id, Product.sku, Product.price, Product.is_active).where(
-                Product.sku.in_([p.sku for p in planned])
-            )
+            sa.select(
+                col(Product.id), col(Product.sku), col(Product.price), col(Product.is_active)
+            ).where(col(Product.sku).in_([p.sku for p in planned]))
         )
     }
     new_products = new_inactive = new_images = 0
@@ -260,6 +265,7 @@ def load(session: Session, ctx: DemoContext) -> str:
             category_id=category_ids[plan.leaf_slug],
             author_id=author_id,
         )
+        assert product.id is not None  # set by the flush
         for position in range(plan.images):
             add_image(
                 session,

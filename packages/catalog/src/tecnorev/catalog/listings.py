@@ -14,12 +14,13 @@ import sqlalchemy as sa
 
 from tecnorev.catalog.models import Category, Product, ProductImage
 from tecnorev.catalog.schemas import CategorySummary, ProductSummary
+from tecnorev.core.db import table_of
 from tecnorev.core.listing import Filter, Listing, at_least, at_most, equals, store_currency_column
 from tecnorev.core.web.types import BoolQuery, IdQuery, MoneyQuery, text
 
-_category = Category.__table__
-_product = Product.__table__
-_image = ProductImage.__table__
+_category = table_of(Category)
+_product = table_of(Product)
+_image = table_of(ProductImage)
 
 
 def subtree(root_id: Any) -> sa.CTE:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
@@ -29,7 +28,7 @@ from tecnorev.catalog.schemas import (
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.listing import ListingQuery
-from tecnorev.core.web import ReadSessionDep, SessionDep, run_read
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 
 router = APIRouter(prefix="/catalog")
@@ -53,8 +52,7 @@ async def list_categories(
     session: ReadSessionDep,
     query: Annotated[ListingQuery, Depends(listings.categories.query)],
 ) -> Response:
-    body = await run_read(partial(listings.categories.page_json, session, query))
-    return Response(body, media_type="application/json")
+    return await listings.categories.response(session, query)
 
 
 @router.get("/categories/{category_id}")
@@ -100,9 +98,7 @@ async def list_products(
                 f"listing inactive products requires {permissions.CATALOG_MANAGE!r}"
             )
         query = replace(query, filters={**query.filters, "is_active": True})
-    body = await run_read(partial(listings.products.page_json, session, query))
-    # the body as it goes out: no per-row model, no second validation
-    return Response(body, media_type="application/json")
+    return await listings.products.response(session, query)
 
 
 @router.get("/products/{product_id}")

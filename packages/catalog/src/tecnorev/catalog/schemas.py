@@ -24,19 +24,19 @@ from tecnorev.core.web.types import (
     Patch,
     StrictBool,
     StrictInt,
-    text,
+    Text,
 )
 
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
-CategoryName = text(120, min_length=1)
+CategoryName = Annotated[str, Text(120, min_length=1)]
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=140, pattern=SLUG_PATTERN)]
 # A code printed on labels and typed at tills: printable ASCII without spaces.
 Sku = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=r"^[!-~]+$"),
 ]
-Description = text(10_000)
+Description = Annotated[str, Text(10_000)]
 
 
 def _web_address(value: str) -> str:
@@ -57,7 +57,7 @@ ImageUrl = Annotated[
     ),
     AfterValidator(_web_address),
 ]
-AltText = text(255)
+AltText = Annotated[str, Text(255)]
 Position = Annotated[StrictInt, Field(ge=0, le=INT4_MAX)]
 # Enough for any product page; a bound keeps a reorder request small.
 MAX_IMAGES = 500

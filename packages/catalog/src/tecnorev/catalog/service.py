@@ -25,12 +25,13 @@ from tecnorev.catalog.errors import (
 )
 from tecnorev.catalog.listings import subtree
 from tecnorev.catalog.models import Category, Product, ProductImage
+from tecnorev.core.db import table_of
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import DomainError
 
-_category = Category.__table__
-_product = Product.__table__
-_image = ProductImage.__table__
+_category = table_of(Category)
+_product = table_of(Product)
+_image = table_of(ProductImage)
 
 # Serialises moves inside the category tree on PostgreSQL: two concurrent moves could each
 # pass the cycle check and together close a loop (A under B while B goes under A).
@@ -303,6 +304,7 @@ def add_image(
     session.add(image)
     session.flush()
     if position is not None and position < len(current):
+        assert image.id is not None  # set by the flush
         order = [row.id for row in current]
         order.insert(position, image.id)
         _renumber(session, {**positions, image.id: image.position}, order, author_id=author_id)

@@ -84,10 +84,12 @@ class _Compiled:
         fixed: dict[str, Any],
         columns: list[sa.types.TypeEngine[Any]],
         expanding: frozenset[str] = frozenset(),
+        computed: dict[str, Callable[[], Any]] | None = None,
     ) -> None:
         self.sql = sql
         self.processors = processors
         self.fixed = fixed
+        self.computed = computed or {}  # values the statement computes per run (``callable_``)
         self.expanding = expanding  # ``IN`` parameters: a sequence, sent as a tuple
         self.columns = columns  # the result's column types, when the statement declares them
         # per result column, its conversion (None: none); known once a result was seen
@@ -100,6 +102,8 @@ class _Compiled:
 
     def bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
         bound = {**self.fixed, **params} if self.fixed else dict(params)
+        for name, compute in self.computed.items():
+            bound[name] = compute()
         for name, process in self.processors.items():
             if name in bound:
                 if name in self.expanding:
@@ -225,17 +229,21 @@ def _direct_form(
     ):
         return None
     fixed = {}  # values the statement carries itself (``column == 5``)
+    computed = {}
     processors = {}
     for name, bind in compiled.binds.items():
         if name not in names:
-            if bind.required or bind.callable is not None:
-                return None  # missing (SQLAlchemy says so in its words), or computed per call
-            fixed[name] = bind.value
+            if bind.callable is not None:
+                computed[name] = bind.callable
+            elif bind.required:
+                return None  # missing: SQLAlchemy says so in its words
+            else:
+                fixed[name] = bind.value
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors[name] = process
     columns = [column.type for column in getattr(statement, "exported_columns", ())]
-    return _Compiled(sql, processors, fixed, columns, frozenset(expanding))
+    return _Compiled(sql, processors, fixed, columns, frozenset(expanding), computed)
 
 
 def _observed(connection: sa.Connection) -> bool:

@@ -24,19 +24,22 @@ import binascii
 import datetime as dt
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import sqlalchemy as sa
 from fastapi import Query
+from fastapi.responses import Response
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
 
+from tecnorev.core.direct import Direct
 from tecnorev.core.errors import RuleViolation
 from tecnorev.core.settings import store_currency
+from tecnorev.core.web.session import run_read
 from tecnorev.core.web.types import LimitQuery, text
 
 MAX_CURSOR = 200
@@ -131,9 +134,7 @@ class Listing:
     description: str = ""
     page_type: Any = field(init=False, repr=False)  # for response_model: what clients see
     _adapter: TypeAdapter[Any] = field(init=False, repr=False)
-    _statements: dict[tuple[Any, ...], sa.Select[Any]] = field(
-        init=False, repr=False, default_factory=dict
-    )
+    _statements: dict[tuple[Any, ...], Direct] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in (*self.sorts, self.key):
@@ -158,10 +159,11 @@ class Listing:
     def sort_values(self) -> tuple[str, ...]:
         return tuple(v for name in self.sorts for v in (name, f"-{name}"))
 
-    def _dependency(self) -> Callable[..., ListingQuery]:
+    def _dependency(self) -> Callable[..., Awaitable[ListingQuery]]:
         """A function FastAPI reads as the listing's query parameters (its signature is
         generated: one parameter per filter)."""
-        sort_type = Literal[self.sort_values]  # type: ignore[valid-type]
+        # Literal of values known at run time: typed as Any, as a type checker reads annotations
+        sort_type = cast(Any, Literal)[self.sort_values]
         sorts = ", ".join(f"`{v}`" for v in self.sort_values)
         parameters = [
             inspect.Parameter(
@@ -204,7 +206,9 @@ class Listing:
             )
         names = [f.name for f in self.filters]
 
-        def listing_query(**given: Any) -> ListingQuery:
+        # async: it only arranges what FastAPI validated; a plain function would cost every
+        # listing request a trip through the thread pool
+        async def listing_query(**given: Any) -> ListingQuery:
             filters = {n: given[n] for n in names if given[n] is not None}
             return ListingQuery(given["cursor"], given["limit"], given["sort"], filters)
 
@@ -244,10 +248,10 @@ class Listing:
         extra = tuple(where)
         if extra:
             statement = self._statement(sort, descending, tuple(active), query.cursor is not None)
-            statement = statement.where(*extra)
+            rows = session.execute(statement.where(*extra), params).all()
         else:
-            statement = self._cached(sort, descending, tuple(active), query.cursor is not None)
-        rows = session.execute(statement, params).all()
+            direct = self._cached(sort, descending, tuple(active), query.cursor is not None)
+            rows = direct.run(session.connection(), params).all()
         fields = self._fields
         items = [dict(zip(fields, row, strict=True)) for row in rows[: query.limit]]
         next_cursor = None
@@ -275,6 +279,17 @@ class Listing:
     ) -> bytes:
         """The page as the JSON body the API sends: serialized once, no model per row."""
         return self._adapter.dump_json(self.page(session, query, where))
+
+    async def response(
+        self,
+        session: Session,
+        query: ListingQuery,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+    ) -> Response:
+        """The page as a route's answer, read on the reading threads (``run_read``): one
+        thread hand-off for the whole page."""
+        body = await run_read(self.page_json, session, query, tuple(where))
+        return Response(body, media_type="application/json")
 
     def dump(self, page: Mapping[str, Any]) -> bytes:
         return self._adapter.dump_json(page)
@@ -309,15 +324,14 @@ class Listing:
         statement = statement.order_by(*(c.desc() if descending else c.asc() for c in order))
         return statement.limit(sa.bindparam("_limit", type_=sa.Integer))
 
-    def _cached(
-        self, sort: str, descending: bool, active: tuple[str, ...], after: bool
-    ) -> sa.Select[Any]:
-        # a few dozen shapes at most (sorts x filter combinations x first page or not)
+    def _cached(self, sort: str, descending: bool, active: tuple[str, ...], after: bool) -> Direct:
+        # a few dozen shapes at most (sorts x filter combinations x first page or not), each
+        # compiled once and sent straight to the driver (``tecnorev.core.direct``)
         shape = (sort, descending, active, after)
-        statement = self._statements.get(shape)
-        if statement is None:
-            statement = self._statements[shape] = self._statement(*shape)
-        return statement
+        direct = self._statements.get(shape)
+        if direct is None:
+            direct = self._statements[shape] = Direct(self._statement(*shape))
+        return direct
 
     # --- cursors -------------------------------------------------------------------------
 

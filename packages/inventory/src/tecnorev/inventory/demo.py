@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, MovementReason
 from tecnorev.inventory.service import (
@@ -102,10 +102,16 @@ def load(session: Session, ctx: DemoContext) -> str:
     clerk_id = ctx.values.get("auth.clerk_id")
     added: list[str] = []
 
-    branch_ids: dict[str, int] = dict(
-        session.exec(
-            select(Branch.code, Branch.id).where(Branch.code.in_([c for c, _, _ in BRANCHES]))
-        ).all()
+    # cast: an id read from the table is never NULL (the model's ``int | None`` is for a new row)
+    branch_ids = cast(
+        dict[str, int],
+        dict(
+            session.exec(
+                select(Branch.code, Branch.id).where(
+                    col(Branch.code).in_([c for c, _, _ in BRANCHES])
+                )
+            ).all()
+        ),
     )
     new_branches = 0
     for code, name, address in BRANCHES:
@@ -113,6 +119,7 @@ def load(session: Session, ctx: DemoContext) -> str:
             branch = create_branch(
                 session, code=code, name=name, address=address, author_id=manager_id
             )
+            assert branch.id is not None  # set by the flush
             branch_ids[code] = branch.id
             new_branches += 1
     if new_branches:
@@ -129,9 +136,9 @@ def load(session: Session, ctx: DemoContext) -> str:
     received = {
         (branch_id, product_id)
         for branch_id, product_id in session.execute(
-            sa.select(m.branch_id, m.product_id).where(
-                m.reason == MovementReason.RECEIPT,
-                m.reference.in_([receipt_reference(code) for code, _, _ in BRANCHES]),
+            sa.select(col(m.branch_id), col(m.product_id)).where(
+                col(m.reason) == MovementReason.RECEIPT,
+                col(m.reference).in_([receipt_reference(code) for code, _, _ in BRANCHES]),
             )
         )
     }
@@ -154,8 +161,8 @@ def load(session: Session, ctx: DemoContext) -> str:
 
     done = set(
         session.execute(
-            sa.select(m.reference).where(
-                m.reference.in_([TRANSFER[2], *(a[2] for a in ADJUSTMENTS)])
+            sa.select(col(m.reference)).where(
+                col(m.reference).in_([TRANSFER[2], *(a[2] for a in ADJUSTMENTS)])
             )
         ).scalars()
     )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tecnorev.core.db import table_of
 from tecnorev.core.listing import Listing, at_least, at_most, before, columns_of, equals
 from tecnorev.core.web.types import BoolQuery, IdQuery, Moment, canonical_int, text
 from tecnorev.inventory.models import Branch, BranchStaff, InventoryMovement, StockEntry
 from tecnorev.inventory.schemas import BranchSummary, MovementSummary, StockSummary
 
-_branch = Branch.__table__
-_stock = StockEntry.__table__
-_movement = InventoryMovement.__table__
-_staff = BranchStaff.__table__
+_branch = table_of(Branch)
+_stock = table_of(StockEntry)
+_movement = table_of(InventoryMovement)
+_staff = table_of(BranchStaff)
 
 QuantityQuery = canonical_int(0, 2**31 - 1)
 

@@ -11,16 +11,17 @@ stock is left out of lists; changing it is a 403 ``not_branch_staff``.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response, status
+from pydantic import TypeAdapter
 
 from tecnorev.auth.deps import CurrentUser, OptionalUser, Principal, require_permission
+from tecnorev.core.db import table_of
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.listing import ListingQuery
-from tecnorev.core.web import ReadSessionDep, SessionDep, run_read
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.inventory import listings, permissions, service
 from tecnorev.inventory.errors import UnknownBranch
@@ -34,11 +35,17 @@ from tecnorev.inventory.schemas import (
     ReceiptCreate,
     ReceiptPublic,
     StaffPublic,
+    StockPublic,
     TransferCreate,
     TransferPublic,
 )
 
 router = APIRouter(prefix="/inventory")
+
+_STOCK_BRANCH = table_of(StockEntry).c.branch_id
+_MOVEMENT_BRANCH = table_of(InventoryMovement).c.branch_id
+# stock rows as the responses show them (``StockPublic`` reads their attributes)
+_STOCK_ROWS = TypeAdapter(list[StockPublic])
 
 
 def _require_any(*codes: str) -> Any:
@@ -100,8 +107,7 @@ async def list_branches(
                 f"or {permissions.INVENTORY_READ!r}"
             )
         query = replace(query, filters={**query.filters, "is_active": True})
-    body = await run_read(partial(listings.branches.page_json, session, query))
-    return Response(body, media_type="application/json")
+    return await listings.branches.response(session, query)
 
 
 @router.get(
@@ -167,13 +173,12 @@ def _within_reach(user: Principal, column: sa.ColumnElement[int]) -> list[Any]:
     response_model=listings.stock.page_type,
     summary="a page of stock rows at the caller's branches",
 )
-def list_stock(
-    session: SessionDep,
+async def list_stock(
+    session: ReadSessionDep,
     user: StockReader,
     query: Annotated[ListingQuery, Depends(listings.stock.query)],
 ) -> Response:
-    where = _within_reach(user, StockEntry.__table__.c.branch_id)
-    return Response(listings.stock.page_json(session, query, where), media_type="application/json")
+    return await listings.stock.response(session, query, _within_reach(user, _STOCK_BRANCH))
 
 
 @router.get(
@@ -181,14 +186,13 @@ def list_stock(
     response_model=listings.movements.page_type,
     summary="a page of the stock ledger at the caller's branches, newest first by default",
 )
-def list_movements(
-    session: SessionDep,
+async def list_movements(
+    session: ReadSessionDep,
     user: StockReader,
     query: Annotated[ListingQuery, Depends(listings.movements.query)],
 ) -> Response:
-    where = _within_reach(user, InventoryMovement.__table__.c.branch_id)
-    body = listings.movements.page_json(session, query, where)
-    return Response(body, media_type="application/json")
+    where = _within_reach(user, _MOVEMENT_BRANCH)
+    return await listings.movements.response(session, query, where)
 
 
 # --- stock changes -------------------------------------------------------------------------
@@ -209,7 +213,9 @@ def receive_stock(body: ReceiptCreate, session: SessionDep, user: Adjuster) -> A
     return ReceiptPublic(
         branch_id=body.branch_id,
         reference=body.reference,
-        stock=service.stock_levels(session, body.branch_id, quantities),
+        stock=_STOCK_ROWS.validate_python(
+            service.stock_levels(session, body.branch_id, quantities)
+        ),
     )
 
 
@@ -217,7 +223,7 @@ def receive_stock(body: ReceiptCreate, session: SessionDep, user: Adjuster) -> A
 def adjust_stock(body: AdjustmentCreate, session: SessionDep, user: Adjuster) -> Any:
     service.adjust_stock(session, **body.model_dump(), author_id=user.id, reach=_reach(user))
     (stock,) = service.stock_levels(session, body.branch_id, [body.product_id])
-    return AdjustmentPublic(stock=stock)
+    return AdjustmentPublic(stock=StockPublic.model_validate(stock))
 
 
 @router.post("/transfers", status_code=status.HTTP_201_CREATED, response_model=TransferPublic)
@@ -234,11 +240,13 @@ def transfer_stock(body: TransferCreate, session: SessionDep, user: Transferrer)
         author_id=user.id,
         reach=reach,
     )
-    stock = [
-        *service.stock_levels(session, body.from_branch_id, quantities),
-        # the destination's stock only if the caller may read it too
-        *service.stock_levels(session, body.to_branch_id, quantities, reach=reach),
-    ]
+    stock = _STOCK_ROWS.validate_python(
+        [
+            *service.stock_levels(session, body.from_branch_id, quantities),
+            # the destination's stock only if the caller may read it too
+            *service.stock_levels(session, body.to_branch_id, quantities, reach=reach),
+        ]
+    )
     return TransferPublic(
         transfer_id=transfer_id,
         from_branch_id=body.from_branch_id,

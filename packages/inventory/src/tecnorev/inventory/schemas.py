@@ -6,7 +6,13 @@ from collections import Counter
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from typing_extensions import TypedDict
 
 from tecnorev.core.web.types import (
@@ -15,7 +21,7 @@ from tecnorev.core.web.types import (
     Quantity,
     SignedQuantity,
     StrictBool,
-    text,
+    Text,
 )
 from tecnorev.inventory.models import MovementReason
 
@@ -27,12 +33,12 @@ BranchCode = Annotated[
         min_length=1, max_length=32, strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]+$"
     ),
 ]
-BranchName = text(120, min_length=1)
-Address = text(500)
-Reference = text(100, min_length=1)
-OptionalReference = text(100)
-Note = text(500)
-AdjustmentReason = text(500, min_length=1)
+BranchName = Annotated[str, Text(120, min_length=1)]
+Address = Annotated[str, Text(500)]
+Reference = Annotated[str, Text(100, min_length=1)]
+OptionalReference = Annotated[str, Text(100)]
+Note = Annotated[str, Text(500)]
+AdjustmentReason = Annotated[str, Text(500, min_length=1)]
 
 
 class _Request(BaseModel):

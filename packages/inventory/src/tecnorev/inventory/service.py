@@ -13,16 +13,17 @@ only, holders of ``inventory:read_all`` every branch's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.auth.models import User
 from tecnorev.catalog.models import Product
+from tecnorev.core.db import table_of
 from tecnorev.core.direct import Direct
 from tecnorev.core.metrics import count_on_commit
 from tecnorev.core.types import utcnow
@@ -47,9 +48,9 @@ from tecnorev.inventory.models import (
     StockEntry,
 )
 
-_stock = StockEntry.__table__
-_movement = InventoryMovement.__table__
-_branch = Branch.__table__
+_stock = table_of(StockEntry)
+_movement = table_of(InventoryMovement)
+_branch = table_of(Branch)
 
 Lines = list[tuple[int, int]]
 _Row = TypeVar("_Row", StockEntry, InventoryMovement)
@@ -231,6 +232,13 @@ def _take(session: Session, branch_id: int, lines: Lines, *, author_id: int | No
     )
 
 
+# the INSERTs with ON CONFLICT, by dialect
+_UPSERTS: dict[str, Callable[[sa.Table], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+
+
 def _put(session: Session, branch_id: int, lines: Lines, *, author_id: int | None) -> None:
     """Add stock, creating the branch-and-product row when it does not exist yet.
 
@@ -238,7 +246,7 @@ def _put(session: Session, branch_id: int, lines: Lines, *, author_id: int | Non
     first receipts of the same product cannot both insert, and neither loses its units.
     """
     dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    insert = _UPSERTS.get(dialect)
     if insert is None:
         raise NotImplementedError(f"stock upserts are not written for {dialect}")
     now = utcnow()
@@ -403,9 +411,9 @@ def list_staff(session: Session, branch_id: int) -> list[tuple[BranchStaff, str]
     get_branch(session, branch_id)
     rows = session.exec(
         select(BranchStaff, User.email)
-        .join(User, User.id == BranchStaff.user_id)
+        .join(User, col(User.id) == BranchStaff.user_id)
         .where(BranchStaff.branch_id == branch_id)
-        .order_by(BranchStaff.created_at, BranchStaff.user_id)
+        .order_by(col(BranchStaff.created_at), col(BranchStaff.user_id))
     )
     return list(rows)
 
@@ -413,7 +421,7 @@ def list_staff(session: Session, branch_id: int) -> list[tuple[BranchStaff, str]
 def branch_ids_of(session: Session, user_id: int) -> set[int]:
     """The branches ``user_id`` works at."""
     rows = session.execute(
-        sa.select(BranchStaff.branch_id).where(BranchStaff.user_id == user_id)
+        sa.select(col(BranchStaff.branch_id)).where(col(BranchStaff.user_id) == user_id)
     ).scalars()
     return set(rows)
 
@@ -449,16 +457,16 @@ def list_stock(
 ) -> tuple[list[StockEntry], int | None]:
     """A page of the stock rows in ``reach``, in id order, and the cursor of the next page
     (``None``: last)."""
-    statement = select(StockEntry).order_by(StockEntry.id).limit(limit + 1)
+    statement = select(StockEntry).order_by(col(StockEntry.id)).limit(limit + 1)
     branches = branches_in_reach(session, reach)
     if branches is not None:
-        statement = statement.where(StockEntry.branch_id.in_(sorted(branches)))
+        statement = statement.where(col(StockEntry.branch_id).in_(sorted(branches)))
     if branch_id is not None:
         statement = statement.where(StockEntry.branch_id == branch_id)
     if product_id is not None:
         statement = statement.where(StockEntry.product_id == product_id)
     if cursor is not None:
-        statement = statement.where(StockEntry.id > cursor)
+        statement = statement.where(col(StockEntry.id) > cursor)
     return _page(list(session.exec(statement)), limit)
 
 
@@ -474,10 +482,12 @@ def list_movements(
 ) -> tuple[list[InventoryMovement], int | None]:
     """A page of the ledger movements in ``reach``, newest first, and the cursor of the next
     page (a transfer's staff of one side see that side's movement only)."""
-    statement = select(InventoryMovement).order_by(InventoryMovement.id.desc()).limit(limit + 1)
+    statement = (
+        select(InventoryMovement).order_by(col(InventoryMovement.id).desc()).limit(limit + 1)
+    )
     branches = branches_in_reach(session, reach)
     if branches is not None:
-        statement = statement.where(InventoryMovement.branch_id.in_(sorted(branches)))
+        statement = statement.where(col(InventoryMovement.branch_id).in_(sorted(branches)))
     if branch_id is not None:
         statement = statement.where(InventoryMovement.branch_id == branch_id)
     if product_id is not None:
@@ -485,7 +495,7 @@ def list_movements(
     if transfer_id is not None:
         statement = statement.where(InventoryMovement.transfer_id == transfer_id)
     if cursor is not None:
-        statement = statement.where(InventoryMovement.id < cursor)
+        statement = statement.where(col(InventoryMovement.id) < cursor)
     return _page(list(session.exec(statement)), limit)
 
 
@@ -506,8 +516,11 @@ def stock_levels(
     return list(
         session.exec(
             select(StockEntry)
-            .where(StockEntry.branch_id == branch_id, StockEntry.product_id.in_(list(product_ids)))
-            .order_by(StockEntry.product_id)
+            .where(
+                StockEntry.branch_id == branch_id,
+                col(StockEntry.product_id).in_(list(product_ids)),
+            )
+            .order_by(col(StockEntry.product_id))
         )
     )
 
@@ -614,7 +627,6 @@ def transfer_stock(
             for product_id, quantity in lines:
                 _change(session, to_branch_id, product_id, -quantity, author_id)
             raise
-    common = {"reference": reference, "note": note, "author_id": author_id}
     out = [(product_id, -quantity) for product_id, quantity in lines]
     _record(
         session,
@@ -622,7 +634,9 @@ def transfer_stock(
         out,
         reason=MovementReason.TRANSFER_OUT,
         transfer_id=transfer_id,
-        **common,
+        reference=reference,
+        note=note,
+        author_id=author_id,
     )
     _record(
         session,
@@ -630,7 +644,9 @@ def transfer_stock(
         lines,
         reason=MovementReason.TRANSFER_IN,
         transfer_id=transfer_id,
-        **common,
+        reference=reference,
+        note=note,
+        author_id=author_id,
     )
     return transfer_id
 
@@ -640,7 +656,9 @@ def _require_products(session: Session, product_ids: Iterable[int]) -> None:
     if not wanted:
         return
     found = set(
-        session.execute(sa.select(Product.id).where(Product.id.in_(sorted(wanted)))).scalars()
+        session.execute(
+            sa.select(col(Product.id)).where(col(Product.id).in_(sorted(wanted)))
+        ).scalars()
     )
     missing = sorted(wanted - found)
     if missing:

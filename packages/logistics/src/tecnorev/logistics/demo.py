@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.logistics.service import create_shipment, deliver_shipment, ship_shipment
@@ -43,12 +43,14 @@ def load(session: Session, ctx: DemoContext) -> str:
         if order.target in (OrderStatus.SHIPPED, OrderStatus.DELIVERED)
     ]
     ids = [order.id for order in orders]
-    statuses = dict(session.exec(select(Order.id, Order.status).where(Order.id.in_(ids))).all())
+    statuses = dict(
+        session.exec(select(Order.id, Order.status).where(col(Order.id).in_(ids))).all()
+    )
     shipments = {
         shipment.order_id: shipment
         for shipment in session.exec(
             select(Shipment).where(
-                Shipment.order_id.in_(ids), Shipment.status != ShipmentStatus.CANCELLED
+                col(Shipment.order_id).in_(ids), Shipment.status != ShipmentStatus.CANCELLED
             )
         )
     }
@@ -68,6 +70,7 @@ def load(session: Session, ctx: DemoContext) -> str:
                 actor_id=actor_id,
             )
             created += 1
+        assert shipment.id is not None  # stored (read, or created and flushed): it has an id
         if shipment.status is ShipmentStatus.PENDING:
             ship_shipment(session, shipment_id=shipment.id, actor_id=actor_id)
             shipped += 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from tecnorev.core.db import table_of
 from tecnorev.core.listing import Listing, equals
 from tecnorev.core.web.types import IdQuery
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.logistics.schemas import ShipmentSummary
 
-_shipment = Shipment.__table__
+_shipment = table_of(Shipment)
 
 shipments = Listing(
     "shipments",

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Response
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.listing import ListingQuery
-from tecnorev.core.web import SessionDep
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.logistics import listings, permissions, service
 from tecnorev.logistics.schemas import ShipmentCreate, ShipmentPublic
@@ -45,15 +45,13 @@ def create_shipment(
     response_model=listings.shipments.page_type,
     summary="a page of the shipments of the orders the caller may read",
 )
-def list_shipments(
-    session: SessionDep,
+async def list_shipments(
+    session: ReadSessionDep,
     user: CurrentUser,
     query: Annotated[ListingQuery, Depends(listings.shipments.query)],
 ) -> Response:
     visible = service.visible_where(session, _viewer(user))
-    where = [] if visible is None else [visible]
-    body = listings.shipments.page_json(session, query, where)
-    return Response(body, media_type="application/json")
+    return await listings.shipments.response(session, query, [] if visible is None else [visible])
 
 
 @router.get("/shipments/{shipment_id}")

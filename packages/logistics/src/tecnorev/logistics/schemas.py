@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import Id, text
+from tecnorev.core.web.types import Id, Text
 from tecnorev.logistics.models import ShipmentStatus
 
-Carrier = text(100, min_length=1)
-TrackingNumber = text(100, min_length=1)
+Carrier = Annotated[str, Text(100, min_length=1)]
+TrackingNumber = Annotated[str, Text(100, min_length=1)]
 
 
 class ShipmentCreate(BaseModel):

@@ -13,9 +13,10 @@ whoever may read its order, and changed by staff of the order's branch (or every
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.core.db import is_unique_violation
 from tecnorev.core.types import utcnow
@@ -152,14 +153,15 @@ def cancel_order_shipments(
     pending = session.exec(
         select(Shipment)
         .where(Shipment.order_id == order_id, Shipment.status == ShipmentStatus.PENDING)
-        .order_by(Shipment.id)
+        .order_by(col(Shipment.id))
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all()
     for shipment in pending:
         _transition(shipment, ShipmentStatus.CANCELLED, actor_id)
     session.flush()
-    return [shipment.id for shipment in pending]
+    # rows read from the table: every id is set
+    return cast(list[int], [shipment.id for shipment in pending])
 
 
 def _locked_shipment(session: Session, shipment_id: int, viewer: Viewer | None) -> Shipment:
@@ -225,4 +227,4 @@ def get_shipment(session: Session, *, shipment_id: int, viewer: Viewer | None = 
 def visible_where(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
     # what hangs off an order is visible to whoever may read the order
     orders = visible_orders(session, viewer)
-    return None if orders is None else Shipment.order_id.in_(orders)
+    return None if orders is None else col(Shipment.order_id).in_(orders)

@@ -198,27 +198,31 @@ def _enum_users(metadata: Iterable[sa.MetaData]) -> dict[str, set[str]]:
     return users
 
 
-def _column_enum(column: sa.Column | None) -> sa.Enum | None:
+def _column_enum(column: sa.Column | None) -> tuple[str, sa.Enum] | None:
+    """The name and type of ``column``'s named native enum, if it has one."""
     if (
         column is not None
         and isinstance(column.type, sa.Enum)
         and column.type.native_enum
         and column.type.name
     ):
-        return column.type
+        return column.type.name, column.type
     return None
 
 
-def _added_column_enums(op: MigrateOperation, table_ops: type) -> list[tuple[str, sa.Enum]]:
-    """(table, enum) for each column with a native enum that ``op`` adds or drops."""
+def _added_column_enums(
+    op: MigrateOperation, table_ops: type[ops.AddColumnOp] | type[ops.DropColumnOp]
+) -> list[tuple[str, str, sa.Enum]]:
+    """(table, enum name, enum) for each column with a native enum that ``op`` adds or
+    drops."""
     inner = op.ops if isinstance(op, ops.ModifyTableOps) else [op]
-    found = []
+    found: list[tuple[str, str, sa.Enum]] = []
     for item in inner:
         if isinstance(item, table_ops):
             column = item.column if isinstance(item, ops.AddColumnOp) else item.to_column()
             enum = _column_enum(column)
             if enum is not None:
-                found.append((item.table_name, enum))
+                found.append((item.table_name, *enum))
     return found
 
 
@@ -231,17 +235,17 @@ def _enum_types_for_added_columns(
     users = _enum_users(metadata)
     upgrade: list[MigrateOperation] = []
     for op in script.upgrade_ops.ops:
-        for table, enum in _added_column_enums(op, ops.AddColumnOp):
-            if users.get(enum.name, set()) <= {table}:
-                upgrade.append(CreateEnumTypeOp(enum.name, list(enum.enums)))
+        for table, name, enum in _added_column_enums(op, ops.AddColumnOp):
+            if users.get(name, set()) <= {table}:
+                upgrade.append(CreateEnumTypeOp(name, list(enum.enums)))
         upgrade.append(op)
     script.upgrade_ops.ops = upgrade
     downgrade: list[MigrateOperation] = []
     for op in script.downgrade_ops.ops:
         downgrade.append(op)
-        for table, enum in _added_column_enums(op, ops.DropColumnOp):
-            if users.get(enum.name, set()) <= {table}:
-                downgrade.append(DropEnumTypeOp(enum.name))
+        for table, name, _enum in _added_column_enums(op, ops.DropColumnOp):
+            if users.get(name, set()) <= {table}:
+                downgrade.append(DropEnumTypeOp(name))
     script.downgrade_ops.ops = downgrade
 
 
@@ -321,7 +325,9 @@ def make_process_revision_directives(
 
     def process_revision_directives(context: Any, revision: Any, directives: list[Any]) -> None:
         script: ops.MigrationScript = directives[0]
-        module = scope_from_head(script.head, script.branch_label, registry, scripts)
+        # ``--branch-label`` gives one label (a list or tuple never names a module)
+        label = script.branch_label if isinstance(script.branch_label, str) else None
+        module = scope_from_head(script.head, label, registry, scripts)
         if module is None:
             if not creating:
                 return  # ``check`` compares every module at once and writes nothing

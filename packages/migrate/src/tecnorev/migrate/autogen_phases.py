@@ -86,7 +86,7 @@ def _fill(table: str, column: str, metadata: list[sa.MetaData]) -> str:
         if isinstance(col.server_default, sa.DefaultClause):
             arg = col.server_default.arg
             return arg.text if isinstance(arg, sa.TextClause) else _literal(arg, col.type)
-        if col.default is not None and col.default.is_scalar:
+        if isinstance(col.default, sa.ColumnDefault) and col.default.is_scalar:
             return _literal(col.default.arg, col.type)
     raise CommandError(
         f"{table}.{column} becomes NOT NULL, and the models give it no default to fill the "
@@ -206,6 +206,7 @@ def split_phases(
 ) -> tuple[ops.MigrationScript | None, list[str]]:
     """Rewrite ``script`` as its expand revision; return the contract revision to write after
     it (None when nothing breaks the running release) and what was read as what."""
+    assert script.upgrade_ops is not None  # the caller splits a script that has upgrade ops
     said: list[str] = []
     expand_ops: list[MigrateOperation] = []
     contract_ops: list[MigrateOperation] = []
@@ -213,17 +214,18 @@ def split_phases(
         if not isinstance(step, ops.ModifyTableOps):
             expand_ops.append(step)
             continue
-        expand, contract = _split(step, metadata, renames, said)
+        now, later = _split(step, metadata, renames, said)
         # zero's calls stand outside the table's block, which SQLite renders as a batch
-        kept = [o for o in expand if not isinstance(o, ZeroCall)]
+        kept = [o for o in now if not isinstance(o, ZeroCall)]
         if kept:
             expand_ops.append(ops.ModifyTableOps(step.table_name, kept, schema=step.schema))
-        expand_ops.extend(o for o in expand if isinstance(o, ZeroCall))
-        contract_ops.extend(contract)
+        expand_ops.extend(o for o in now if isinstance(o, ZeroCall))
+        contract_ops.extend(later)
     if not contract_ops:
         return None, said
-    script.upgrade_ops = ops.UpgradeOps(expand_ops)
-    script.downgrade_ops = script.upgrade_ops.reverse()
+    expand = ops.UpgradeOps(expand_ops)
+    script.upgrade_ops = expand
+    script.downgrade_ops = expand.reverse()
     upgrade = ops.UpgradeOps(contract_ops)
     contract = ops.MigrationScript(
         rev_id=None,

@@ -51,9 +51,11 @@ def current(config: Config, check_heads: bool = False, verbose: bool = False) ->
 
     def display_version(rev: tuple[str, ...], context: MigrationContext) -> list[Any]:
         if verbose:
+            assert context.connection is not None  # current reads the database
             config.print_stdout(
                 "Current revision(s) for %s:",
-                util.obfuscate_url_pw(context.connection.engine.url),
+                # as util.obfuscate_url_pw renders it (that one is typed for a str)
+                context.connection.engine.url.render_as_string(hide_password=True),
             )
         if check_heads and set(context.get_current_heads()) != set(scripts.get_heads()):
             raise util.DatabaseNotAtHead("Database is not on all head revisions")
@@ -308,9 +310,8 @@ def _merge_rev_id(config: Config, options: Namespace) -> str | None:
     except CommandError:
         return None
     owners = {module_of_script(s, get_registry()) for s in revisions if s is not None}
-    if len(owners) == 1 and None not in owners:
-        return new_revision_id(owners.pop())
-    return None
+    owner = owners.pop() if len(owners) == 1 else None
+    return None if owner is None else new_revision_id(owner)
 
 
 def _migration_frame(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, cast
 
 import typer
 from rich.markup import escape
@@ -33,6 +33,27 @@ def _click_class(name: str) -> type[Exception]:
 
 UsageError = _click_class("UsageError")
 ClickException = _click_class("ClickException")
+
+
+class _ClickError(Protocol):
+    """What is read of a ``ClickException`` (the class is found at run time, above)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+class _Context(Protocol):
+    @property
+    def command_path(self) -> str: ...
+
+
+class _UsageError(_ClickError, Protocol):
+    """What is read of a ``UsageError``."""
+
+    @property
+    def ctx(self) -> _Context | None: ...
+
 
 _NEGATIVE = re.compile(r"^-\d+$")
 _SKIPPED = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
@@ -107,7 +128,7 @@ def _converted(actions: list[argparse.Action], values: dict[str, Any]) -> dict[s
             out[action.dest] = []
         if not isinstance(value, str):
             continue
-        if action.type is not None and action.type not in (str, *_NATIVE):
+        if callable(action.type) and action.type not in (str, *_NATIVE):
             try:
                 value = out[action.dest] = action.type(value)
             except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
@@ -208,20 +229,22 @@ def run_click(
         result = command.main(args, prog_name=prog, standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
-    except UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # the help, asked by giving nothing
-            typer.echo(exc.format_message(), err=True)
+    except UsageError as caught:
+        usage = cast(_UsageError, caught)  # an instance of click's UsageError, found by name
+        if type(usage).__name__ == "NoArgsIsHelpError":  # the help, asked by giving nothing
+            typer.echo(usage.format_message(), err=True)
             _fail("a command is needed")
             return ExitCode.USAGE
-        where = exc.ctx.command_path if exc.ctx is not None else prog
-        _fail(f"{exc.format_message()}\n(see '{where} --help')")
+        where = usage.ctx.command_path if usage.ctx is not None else prog
+        _fail(f"{usage.format_message()}\n(see '{where} --help')")
         return ExitCode.USAGE
     except typer.Abort:
         _fail("aborted")
         return ExitCode.FAILED
-    except ClickException as exc:
-        _fail(exc.format_message())
-        return ExitCode.FAILED if exc.exit_code == 1 else exc.exit_code
+    except ClickException as caught:
+        error = cast(_ClickError, caught)  # an instance of click's ClickException, found by name
+        _fail(error.format_message())
+        return ExitCode.FAILED if error.exit_code == 1 else error.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else ExitCode.FAILED
     except BrokenPipeError:

@@ -28,6 +28,8 @@ def incompatibilities(registry: Registry) -> list[str]:
     problems = []
     for module in registry.modules:
         requirer = module.distribution
+        if not requirer:
+            continue  # no distribution: no requirements (requirements_of gives none)
         for name, spec in requirements_of(requirer).items():
             try:
                 installed = version(name)

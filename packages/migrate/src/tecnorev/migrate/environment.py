@@ -13,11 +13,11 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from logging.config import fileConfig
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import context
@@ -46,6 +46,9 @@ from tecnorev.migrate.errors import MigrationError
 from tecnorev.migrate.modules import Registry, get_registry
 from tecnorev.migrate.project import project, setting, url_of
 from tecnorev.migrate.revisions import module_of_revision, module_of_script
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext, MigrationInfo
 
 # The key of the migration lock (advisory locks are per database: each database has its own).
 ADVISORY_LOCK_KEY = 7_370_432_214_561_907_302
@@ -246,9 +249,17 @@ class _Recorder:
             parents.append(dep)
         return " ".join(parents)
 
-    def __call__(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    def __call__(
+        self,
+        ctx: MigrationContext,
+        step: MigrationInfo,
+        heads: Collection[Any],
+        run_args: Mapping[str, Any],
+    ) -> None:
+        """alembic's ``on_version_apply``, called with keywords after each step."""
         targets.step_applied()
         connection = ctx.connection
+        assert connection is not None  # steps are recorded online only
         if connection.dialect.name == "sqlite":
             violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             if violations:
@@ -538,8 +549,10 @@ def plan_phases(
                 )
         phases.check_contract(connection, [script], everything(), registry)
 
+    planner = migration_context._migrations_fn
+    assert planner is not None  # an upgrade's context has alembic's step planner
     migration_context._migrations_fn = phases.phased(
-        migration_context._migrations_fn,
+        planner,
         on_hold=None if contract else on_hold,
         up_front=up_front,
         before_contract=before_contract,
@@ -622,7 +635,8 @@ def run() -> None:
     stable_batch.install()
     squash.install()
     _configure_logging(context.config)
-    env: EnvironmentContext = context._proxy  # the EnvironmentContext alembic installed
+    # the EnvironmentContext alembic installed (alembic.context's stub leaves _proxy out)
+    env: EnvironmentContext = context._proxy  # type: ignore[attr-defined]
     config = context.config
     registry = get_registry()
     scripts = env.script

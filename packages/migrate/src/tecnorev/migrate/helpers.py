@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import TypeAlias
+
     from alembic.operations import Operations
+
+    # what a revision passes: ``alembic.op``, the module proxying the run's ``Operations``
+    Op: TypeAlias = Operations | ModuleType
 
 REHEARSAL_ATTRIBUTE = "tecnorev_rehearsal"
 """Set in ``Config.attributes`` while a run happens inside a transaction that is rolled back."""
@@ -55,14 +61,14 @@ _INVALID_INDEX = sa.text(
 )
 
 
-def rehearsing(op: Operations) -> bool:
+def rehearsing(op: Op) -> bool:
     """Whether this run happens inside a transaction its caller rolls back."""
     config = op.get_context().config
     return config is not None and bool(config.attributes.get(REHEARSAL_ATTRIBUTE))
 
 
 @contextmanager
-def outside_transaction(op: Operations) -> Iterator[bool]:
+def outside_transaction(op: Op) -> Iterator[bool]:
     """Alembic's ``autocommit_block``, except in a rehearsal (see the module's docstring).
     Yields whether the block really runs outside a transaction."""
     if rehearsing(op):
@@ -73,7 +79,7 @@ def outside_transaction(op: Operations) -> Iterator[bool]:
 
 
 def create_index_concurrently(
-    op: Operations,
+    op: Op,
     index_name: str,
     table_name: str,
     columns: Sequence[str | sa.TextClause],
@@ -108,13 +114,13 @@ def create_index_concurrently(
         )
 
 
-def _is_invalid(op: Operations, index_name: str, schema: str | None) -> bool:
+def _is_invalid(op: Op, index_name: str, schema: str | None) -> bool:
     found = op.get_bind().execute(_INVALID_INDEX, {"name": index_name, "schema": schema})
     return found.first() is not None
 
 
 def drop_index_concurrently(
-    op: Operations, index_name: str, table_name: str, *, schema: str | None = None
+    op: Op, index_name: str, table_name: str, *, schema: str | None = None
 ) -> None:
     """Drop an index without blocking reads and writes of its table (PostgreSQL), and do
     nothing when it is already gone (a downgrade run again after a failed attempt)."""
@@ -132,9 +138,7 @@ def drop_index_concurrently(
         )
 
 
-def _drop_concurrently(
-    op: Operations, index_name: str, table_name: str, schema: str | None
-) -> None:
+def _drop_concurrently(op: Op, index_name: str, table_name: str, schema: str | None) -> None:
     op.drop_index(
         index_name,
         table_name=table_name,

@@ -146,7 +146,10 @@ def _same_name(a: Any, b: Any) -> bool:
 
 def _adds_constraint(seen: Seen, name: str) -> bool:
     op = seen.operation
-    return isinstance(op, ops.AddConstraintOp) and _same_name(op.constraint_name, name)
+    # every AddConstraintOp alembic makes has a constraint_name; the base class declares none
+    return isinstance(op, ops.AddConstraintOp) and _same_name(
+        getattr(op, "constraint_name", None), name
+    )
 
 
 def _table_key(qualified: str) -> str:
@@ -595,8 +598,10 @@ class _Recorder:
         op = operation
         if isinstance(op, ops.CreateTableOp):
             self.new_tables.add(_table_key(_qualified(op.table_name, op.schema)))
-        renamed = isinstance(op, ops.RenameTableOp)
-        if renamed and _table_key(_qualified(op.table_name, op.schema)) in self.new_tables:
+        if (
+            isinstance(op, ops.RenameTableOp)
+            and _table_key(_qualified(op.table_name, op.schema)) in self.new_tables
+        ):
             self.new_tables.add(_table_key(_qualified(op.new_table_name, op.schema)))
 
     def _caller(self, frame: FrameType | None) -> tuple[int | None, bool]:
@@ -677,7 +682,9 @@ def _lint_context(recorder: _Recorder) -> _LintContext:
     def execute(construct: Any, *_multiparams: Any, **_params: Any) -> None:
         recorder.record(ops.ExecuteSQLOp(construct))
 
-    context.connection = context.impl.connection = sa.create_mock_engine(
+    # alembic types these as Connection, yet its own offline context keeps a MockConnection
+    # there too (MigrationContext._stdout_connection)
+    context.connection = context.impl.connection = sa.create_mock_engine(  # type: ignore[assignment]
         sa.make_url("postgresql+psycopg2://"), execute
     )
     return context

@@ -75,9 +75,10 @@ def project() -> Project:
             f"{path} [{SECTION}]: unknown key(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
-    return Project(
-        **{k: v.strip() or None if k == "default_url" else v.strip() for k, v in given.items()}
-    )
+    values = {k: v.strip() for k, v in given.items() if k != "default_url"}
+    if "default_url" not in given:
+        return Project(**values)
+    return Project(**values, default_url=given["default_url"].strip() or None)
 
 
 @lru_cache(maxsize=1)

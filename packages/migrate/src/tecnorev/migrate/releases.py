@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, requires
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tecnorev.migrate.errors import BadArgument, MigrationError
 
@@ -67,7 +67,7 @@ def read_releases(path: Path) -> list[Release]:
     return sorted(found, key=lambda r: Version(r.version))
 
 
-def _flat(data: dict[str, object]) -> dict[str, object]:
+def _flat(data: dict[str, Any]) -> dict[str, list[Any] | str]:
     return {k: v for k, v in data.items() if isinstance(v, list | str)}
 
 

@@ -39,7 +39,11 @@ def replaces(script: Script) -> tuple[str, ...]:
     return tuple(to_tuple(getattr(script.module, "replaces", None), default=()))
 
 
-def _mapped(value: object, alias: dict[str, str]) -> object:
+# a revision's down_revision or dependencies, as alembic types them
+_Revisions = str | list[str] | tuple[str, ...] | None
+
+
+def _mapped(value: _Revisions, alias: dict[str, str]) -> _Revisions:
     revisions = to_tuple(value, default=())
     if not any(r in alias for r in revisions):
         return value
@@ -170,7 +174,8 @@ def _scan(scripts: ScriptDirectory) -> Iterator[Script]:
         yield from _alembic_load(scripts)
         return
     mapping = scripts.revision_map._revision_map
-    yield from (s for k, s in mapping.items() if s is not None and k == s.revision)
+    # a ScriptDirectory's map holds Scripts (alembic types them as their base, Revision)
+    yield from (s for k, s in mapping.items() if isinstance(s, Script) and k == s.revision)
 
 
 def replaced(scripts: Iterable[Script]) -> dict[str, str]:

@@ -49,8 +49,11 @@ def data_steps(script: Script) -> list[str]:
         if isinstance(node, ast.FunctionDef) and node.name == "downgrade":
             continue
         for call in ast.walk(node):
-            called = isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-            if called and call.func.attr in DATA_CALLS:
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr in DATA_CALLS
+            ):
                 found.append(f"line {call.lineno}: .{call.func.attr}()")
     return found
 
@@ -103,10 +106,10 @@ def _step(script: Script) -> _Step:
             )
         elif isinstance(node, ast.FunctionDef):
             defined.add(node.name)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Global, ast.Nonlocal)):
+    for inner in ast.walk(tree):
+        if isinstance(inner, (ast.Global, ast.Nonlocal)):
             raise MigrationError(
-                f"{path}, line {node.lineno}: '{type(node).__name__.lower()}' cannot be "
+                f"{path}, line {inner.lineno}: '{type(inner).__name__.lower()}' cannot be "
                 "squashed (the revision's top level becomes a function's body)"
             )
     missing = {"upgrade", "downgrade"} - defined

@@ -279,6 +279,8 @@ def last_applied(connection: sa.Connection) -> dict[str, AppliedRecord]:
 def all_scripts(scripts: ScriptDirectory) -> dict[str, Script]:
     """Every revision of the installed modules by id, without alembic's topological walk
     (which grows much faster than the number of revisions)."""
+    from alembic.script import Script
+
     try:
         revision_map = scripts.revision_map._revision_map
     except KeyError as exc:
@@ -287,10 +289,11 @@ def all_scripts(scripts: ScriptDirectory) -> dict[str, Script]:
         raise BrokenRevision(
             f"the installed modules' revisions cannot be read: {type(exc).__name__}: {exc}"
         ) from exc
+    # a ScriptDirectory's map holds Scripts (alembic types them as their base, Revision)
     return {
         key: script
         for key, script in revision_map.items()
-        if script is not None and key == script.revision
+        if isinstance(script, Script) and key == script.revision
     }
 
 

@@ -108,13 +108,13 @@ def _imports(source: str) -> list[str]:
 
 def _down_revisions(source: str) -> tuple[str, ...]:
     for node in ast.parse(source).body:
-        target = (
-            node.targets[0]
-            if isinstance(node, ast.Assign)
-            else node.target
-            if isinstance(node, ast.AnnAssign)
-            else None
-        )
+        target: ast.expr
+        if isinstance(node, ast.Assign):
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign):
+            target = node.target
+        else:
+            continue
         if isinstance(target, ast.Name) and target.id == "down_revision" and node.value:
             value = ast.literal_eval(node.value)
             if value is None:

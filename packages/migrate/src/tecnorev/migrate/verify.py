@@ -359,6 +359,7 @@ def check_dependencies(code: _Code) -> CheckResult:
             theirs = code.owners.get(dep)
             if theirs is None or theirs == mine:
                 continue
+            message: str | None
             if theirs not in code.registry.dependencies(mine):
                 message = (
                     f"{revision} depends on {dep} of module {theirs!r}, which {mine!r} does not "
@@ -505,7 +506,9 @@ def check_models(config: Config, code: _Code, scratch_url: str) -> CheckResult:
                     "target_metadata": metadata,
                 },
             )
-            diffs = compare_metadata(context, metadata)
+            # alembic compares with a sequence of MetaData too (its AutogenContext takes one);
+            # only compare_metadata's annotation says a single MetaData
+            diffs = compare_metadata(context, metadata)  # type: ignore[arg-type]
             orphans = sorted(set(sa.inspect(connection).get_table_names()) - set(owners))
     finally:
         engine.dispose()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from tecnorev.core.db import table_of
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.payments.service import record_payment, refund_order_payments
 from tecnorev.sales.models import Order, OrderStatus
@@ -57,7 +58,7 @@ def plan_payments(orders: list[DemoOrder]) -> list[tuple[DemoOrder, str, str]]:
 
 def load(session: Session, ctx: DemoContext) -> str:
     planned = plan_payments(list(ctx.values.get("sales.orders", ())))
-    p = Payment.__table__.c
+    p = table_of(Payment).c
     recorded = {
         (provider, ref)
         for provider, ref in session.execute(
@@ -91,7 +92,7 @@ def load(session: Session, ctx: DemoContext) -> str:
         was_pending = order.status is OrderStatus.PENDING
         record_payment(
             session,
-            order_id=order.id,
+            order_id=order_plan.id,
             amount=amount,
             currency=None,  # the store's
             provider=provider,
@@ -100,9 +101,9 @@ def load(session: Session, ctx: DemoContext) -> str:
         )
         added += 1
         if what == REFUND:  # the shop cannot supply it after all
-            cancel_order(session, order_id=order.id, actor_id=manager_id)
+            cancel_order(session, order_id=order_plan.id, actor_id=manager_id)
             # refunded now rather than by the cancellation's event (which then finds nothing)
-            refunded += len(refund_order_payments(session, order_id=order.id))
+            refunded += len(refund_order_payments(session, order_id=order_plan.id))
         elif was_pending and order.status is OrderStatus.CONFIRMED:
             confirmed += 1
     if not added:

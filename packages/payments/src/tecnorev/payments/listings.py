@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from tecnorev.core.db import table_of
 from tecnorev.core.listing import Listing, equals
 from tecnorev.core.web.types import IdQuery
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.payments.schemas import PaymentSummary
 
-_payment = Payment.__table__
+_payment = table_of(Payment)
 
 payments = Listing(
     "payments",

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.listing import ListingQuery
-from tecnorev.core.web import SessionDep
+from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.payments import listings, permissions, service
 from tecnorev.payments.schemas import PaymentCreate, PaymentPublic
@@ -53,15 +53,13 @@ def record_payment(
     response_model=listings.payments.page_type,
     summary="a page of the payments of the orders the caller may read",
 )
-def list_payments(
-    session: SessionDep,
+async def list_payments(
+    session: ReadSessionDep,
     user: CurrentUser,
     query: Annotated[ListingQuery, Depends(listings.payments.query)],
 ) -> Response:
     visible = service.visible_where(session, _viewer(user))
-    where = [] if visible is None else [visible]
-    body = listings.payments.page_json(session, query, where)
-    return Response(body, media_type="application/json")
+    return await listings.payments.response(session, query, [] if visible is None else [visible])
 
 
 # The paths of releases before 0.2 (/payments/payments...), redirected for a while; 308 keeps

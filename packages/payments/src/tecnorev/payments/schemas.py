@@ -8,13 +8,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
 
-from tecnorev.core.web.types import Id, Money, MoneyOut, text
+from tecnorev.core.web.types import Id, Money, MoneyOut, Text
 from tecnorev.payments.models import PaymentStatus
 
 Amount = Annotated[Money, Field(gt=0)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]  # ISO 4217, e.g. USD
-Provider = text(50, min_length=1)
-ProviderReference = text(128, min_length=1)
+Provider = Annotated[str, Text(50, min_length=1)]
+ProviderReference = Annotated[str, Text(128, min_length=1)]
 
 
 class PaymentCreate(BaseModel):

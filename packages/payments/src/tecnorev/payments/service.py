@@ -17,9 +17,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from tecnorev.core.db import is_unique_violation
+from tecnorev.core.db import is_unique_violation, table_of
 from tecnorev.core.metrics import count_on_commit
 from tecnorev.core.settings import store_currency
 from tecnorev.core.types import utcnow
@@ -38,6 +38,8 @@ from tecnorev.sales.models import Order, OrderStatus
 from tecnorev.sales.service import Viewer, visible_orders
 
 CENT = Decimal("0.01")
+
+_payment = table_of(Payment)
 
 
 # --- recording and refunding -----------------------------------------------------------------
@@ -67,13 +69,13 @@ def record_payment(
     if order.status is OrderStatus.CANCELLED:
         raise OrderCancelled(f"order {order_id} is cancelled and takes no payment")
     succeeded = session.exec(
-        select(Payment.amount, Payment.currency).where(
+        select(col(Payment.amount), col(Payment.currency)).where(
             Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED
         )
     ).all()
     # an order is priced in the store's currency; one paid before the setting changed stays
     # paid in what its first payment was
-    paid_in = {row.currency for row in succeeded}  # one at most, by this very check
+    paid_in = {code for _, code in succeeded}  # one at most, by this very check
     expected = min(paid_in) if paid_in else store_currency()
     currency = currency or expected
     if currency != expected:
@@ -81,7 +83,7 @@ def record_payment(
             f"order {order_id} is paid in {expected}, not {currency}",
             details={"currency": expected},
         )
-    paid = sum((Decimal(row.amount).quantize(CENT) for row in succeeded), Decimal("0.00"))
+    paid = sum((Decimal(earlier).quantize(CENT) for earlier, _ in succeeded), Decimal("0.00"))
     total = Decimal(order.total).quantize(CENT)
     if paid + amount > total:
         raise Overpayment(
@@ -121,9 +123,9 @@ def refund_order_payments(session: Session, *, order_id: int) -> list[int]:
     status = session.exec(select(Order.status).where(Order.id == order_id)).first()
     if status is not OrderStatus.CANCELLED:
         return []
-    p = Payment.__table__.c
+    p = _payment.c
     refunded = session.execute(
-        sa.update(Payment.__table__)
+        sa.update(_payment)
         .where(p.order_id == order_id, p.status == PaymentStatus.SUCCEEDED)
         .values(status=PaymentStatus.REFUNDED, updated_at=utcnow(), updated_by_id=None)
         .returning(p.id)
@@ -168,4 +170,4 @@ def get_payment(session: Session, *, payment_id: int, viewer: Viewer | None = No
 def visible_where(session: Session, viewer: Viewer | None) -> sa.ColumnElement[bool] | None:
     # what hangs off an order is visible to whoever may read the order
     orders = visible_orders(session, viewer)
-    return None if orders is None else Payment.order_id.in_(orders)
+    return None if orders is None else col(Payment.order_id).in_(orders)

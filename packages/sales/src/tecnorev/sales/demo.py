@@ -20,10 +20,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.core.types import utcnow
 from tecnorev.sales.models import Coupon, CouponKind, Order, OrderStatus
+from tecnorev.sales.placed import NewOrder
 from tecnorev.sales.schemas import CouponCreate
 from tecnorev.sales.service import cancel_order, confirm_order, create_coupon, place_order
 
@@ -154,11 +155,17 @@ def plan_orders(
 
 
 def _advance(
-    session: Session, order: Order, plan: PlannedOrder, *, staff_id: int | None, by_staff: bool
+    session: Session,
+    order: Order | NewOrder,
+    plan: PlannedOrder,
+    *,
+    staff_id: int | None,
+    by_staff: bool,
 ) -> None:
     """Take a just placed order to its aim, as far as sales goes."""
     if plan.target is S.PENDING:
         return
+    assert order.id is not None  # placed: its row has an id
     if plan.target is S.CANCELLED and not by_staff:  # the customer changed their mind
         cancel_order(
             session, order_id=order.id, actor_id=plan.customer_id, as_customer=plan.customer_id
@@ -174,7 +181,7 @@ def load(session: Session, ctx: DemoContext) -> str:
     added: list[str] = []
 
     codes = [c.code for c in coupons()]
-    stored = set(session.exec(select(Coupon.code).where(Coupon.code.in_(codes))))
+    stored = set(session.exec(select(Coupon.code).where(col(Coupon.code).in_(codes))))
     new_coupons = [data for data in coupons() if data.code not in stored]
     for data in new_coupons:
         create_coupon(session, data=data, actor_id=ctx.values.get("auth.manager_id"))
@@ -203,8 +210,8 @@ def load(session: Session, ctx: DemoContext) -> str:
         order.idempotency_key: order
         for order in session.exec(
             select(Order).where(
-                Order.idempotency_key.in_([p.key for p in planned]),
-                Order.customer_id.in_(customer_ids),
+                col(Order.idempotency_key).in_([p.key for p in planned]),
+                col(Order.customer_id).in_(customer_ids),
             )
         )
     }
@@ -214,7 +221,7 @@ def load(session: Session, ctx: DemoContext) -> str:
     for plan in planned:
         by_staff = plan.target is S.CANCELLED and cancellations % 2 == 1
         cancellations += plan.target is S.CANCELLED
-        order = existing.get(plan.key)
+        order: Order | NewOrder | None = existing.get(plan.key)
         if order is None and plan.items:
             order = place_order(
                 session,
@@ -233,12 +240,13 @@ def load(session: Session, ctx: DemoContext) -> str:
             )
             placed += 1
         if order is not None:
+            assert order.id is not None  # placed: its row has an id
             demo_orders.append(DemoOrder(order.id, plan.key, plan.target, plan.customer_id))
     ctx.values["sales.orders"] = demo_orders
 
     if placed:
         statuses = Counter(
-            session.exec(select(Order.status).where(Order.id.in_([o.id for o in demo_orders])))
+            session.exec(select(Order.status).where(col(Order.id).in_([o.id for o in demo_orders])))
         )
         counts = ", ".join(f"{status.value} {statuses[status]}" for status in S if statuses[status])
         added.append(f"{placed} orders (now {counts})")

@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tecnorev.core.db import table_of
+from tecnorev.core.direct import Direct
 from tecnorev.core.listing import (
     Listing,
     at_least,
@@ -24,9 +26,9 @@ from tecnorev.core.web.types import BoolQuery, IdQuery, Moment
 from tecnorev.sales.models import Coupon, Order, OrderItem, OrderStatus
 from tecnorev.sales.schemas import CouponSummary, OrderSummary
 
-_coupon = Coupon.__table__
-_order = Order.__table__
-_item = OrderItem.__table__
+_coupon = table_of(Coupon)
+_order = table_of(Order)
+_item = table_of(OrderItem)
 
 _ORDER_FIELDS = (
     "id customer_id branch_id status coupon_id subtotal discount total idempotency_key "
@@ -47,7 +49,7 @@ coupons = Listing(
     filters=(equals("is_active", _coupon.c.is_active, BoolQuery, "usable or switched off"),),
 )
 
-_ITEMS = (
+_ITEMS = Direct(
     sa.select(
         _item.c.order_id,
         _item.c.product_id,
@@ -62,7 +64,7 @@ _ITEMS = (
 
 def _with_items(session: Session, orders: list[dict[str, Any]]) -> None:
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    rows = session.execute(_ITEMS, {"order_ids": [order["id"] for order in orders]})
+    rows = _ITEMS.run(session.connection(), {"order_ids": [order["id"] for order in orders]})
     for order_id, product_id, quantity, unit_price, line_total in rows:
         found[order_id].append(
             {

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Header, Response
 
 from tecnorev.auth.deps import CurrentUser, Principal, require_permission
 from tecnorev.core.listing import ListingQuery
-from tecnorev.core.web import SessionDep, commit_rendered
-from tecnorev.core.web.types import IdPath, text
+from tecnorev.core.web import ReadSessionDep, SessionDep, commit_rendered
+from tecnorev.core.web.types import IdPath, Text
 from tecnorev.sales import listings, permissions, service
 from tecnorev.sales.schemas import (
     CouponCreate,
@@ -25,8 +25,9 @@ router = APIRouter(prefix="/sales")
 ManagesCoupons = Annotated[Principal, require_permission(permissions.COUPONS_MANAGE)]
 PlacesOrders = Annotated[Principal, require_permission(permissions.ORDERS_PLACE)]
 ManagesOrders = Annotated[Principal, require_permission(permissions.ORDERS_MANAGE)]
+IdempotencyKeyText = Annotated[str, Text(64, min_length=1)]
 IdempotencyKey = Annotated[
-    text(64, min_length=1) | None,
+    IdempotencyKeyText | None,
     Header(alias="Idempotency-Key", description="replaying a key returns the order it placed"),
 ]
 
@@ -42,12 +43,12 @@ def create_coupon(body: CouponCreate, session: SessionDep, user: ManagesCoupons)
 
 
 @router.get("/coupons", response_model=listings.coupons.page_type, summary="a page of coupons")
-def list_coupons(
-    session: SessionDep,
+async def list_coupons(
+    session: ReadSessionDep,
     _user: ManagesCoupons,
     query: Annotated[ListingQuery, Depends(listings.coupons.query)],
 ) -> Response:
-    return Response(listings.coupons.page_json(session, query), media_type="application/json")
+    return await listings.coupons.response(session, query)
 
 
 @router.get("/coupons/{coupon_id}")
@@ -103,14 +104,13 @@ def place_order(
     response_model=listings.orders.page_type,
     summary="a page of the orders the caller may read, with their items; newest first by default",
 )
-def list_orders(
-    session: SessionDep,
+async def list_orders(
+    session: ReadSessionDep,
     user: CurrentUser,
     query: Annotated[ListingQuery, Depends(listings.orders.query)],
 ) -> Response:
     visible = service.visible_orders_where(_viewer(user))
-    where = [] if visible is None else [visible]
-    return Response(listings.orders.page_json(session, query, where), media_type="application/json")
+    return await listings.orders.response(session, query, [] if visible is None else [visible])
 
 
 @router.get("/orders/{order_id}")
@@ -124,7 +124,7 @@ def confirm_order(order_id: IdPath, session: SessionDep, user: ManagesOrders) ->
     order = service.confirm_order(
         session, order_id=order_id, actor_id=user.id, viewer=_viewer(user)
     )
-    return order_public(order, service.order_items(session, order_id=order.id))
+    return order_public(order, service.order_items(session, order_id=order_id))
 
 
 @router.post("/orders/{order_id}/cancel")
@@ -140,4 +140,4 @@ def cancel_order(order_id: IdPath, session: SessionDep, user: PlacesOrders) -> O
         as_customer=user.id,
         viewer=_viewer(user) if staff else None,
     )
-    return order_public(order, service.order_items(session, order_id=order.id))
+    return order_public(order, service.order_items(session, order_id=order_id))

@@ -168,6 +168,7 @@ class OrderSummary(TypedDict):
 
 
 def order_public(order: Order | NewOrder, items: Iterable[OrderItem | NewLine]) -> OrderPublic:
+    assert order.id is not None  # a stored order: its row has an id
     return OrderPublic(
         id=order.id,
         customer_id=order.customer_id,

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import NoReturn
+from typing import NoReturn, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tecnorev.catalog.service import get_active_products
-from tecnorev.core.db import is_unique_violation
+from tecnorev.core.db import is_unique_violation, table_of
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import Conflict, DomainError, PermissionDenied
 from tecnorev.core.events import publish
@@ -64,8 +64,8 @@ HUNDRED = Decimal(100)
 MAX_ORDER_AMOUNT = Decimal("9999999999.99")
 MAX_LINE_AMOUNT = Decimal("999999999999.99")
 
-_order = Order.__table__
-_coupon = Coupon.__table__
+_order = table_of(Order)
+_coupon = table_of(Coupon)
 
 TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED}),
@@ -167,6 +167,10 @@ def normalize_coupon_code(code: str) -> str:
     return code.strip().upper()
 
 
+@overload
+def _utc(moment: datetime) -> datetime: ...
+@overload
+def _utc(moment: datetime | None) -> datetime | None: ...
 def _utc(moment: datetime | None) -> datetime | None:
     # What the response shows is what is stored: timestamps are kept in UTC.
     return moment.astimezone(UTC) if moment is not None else None
@@ -273,7 +277,7 @@ def place_order(
                 "o_now": now,
             },
         )
-    lines = [NewLine(product_id, qty, price, price * qty) for product_id, qty, price in priced]
+    new_lines = [NewLine(product_id, qty, price, price * qty) for product_id, qty, price in priced]
     # one multi-row INSERT; the response needs no item ids, so nothing is returned
     _INSERT_ITEMS.run_many(
         connection,
@@ -289,7 +293,7 @@ def place_order(
                 "created_by_id": customer_id,
                 "updated_by_id": customer_id,
             }
-            for line in lines
+            for line in new_lines
         ],
     )
     order = NewOrder(
@@ -304,10 +308,10 @@ def place_order(
         created_at=now,
     )
     count_on_commit(session, ORDERS_PLACED)
-    return PlacedOrder(order, lines)
+    return PlacedOrder(order, new_lines)
 
 
-_INSERT_ITEMS = Direct(sa.insert(OrderItem.__table__))
+_INSERT_ITEMS = Direct(sa.insert(table_of(OrderItem)))
 _APPLY_COUPON = Direct(
     sa.update(_order)
     .where(_order.c.id == sa.bindparam("o_id", type_=sa.Integer))
@@ -371,11 +375,13 @@ def _claim(
 @lru_cache(maxsize=8)
 def _claim_statement(dialect: str, *, keyed: bool) -> Direct:
     """The claiming ``INSERT``, built once per dialect: a key adds ``ON CONFLICT DO NOTHING``."""
-    try:
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    except KeyError:
-        raise NotImplementedError(f"order placement is not written for {dialect}") from None
-    statement = insert(_order)
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(_order)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(_order)
+    else:
+        raise NotImplementedError(f"order placement is not written for {dialect}")
     if keyed:
         statement = statement.on_conflict_do_nothing(
             index_elements=[_order.c.customer_id, _order.c.idempotency_key]
@@ -404,6 +410,7 @@ def _replay(
     if order is None:
         # Only possible above READ COMMITTED, where the winner's row is not visible yet.
         raise Conflict("an order with this idempotency key is being placed; retry the request")
+    assert order.id is not None  # a stored order: its row has an id
     items = _items_of(session, [order.id])[order.id]
     stored_code = None
     if order.coupon_id is not None:
@@ -535,7 +542,7 @@ def cancel_order(
             raise PermissionDenied("a confirmed order can only be cancelled by staff of its branch")
     _transition(order, OrderStatus.CANCELLED, actor_id)
     order.cancelled_at = order.updated_at
-    items = _items_of(session, [order.id])[order.id]
+    items = _items_of(session, [order_id])[order_id]
     return_stock(
         session,
         branch_id=order.branch_id,
@@ -608,18 +615,18 @@ def get_order(
     order = session.exec(statement).first()
     if order is None:
         raise OrderNotFound(f"there is no order {order_id}")
-    return order, _items_of(session, [order.id])[order.id]
+    return order, _items_of(session, [order_id])[order_id]
 
 
 def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
     return _items_of(session, [order_id])[order_id]
 
 
-def visible_orders(session: Session, viewer: Viewer | None) -> sa.Select[tuple[int]] | None:
+def visible_orders(session: Session, viewer: Viewer | None) -> sa.Select[int] | None:
     """The ids of the orders ``viewer`` may read, as a subquery for what hangs off orders in
     other modules (payments, shipments); ``None`` when they may read every order."""
     visible = visible_orders_where(viewer)
-    return None if visible is None else sa.select(Order.id).where(visible)
+    return None if visible is None else sa.select(_order.c.id).where(visible)
 
 
 def in_reach(session: Session, order: Order, viewer: Viewer | None) -> bool:
@@ -653,8 +660,8 @@ def visible_orders_where(viewer: Viewer | None) -> sa.ColumnElement[bool] | None
     if viewer is None or viewer.read_all:
         return None
     return sa.or_(
-        Order.__table__.c.customer_id == viewer.user_id,
-        Order.__table__.c.branch_id.in_(staff_branches(viewer.user_id)),
+        _order.c.customer_id == viewer.user_id,
+        _order.c.branch_id.in_(staff_branches(viewer.user_id)),
     )
 
 
@@ -664,8 +671,8 @@ def _items_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[Orde
         return found
     items = session.exec(
         select(OrderItem)
-        .where(OrderItem.order_id.in_(order_ids))
-        .order_by(OrderItem.order_id, OrderItem.product_id)
+        .where(col(OrderItem.order_id).in_(order_ids))
+        .order_by(col(OrderItem.order_id), col(OrderItem.product_id))
     )
     for item in items:
         found[item.order_id].append(item)

@@ -30,6 +30,12 @@ def _hash(password: str) -> str:
     return _HASHES[password]
 
 
+def _stored(row_id: int | None) -> int:
+    """The id of a row the database holds (set by a flush, or read from the table)."""
+    assert row_id is not None
+    return row_id
+
+
 def create_user(
     session: Session,
     email: str,
@@ -44,14 +50,18 @@ def create_user(
     user = User(email=email, full_name=full_name, hashed_password=_hash(password))
     session.add(user)
     session.flush()
-    role_ids = [session.exec(select(Role.id).where(Role.name == name)).one() for name in roles]
+    role_ids = [
+        _stored(session.exec(select(Role.id).where(Role.name == name)).one()) for name in roles
+    ]
     if permissions is not None:
         own = Role(name=f"only-{user.id}", description=f"test role of {email}")
         session.add(own)
         session.flush()
-        session.add_all(RolePermission(role_id=own.id, permission=p) for p in permissions)
-        role_ids.append(own.id)
-    session.add_all(UserRole(user_id=user.id, role_id=r) for r in role_ids)
+        own_id = _stored(own.id)
+        session.add_all(RolePermission(role_id=own_id, permission=p) for p in permissions)
+        role_ids.append(own_id)
+    user_id = _stored(user.id)
+    session.add_all(UserRole(user_id=user_id, role_id=r) for r in role_ids)
     session.flush()
     return user
 
@@ -88,6 +98,6 @@ def user_header(
     """Create a user and a login for it, committed; return its header."""
     with Session(engine) as session:
         user = create_user(session, email, roles=roles, permissions=permissions)
-        header = login_header(session, user.id)
+        header = login_header(session, _stored(user.id))
         session.commit()
     return header

@@ -3,6 +3,8 @@ from, and the ledger invariant to check after every scenario."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -38,16 +40,22 @@ def add_branch(engine: sa.Engine, code: str, *, is_active: bool = True) -> int:
         branch = Branch(code=code, name=f"Branch {code}", is_active=is_active)
         session.add(branch)
         session.commit()
-        return branch.id
+        return _stored(branch.id)
 
 
 def add_products(engine: sa.Engine, *skus: str) -> list[int]:
     """Catalog rows inserted directly, for tests that need products but not the catalog."""
     with Session(engine) as session:
-        products = [Product(sku=sku, name=sku.title(), price=10) for sku in skus]
+        products = [Product(sku=sku, name=sku.title(), price=Decimal(10)) for sku in skus]
         session.add_all(products)
         session.commit()
-        return [product.id for product in products]
+        return [_stored(product.id) for product in products]
+
+
+def _stored(row_id: int | None) -> int:
+    """The id of a row the database holds (set when it was committed)."""
+    assert row_id is not None
+    return row_id
 
 
 def stock_of(engine: sa.Engine, branch_id: int, product_id: int) -> int | None:

@@ -46,7 +46,7 @@ WRITES: Codes = {
 }
 
 
-def _subclasses(cls: type) -> Iterator[type]:
+def _subclasses(cls: type[DomainError]) -> Iterator[type[DomainError]]:
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
@@ -91,7 +91,8 @@ def route_codes(route: APIRoute, module: str, modules: Iterable[str]) -> Codes:
     codes: Codes = defaultdict(set)
     parts: list[Codes] = [ALWAYS, _dependency_codes(route)]
     path, query, body = _inputs(route.dependant)
-    if route.methods - {"GET", "HEAD"}:
+    writes = bool((route.methods or set()) - {"GET", "HEAD"})
+    if writes:
         parts.append(module_codes(modules))
     elif path:
         parts.append({404: module_codes([module]).get(404, set())})
@@ -99,7 +100,7 @@ def route_codes(route: APIRoute, module: str, modules: Iterable[str]) -> Codes:
         parts.append(WITH_INPUT)
     if body:
         parts.append(WITH_BODY)
-    if route.methods - {"GET", "HEAD"}:
+    if writes:
         parts.append(WRITES)
     for part in parts:
         for status, names in part.items():

@@ -148,6 +148,12 @@ def _reader(request: Request) -> sa.Engine:
         after = parse_lsn(request.headers.get(LSN_HEADER) or request.cookies.get(LSN_COOKIE))
         engine, _ = router.reader(after)
         return engine
+    return primary_reader(request)
+
+
+def primary_reader(request: Request) -> sa.Engine:
+    """The app's reading engine on the primary (``app.state.read_engine``, else one made for
+    its engine): for a read that must see every commit, such as who the caller is."""
     reader = getattr(request.app.state, "read_engine", None)
     if reader is None:
         reader = request.app.state.read_engine = reading_engine(request_engine(request))

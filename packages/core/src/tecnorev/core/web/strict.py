@@ -23,8 +23,11 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-def refuse_unknown_query(request: Request) -> None:
-    """An app-wide dependency: every query parameter must be one the route declares."""
+async def refuse_unknown_query(request: Request) -> None:
+    """An app-wide dependency: every query parameter must be one the route declares.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain function on the thread pool,
+    a hand-off every request would pay."""
     query = request.query_params
     if not query:
         return

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Self
 
-from annotated_types import Ge, Le
+from annotated_types import Ge, GroupedMetadata, Le
 from fastapi import Path, Query
 from pydantic import (
     AfterValidator,
@@ -39,19 +41,33 @@ from starlette.convertors import Convertor, register_url_convertor
 INT4_MAX = 2**31 - 1
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
+    """Refuse NUL characters: PostgreSQL cannot store them in text."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
 
 
+@dataclass(frozen=True)
+class Text(GroupedMetadata):
+    """``Annotated[str, Text(120, min_length=1)]``: a string of at most ``max_length``
+    characters, without NUL, stripped unless ``strip`` is false.  Metadata rather than a
+    function returning a type, so that a type checker sees a ``str``."""
+
+    max_length: int
+    min_length: int = 0
+    strip: bool = True
+
+    def __iter__(self) -> Iterator[Any]:
+        yield StringConstraints(
+            min_length=self.min_length, max_length=self.max_length, strip_whitespace=self.strip
+        )
+        yield AfterValidator(no_nul)
+
+
 def text(max_length: int, *, min_length: int = 0, strip: bool = True) -> Any:
-    """A string of at most ``max_length`` characters, without NUL bytes."""
-    return Annotated[
-        str,
-        StringConstraints(min_length=min_length, max_length=max_length, strip_whitespace=strip),
-        AfterValidator(_no_nul),
-    ]
+    """``Annotated[str, Text(...)]`` as a value, for annotations built at run time."""
+    return Annotated[str, Text(max_length, min_length=min_length, strip=strip)]
 
 
 _DIGITS = re.compile(r"^(0|-?[1-9][0-9]{0,18})$")
@@ -157,7 +173,7 @@ CurrencyOut = Annotated[
         }
     ),
 ]
-Name = text(200, min_length=1)
+Name = Annotated[str, Text(200, min_length=1)]
 Email = Annotated[
     str,
     StringConstraints(

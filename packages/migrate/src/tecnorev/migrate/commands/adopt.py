@@ -48,7 +48,10 @@ def compare_module(connection: sa.Connection, registry: Registry, module: str) -
             "include_object": autogen.make_include_object(registry.table_owners, module),
         },
     )
-    return [autogen.describe_diff(d) for d in compare_metadata(context, registry.load_models())]
+    # alembic compares with a sequence of MetaData too (its AutogenContext takes one); only
+    # compare_metadata's annotation says a single MetaData
+    diffs = compare_metadata(context, registry.load_models())  # type: ignore[arg-type]
+    return [autogen.describe_diff(d) for d in diffs]
 
 
 def run(config: Config, options: Namespace) -> int:

@@ -77,7 +77,7 @@ def run(config: Config, options: Namespace) -> int:
             f"revision use: {project().command} generate {module} -m '...' --empty"
         )
         return 1
-    scripts = written if isinstance(written, list) else [written]
+    scripts = [s for s in (written if isinstance(written, list) else [written]) if s is not None]
     for script in scripts:
         if script.revision in phases.contract:
             _mark_contract(Path(script.path))

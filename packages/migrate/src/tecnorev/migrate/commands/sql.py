@@ -52,6 +52,7 @@ def run(config: Config, options: Namespace) -> int:
     registry[options.module]  # an unknown name is a usage error naming the closest ones
     scripts = ScriptDirectory.from_config(config)
     note = _Notes(quiet=bool(getattr(options, "quiet", False)))
+    start: str | tuple[str, ...] | None
     start, destination = _parse_range(options.range, options.module)
     _check_destination(scripts, destination, options.module, registry)
     if start is None:
@@ -241,7 +242,9 @@ def _plan(
 
     try:
         lower = _lower(scripts, start)
-        return [step.revision for step in scripts._upgrade_revs(destination, lower)]
+        # alembic's own upgrade passes a tuple of heads too; the annotation leaves it out
+        steps = scripts._upgrade_revs(destination, lower)  # type: ignore[arg-type]
+        return [step.revision for step in steps]
     except CommandError as exc:
         if text is None:
             raise
@@ -270,6 +273,7 @@ def _check_destination(
     scripts: ScriptDirectory, destination: str, module: str, registry: Registry
 ) -> None:
     """The range must end in the named module (relative targets are checked by the plan)."""
+    from alembic.script import Script
     from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 
@@ -277,7 +281,8 @@ def _check_destination(
         targets = scripts.revision_map.get_revisions(destination)
     except (RevisionError, CommandError, ValueError):
         return  # e.g. catalog@+1: resolved relative to the start, scope-checked afterwards
-    owners = {_owner(t, registry) for t in targets if t is not None}
+    # (a relative target walked down past the first revision is "base": no module's)
+    owners = {_owner(t, registry) for t in targets if isinstance(t, Script)}
     if owners - {module}:
         named = ", ".join(sorted(str(o) for o in owners - {module}))
         raise CommandError(
@@ -292,7 +297,8 @@ def _refuse_downgrade(
     from alembic.util import CommandError
 
     try:
-        down = scripts._downgrade_revs(destination, _lower(scripts, start))
+        # alembic's own downgrade passes a tuple of heads too; the annotation leaves it out
+        down = scripts._downgrade_revs(destination, _lower(scripts, start))  # type: ignore[arg-type]
     except CommandError:
         return
     if down:
@@ -361,7 +367,8 @@ def _offline_upgrade(
     from alembic.runtime.environment import EnvironmentContext
 
     def upgrade(heads: tuple[str, ...], _context: object) -> list:
-        return scripts._upgrade_revs(destination, heads)
+        # as alembic's own upgrade does, with the tuple of heads its annotation leaves out
+        return scripts._upgrade_revs(destination, heads)  # type: ignore[arg-type]
 
     with EnvironmentContext(
         config,

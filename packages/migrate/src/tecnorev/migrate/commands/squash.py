@@ -10,8 +10,12 @@ unless ``--keep-data`` keeps them.
 from __future__ import annotations
 
 from argparse import ArgumentParser, Namespace
+from typing import TYPE_CHECKING
 
 from alembic.config import Config
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NAME = "squash"
 HELP = (
@@ -67,7 +71,7 @@ def run(config: Config, options: Namespace) -> int:
     return 0
 
 
-def _write(config: Config, options: Namespace) -> tuple[object, list[str]]:
+def _write(config: Config, options: Namespace) -> tuple[Path, list[str]]:
     from datetime import UTC, datetime
 
     from alembic.script import ScriptDirectory
