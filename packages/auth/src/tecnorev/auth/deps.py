@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import Session
@@ -83,10 +84,12 @@ BearerToken = Annotated[str | None, Depends(_bearer)]
 async def current_user(request: Request, token: BearerToken) -> Principal:
     if not token:
         raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
-    # the token is checked here, on the event loop (no I/O); only the lookup needs a thread
+    # the token is checked here, on the event loop (no I/O); only the lookup needs a thread,
+    # one of the routes' pool: on the two reading threads (run_read) every write waited for
+    # them, and an order cost 4.2 ms of CPU instead of 2.9 (bench_api, 32 clients)
     claims = decode_access_token(token)
     bind_user(claims.user_id)
-    return await run_read(_look_up_on, primary_reader(request), claims)
+    return await run_in_threadpool(_look_up_on, primary_reader(request), claims)
 
 
 def _look_up_on(engine: sa.Engine, claims: Any) -> Principal:
