@@ -9,6 +9,7 @@ when the access token expires.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import Session
 
 from tecnorev.auth.permissions import declared
-from tecnorev.auth.security import decode_access_token
+from tecnorev.auth.security import AccessClaims, decode_access_token
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.logs import bind_user
@@ -183,6 +184,86 @@ def require_permission(permission: str) -> Any:
     check_permission.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
     check_permission.authenticate_early = authenticate_early  # type: ignore[attr-defined]
     return Depends(check_permission)
+
+
+class Caller:
+    """The caller of a route that only reads, looked up in the thread that reads its data.
+
+    A ``CurrentUser`` costs a thread hand-off of its own before the route reads anything; a
+    ``Caller`` is only the checked token (signature and expiry, on the event loop), and
+    ``principal(session)``, called first in the route's ``run_read``, looks the login up and
+    checks the permission there: one hand-off for the lookup and the page together.  On the
+    primary always, so a login that ended is refused at once even when the page is read on a
+    replica.  A route that forgets to call it answers 500 rather than its data.
+    """
+
+    def __init__(
+        self, claims: AccessClaims | None, permission: str | None, primary: sa.Engine
+    ) -> None:
+        self._claims = claims
+        self._permission = permission
+        self._primary = primary
+        self.checked = False
+
+    def principal(self, session: Session) -> Principal | None:
+        """Who calls (``None``: anonymous, where the route allows it); raises
+        ``NotAuthenticated`` or ``PermissionDenied`` as ``require_permission`` does."""
+        self.checked = True
+        claims = self._claims
+        if claims is None:
+            return None
+        if session.get_bind() is self._primary:
+            # the route reads on the primary: the same connection
+            user = load_principal(session, claims.user_id, claims.family_id)
+        else:
+            user = _look_up_on(self._primary, claims)
+        if self._permission is not None and self._permission not in user.permissions:
+            raise PermissionDenied(f"this requires the {self._permission!r} permission")
+        return user
+
+    def user(self, session: Session) -> Principal:
+        """``principal`` for a route behind a login: never ``None``."""
+        user = self.principal(session)
+        assert user is not None  # the dependency refused an anonymous call
+        return user
+
+
+def read_as(permission: str | None = None) -> Any:
+    """A dependency (``Annotated[Caller, read_as(CODE)]``) for a route that only reads, behind
+    a login (with ``permission``, when given): see ``Caller``."""
+
+    async def read_caller(request: Request, token: BearerToken) -> AsyncIterator[Caller]:
+        if not token:
+            raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
+        claims = decode_access_token(token)
+        bind_user(claims.user_id)
+        caller = Caller(claims, permission, primary_reader(request))
+        yield caller
+        if not caller.checked:
+            raise RuntimeError("the route read its data without looking its caller up")
+
+    read_caller.permission = permission  # type: ignore[attr-defined]
+    read_caller.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
+    read_caller.authenticate_early = authenticate_early  # type: ignore[attr-defined]
+    return Depends(read_caller, scope="function")
+
+
+async def _optional_caller(request: Request) -> AsyncIterator[Caller]:
+    token = _bearer_of(request)
+    claims = None
+    if token:
+        claims = decode_access_token(token)
+        bind_user(claims.user_id)
+    caller = Caller(claims, None, primary_reader(request))
+    yield caller
+    if not caller.checked:
+        raise RuntimeError("the route read its data without looking its caller up")
+
+
+_optional_caller.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
+
+OptionalCaller = Annotated[Caller, Depends(_optional_caller, scope="function")]
+"""The caller of a public route that only reads, anonymous or not (see ``Caller``)."""
 
 
 def required_permission(call: Any) -> str | None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from tecnorev.auth import listings, service
-from tecnorev.auth.deps import CurrentUser, Principal, require_permission
+from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
 from tecnorev.auth.errors import InvalidCredentials
 from tecnorev.auth.metrics import LOGIN_FAILURES, LOGINS_THROTTLED
 from tecnorev.auth.permissions import USERS_MANAGE, USERS_READ
@@ -25,7 +25,7 @@ from tecnorev.auth.schemas import (
     UserUpdate,
 )
 from tecnorev.auth.throttle import TooManyAttempts, throttle_of
-from tecnorev.core.listing import ListingQuery
+from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 
@@ -152,10 +152,14 @@ def me(session: SessionDep, user: CurrentUser) -> MePublic:
 @router.get("/users", response_model=listings.users.page_type, summary="a page of users")
 async def list_users(
     session: ReadSessionDep,
-    _reader: UsersReader,
+    caller: Annotated[Caller, read_as(USERS_READ)],
     query: Annotated[ListingQuery, Depends(listings.users.query)],
 ) -> Response:
-    return await listings.users.response(session, query)
+    def page() -> bytes:
+        caller.user(session)
+        return listings.users.page_json(session, query)
+
+    return await read_page(page)
 
 
 @router.post("/users", status_code=201, summary="create a user")

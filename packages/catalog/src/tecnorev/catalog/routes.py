@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from tecnorev.auth.deps import OptionalUser, Principal, require_permission
+from tecnorev.auth.deps import OptionalCaller, OptionalUser, Principal, require_permission
 from tecnorev.catalog import listings, permissions, service
 from tecnorev.catalog.models import Product
 from tecnorev.catalog.schemas import (
@@ -27,7 +27,7 @@ from tecnorev.catalog.schemas import (
     ProductUpdate,
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
-from tecnorev.core.listing import ListingQuery
+from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 
@@ -87,18 +87,25 @@ def delete_category(session: SessionDep, _user: Manager, category_id: IdPath) ->
 @router.get("/products", response_model=listings.products.page_type, summary="a page of products")
 async def list_products(
     session: ReadSessionDep,
-    user: OptionalUser,
+    caller: OptionalCaller,
     query: Annotated[ListingQuery, Depends(listings.products.query)],
 ) -> Response:
-    if not _manages(user):
-        if query.filters.get("is_active") is False:
-            if user is None:
-                raise NotAuthenticated("log in to list inactive products")
-            raise PermissionDenied(
-                f"listing inactive products requires {permissions.CATALOG_MANAGE!r}"
-            )
-        query = replace(query, filters={**query.filters, "is_active": True})
-    return await listings.products.response(session, query)
+    def page() -> bytes:
+        visible = _visible_products(caller.principal(session), query)
+        return listings.products.page_json(session, visible)
+
+    return await read_page(page)
+
+
+def _visible_products(user: Principal | None, query: ListingQuery) -> ListingQuery:
+    """Inactive products are for catalogue managers; anyone lists the active ones."""
+    if _manages(user):
+        return query
+    if query.filters.get("is_active") is False:
+        if user is None:
+            raise NotAuthenticated("log in to list inactive products")
+        raise PermissionDenied(f"listing inactive products requires {permissions.CATALOG_MANAGE!r}")
+    return replace(query, filters={**query.filters, "is_active": True})
 
 
 @router.get("/products/{product_id}")

@@ -27,6 +27,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Annotated, Any, Literal, cast
 
 import sqlalchemy as sa
@@ -288,8 +289,7 @@ class Listing:
     ) -> Response:
         """The page as a route's answer, read on the reading threads (``run_read``): one
         thread hand-off for the whole page."""
-        body = await run_read(self.page_json, session, query, tuple(where))
-        return Response(body, media_type="application/json")
+        return await read_page(partial(self.page_json, session, query, tuple(where)))
 
     def dump(self, page: Mapping[str, Any]) -> bytes:
         return self._adapter.dump_json(page)
@@ -356,6 +356,13 @@ class Listing:
         if not isinstance(parts, list) or len(parts) != len(names) + 1 or parts[0] != sort:
             raise _invalid()
         return [_typed(value, self._types[n]) for value, n in zip(parts[1:], names, strict=True)]
+
+
+async def read_page(read: Callable[[], bytes]) -> Response:
+    """The JSON body ``read`` returns, read on the reading threads (``run_read``), as a route's
+    answer: for a route whose page needs more than ``Listing.response`` (its caller looked
+    up in the same hand-off, say)."""
+    return Response(await run_read(read), media_type="application/json")
 
 
 def _page_type(name: str, item: type) -> Any:

@@ -17,10 +17,18 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response, status
 from pydantic import TypeAdapter
 
-from tecnorev.auth.deps import CurrentUser, OptionalUser, Principal, require_permission
+from tecnorev.auth.deps import (
+    Caller,
+    CurrentUser,
+    OptionalCaller,
+    OptionalUser,
+    Principal,
+    read_as,
+    require_permission,
+)
 from tecnorev.core.db import table_of
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
-from tecnorev.core.listing import ListingQuery
+from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.inventory import listings, permissions, service
@@ -95,19 +103,27 @@ def create_branch(body: BranchCreate, session: SessionDep, user: Manager) -> Any
 )
 async def list_branches(
     session: ReadSessionDep,
-    user: OptionalUser,
+    caller: OptionalCaller,
     query: Annotated[ListingQuery, Depends(listings.branches.query)],
 ) -> Response:
-    if not _sees_inactive_branches(user):
-        if query.filters.get("is_active") is False:
-            if user is None:
-                raise NotAuthenticated("log in to list closed branches")
-            raise PermissionDenied(
-                f"listing closed branches requires {permissions.BRANCHES_MANAGE!r} "
-                f"or {permissions.INVENTORY_READ!r}"
-            )
-        query = replace(query, filters={**query.filters, "is_active": True})
-    return await listings.branches.response(session, query)
+    def page() -> bytes:
+        visible = _visible_branches(caller.principal(session), query)
+        return listings.branches.page_json(session, visible)
+
+    return await read_page(page)
+
+
+def _visible_branches(user: Principal | None, query: ListingQuery) -> ListingQuery:
+    if _sees_inactive_branches(user):
+        return query
+    if query.filters.get("is_active") is False:
+        if user is None:
+            raise NotAuthenticated("log in to list closed branches")
+        raise PermissionDenied(
+            f"listing closed branches requires {permissions.BRANCHES_MANAGE!r} "
+            f"or {permissions.INVENTORY_READ!r}"
+        )
+    return replace(query, filters={**query.filters, "is_active": True})
 
 
 @router.get(
@@ -175,10 +191,14 @@ def _within_reach(user: Principal, column: sa.ColumnElement[int]) -> list[Any]:
 )
 async def list_stock(
     session: ReadSessionDep,
-    user: StockReader,
+    caller: Annotated[Caller, read_as(permissions.INVENTORY_READ)],
     query: Annotated[ListingQuery, Depends(listings.stock.query)],
 ) -> Response:
-    return await listings.stock.response(session, query, _within_reach(user, _STOCK_BRANCH))
+    def page() -> bytes:
+        where = _within_reach(caller.user(session), _STOCK_BRANCH)
+        return listings.stock.page_json(session, query, where)
+
+    return await read_page(page)
 
 
 @router.get(
@@ -188,11 +208,14 @@ async def list_stock(
 )
 async def list_movements(
     session: ReadSessionDep,
-    user: StockReader,
+    caller: Annotated[Caller, read_as(permissions.INVENTORY_READ)],
     query: Annotated[ListingQuery, Depends(listings.movements.query)],
 ) -> Response:
-    where = _within_reach(user, _MOVEMENT_BRANCH)
-    return await listings.movements.response(session, query, where)
+    def page() -> bytes:
+        where = _within_reach(caller.user(session), _MOVEMENT_BRANCH)
+        return listings.movements.page_json(session, query, where)
+
+    return await read_page(page)
 
 
 # --- stock changes -------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from tecnorev.auth.deps import CurrentUser, Principal, require_permission
-from tecnorev.core.listing import ListingQuery
+from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
+from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.logistics import listings, permissions, service
@@ -47,11 +47,15 @@ def create_shipment(
 )
 async def list_shipments(
     session: ReadSessionDep,
-    user: CurrentUser,
+    caller: Annotated[Caller, read_as()],
     query: Annotated[ListingQuery, Depends(listings.shipments.query)],
 ) -> Response:
-    visible = service.visible_where(session, _viewer(user))
-    return await listings.shipments.response(session, query, [] if visible is None else [visible])
+    def page() -> bytes:
+        visible = service.visible_where(session, _viewer(caller.user(session)))
+        where = [] if visible is None else [visible]
+        return listings.shipments.page_json(session, query, where)
+
+    return await read_page(page)
 
 
 @router.get("/shipments/{shipment_id}")

@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
-from tecnorev.auth.deps import CurrentUser, Principal, require_permission
-from tecnorev.core.listing import ListingQuery
+from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
+from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.payments import listings, permissions, service
@@ -55,11 +55,15 @@ def record_payment(
 )
 async def list_payments(
     session: ReadSessionDep,
-    user: CurrentUser,
+    caller: Annotated[Caller, read_as()],
     query: Annotated[ListingQuery, Depends(listings.payments.query)],
 ) -> Response:
-    visible = service.visible_where(session, _viewer(user))
-    return await listings.payments.response(session, query, [] if visible is None else [visible])
+    def page() -> bytes:
+        visible = service.visible_where(session, _viewer(caller.user(session)))
+        where = [] if visible is None else [visible]
+        return listings.payments.page_json(session, query, where)
+
+    return await read_page(page)
 
 
 # The paths of releases before 0.2 (/payments/payments...), redirected for a while; 308 keeps

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from tecnorev.auth.deps import CurrentUser, Principal, require_permission
-from tecnorev.core.listing import ListingQuery
+from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
+from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep, commit_rendered
 from tecnorev.core.web.types import IdPath, Text
 from tecnorev.sales import listings, permissions, service
@@ -45,10 +45,14 @@ def create_coupon(body: CouponCreate, session: SessionDep, user: ManagesCoupons)
 @router.get("/coupons", response_model=listings.coupons.page_type, summary="a page of coupons")
 async def list_coupons(
     session: ReadSessionDep,
-    _user: ManagesCoupons,
+    caller: Annotated[Caller, read_as(permissions.COUPONS_MANAGE)],
     query: Annotated[ListingQuery, Depends(listings.coupons.query)],
 ) -> Response:
-    return await listings.coupons.response(session, query)
+    def page() -> bytes:
+        caller.user(session)
+        return listings.coupons.page_json(session, query)
+
+    return await read_page(page)
 
 
 @router.get("/coupons/{coupon_id}")
@@ -106,11 +110,14 @@ def place_order(
 )
 async def list_orders(
     session: ReadSessionDep,
-    user: CurrentUser,
+    caller: Annotated[Caller, read_as()],
     query: Annotated[ListingQuery, Depends(listings.orders.query)],
 ) -> Response:
-    visible = service.visible_orders_where(_viewer(user))
-    return await listings.orders.response(session, query, [] if visible is None else [visible])
+    def page() -> bytes:
+        visible = service.visible_orders_where(_viewer(caller.user(session)))
+        return listings.orders.page_json(session, query, [] if visible is None else [visible])
+
+    return await read_page(page)
 
 
 @router.get("/orders/{order_id}")
