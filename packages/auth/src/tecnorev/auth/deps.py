@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -26,7 +25,7 @@ from tecnorev.auth.security import AccessClaims, decode_access_token
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.logs import bind_user
-from tecnorev.core.web import API_PREFIX, ReadSessionDep, run_read
+from tecnorev.core.web import API_PREFIX
 from tecnorev.core.web.session import primary_reader
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
@@ -133,7 +132,7 @@ def _bearer_of(request: Request) -> str | None:
     return token if authorization and scheme.lower() == "bearer" else None
 
 
-async def optional_user(request: Request, session: ReadSessionDep) -> Principal | None:
+async def optional_user(request: Request) -> Principal | None:
     # An anonymous request (a public route's usual caller) costs no trip through the thread
     # pool.  A token that is sent but invalid or expired is still a 401, so a client learns
     # to refresh it rather than silently getting the anonymous view.
@@ -142,27 +141,16 @@ async def optional_user(request: Request, session: ReadSessionDep) -> Principal 
         return None
     claims = decode_access_token(token)
     bind_user(claims.user_id)
-    return await run_read(partial(_look_up_and_release, session, claims))
+    return await run_in_threadpool(_look_up_on, primary_reader(request), claims)
 
 
 # a token sent but not valid; a public route may keep part of its answer to some callers
 optional_user.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
 
 
-def _look_up_and_release(session: Session, claims: Any) -> Principal:
-    """The caller of a public route, its connection given back at once (in the same thread):
-    the request then waits for a reading thread for its page holding none.  Held, requests
-    waiting for threads took every connection while the threads waited for one, and the
-    process stood still until the pool's timeout."""
-    try:
-        return load_principal(session, claims.user_id, claims.family_id)
-    finally:
-        session.close()
-
-
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
-"""The caller of a public route, or ``None`` when anonymous; read on the route's reading
-session (``ReadSessionDep``)."""
+"""The caller of a public route, or ``None`` when anonymous; read on the primary, as every
+caller is."""
 
 
 def require_permission(permission: str) -> Any:
