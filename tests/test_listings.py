@@ -372,7 +372,8 @@ def _value(column: sa.Column, fk_columns: list[sa.Column]) -> str:
 
 
 def _plan(conn: sa.Connection, listing: Listing, sort: str, after: bool) -> dict[str, Any]:
-    statement = listing._cached(sort.lstrip("-"), sort.startswith("-"), (), after).statement
+    shape = (sort.lstrip("-"), sort.startswith("-"), (), after, ())
+    statement = listing._cached(shape).statement
     compiled = statement.compile(dialect=conn.dialect)
     params = {"_limit": 51}
     if after:

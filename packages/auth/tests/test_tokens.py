@@ -1,16 +1,18 @@
 import threading
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from tecnorev.auth import service
+from tecnorev.auth import security, service
 from tecnorev.auth.config import AuthConfig, get_auth_config
 from tecnorev.auth.errors import TokenReused
 from tecnorev.auth.models import RefreshToken
-from tecnorev.auth.security import create_access_token, hash_refresh_token
+from tecnorev.auth.security import create_access_token, decode_access_token, hash_refresh_token
+from tecnorev.core.errors import NotAuthenticated
 from tecnorev.testing.auth import PASSWORD, create_user
 from tecnorev.testing.core import migrated_session
 
@@ -140,6 +142,24 @@ def test_expired_access_token_is_refused_with_a_reason(api):
     assert response.status_code == 401
     assert api.code(response) == "not_authenticated"
     assert "expired" in response.json()["error"]["message"]
+
+
+def test_a_token_checked_while_valid_is_refused_once_it_expires(monkeypatch):
+    token, expires = create_access_token(7, "f" * 32)
+    assert decode_access_token(token).user_id == 7  # checked, and kept
+    later = SimpleNamespace(time=lambda: expires.timestamp() + 1)
+    monkeypatch.setattr(security, "time", later)
+    with pytest.raises(NotAuthenticated, match="expired"):
+        decode_access_token(token)
+    # another key does not take a token checked with the first
+    monkeypatch.undo()
+    other = AuthConfig(
+        secret_key="another key of enough length for HS256 0123456789",
+        access_ttl=timedelta(minutes=5),
+        refresh_ttl=timedelta(days=1),
+    )
+    with pytest.raises(NotAuthenticated, match="not valid"):
+        decode_access_token(token, other)
 
 
 def test_expired_refresh_token_is_refused(api):

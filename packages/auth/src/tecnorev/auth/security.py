@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,11 +105,24 @@ def create_access_token(
 
 def decode_access_token(token: str, config: AuthConfig | None = None) -> AccessClaims:
     config = config or get_auth_config()
+    claims = _verified(token, config.secret_key, config.algorithm)
+    # checked at every use: the token was verified while it was valid
+    if claims.expires_at.timestamp() <= time.time():
+        raise NotAuthenticated("the access token has expired; refresh it")
+    return claims
+
+
+@lru_cache(maxsize=4096)
+def _verified(token: str, secret_key: str, algorithm: str) -> AccessClaims:
+    """A token's claims once its signature and claims are checked, kept per token and key: a
+    client sends the same token for minutes, and the check costs more than a page's SQL
+    (about 50 µs).  A token refused is not kept; whether its login is live is read anew at
+    every request (``deps.load_principal``)."""
     try:
         claims = jwt.decode(
             token,
-            config.secret_key,
-            algorithms=[config.algorithm],
+            secret_key,
+            algorithms=[algorithm],
             issuer=_ISSUER,
             options={"require": ["sub", "fam", "exp", "iat"]},
         )

@@ -24,7 +24,7 @@ import binascii
 import datetime as dt
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -106,6 +106,7 @@ class ListingQuery:
 
 
 Expand = Callable[[Session, list[dict[str, Any]]], None]
+Scope = Callable[[sa.BindParameter[Any]], sa.ColumnElement[bool]]
 
 
 @dataclass
@@ -118,7 +119,10 @@ class Listing:
     ``unique`` the sort fields whose values are unique and never null (a SKU, an email): sorted
     by one of them, a page needs no tiebreak, so the column's own unique index serves it;
     ``select_from`` the FROM clause when the columns span tables; ``where`` conditions
-    every page has; ``expand`` fills rows with what a second statement reads (child rows).
+    every page has; ``scopes`` conditions a route applies for its caller (what they may see),
+    each made from the parameter that stands for its value of the request, so that a scoped
+    page is compiled once too (``page(..., scope={"viewer": user_id})``); ``expand`` fills
+    rows with what a second statement reads (child rows).
     """
 
     name: str
@@ -131,6 +135,7 @@ class Listing:
     filters: Sequence[Filter] = ()
     select_from: sa.FromClause | None = None
     where: Sequence[sa.ColumnElement[bool]] = ()
+    scopes: Mapping[str, Scope] = field(default_factory=dict)
     expand: Expand | None = None
     description: str = ""
     page_type: Any = field(init=False, repr=False)  # for response_model: what clients see
@@ -222,15 +227,10 @@ class Listing:
     # --- the page ------------------------------------------------------------------------
 
     def items(
-        self,
-        session: Session,
-        query: ListingQuery,
-        where: Iterable[sa.ColumnElement[bool]] = (),
+        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The rows of one page and the cursor of the next (``None`` on the last page).
-
-        ``where`` adds conditions of this request (what the caller may see); the statement is
-        then built for this request, else taken from the cache of shapes."""
+        """The rows of one page and the cursor of the next (``None`` on the last page), kept
+        to ``scope`` (values of the listing's ``scopes``, by name)."""
         sort = query.sort.lstrip("-")
         descending = query.sort.startswith("-")
         params: dict[str, Any] = {"_limit": query.limit + 1}
@@ -246,13 +246,14 @@ class Listing:
             params["_after"] = values[0]
             if sort not in self.unique:
                 params["_after_key"] = values[1]
-        extra = tuple(where)
-        if extra:
-            statement = self._statement(sort, descending, tuple(active), query.cursor is not None)
-            rows = session.execute(statement.where(*extra), params).all()
-        else:
-            direct = self._cached(sort, descending, tuple(active), query.cursor is not None)
-            rows = direct.run(session.connection(), params).all()
+        given = scope or {}
+        scoped = tuple(sorted(given))
+        for name in scoped:
+            if name not in self.scopes:
+                raise ValueError(f"listing {self.name!r} has no scope {name!r}")
+            params[f"s_{name}"] = given[name]
+        shape = (sort, descending, tuple(active), query.cursor is not None, scoped)
+        rows = self._cached(shape).run(session.connection(), params).all()
         fields = self._fields
         items = [dict(zip(fields, row, strict=True)) for row in rows[: query.limit]]
         next_cursor = None
@@ -264,32 +265,23 @@ class Listing:
         return items, next_cursor
 
     def page(
-        self,
-        session: Session,
-        query: ListingQuery,
-        where: Iterable[sa.ColumnElement[bool]] = (),
+        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        items, next_cursor = self.items(session, query, where)
+        items, next_cursor = self.items(session, query, scope)
         return {"items": items, "next_cursor": next_cursor}
 
     def page_json(
-        self,
-        session: Session,
-        query: ListingQuery,
-        where: Iterable[sa.ColumnElement[bool]] = (),
+        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> bytes:
         """The page as the JSON body the API sends: serialized once, no model per row."""
-        return self._adapter.dump_json(self.page(session, query, where))
+        return self._adapter.dump_json(self.page(session, query, scope))
 
     async def response(
-        self,
-        session: Session,
-        query: ListingQuery,
-        where: Iterable[sa.ColumnElement[bool]] = (),
+        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> Response:
         """The page as a route's answer, read on the reading threads (``run_read``): one
         thread hand-off for the whole page."""
-        return await read_page(partial(self.page_json, session, query, tuple(where)))
+        return await read_page(partial(self.page_json, session, query, scope))
 
     def dump(self, page: Mapping[str, Any]) -> bytes:
         return self._adapter.dump_json(page)
@@ -297,7 +289,12 @@ class Listing:
     # --- statements ----------------------------------------------------------------------
 
     def _statement(
-        self, sort: str, descending: bool, active: tuple[str, ...], after: bool
+        self,
+        sort: str,
+        descending: bool,
+        active: tuple[str, ...],
+        after: bool,
+        scoped: tuple[str, ...] = (),
     ) -> sa.Select[Any]:
         columns = [column.label(name) for name, column in self.columns.items()]
         statement = sa.select(*columns)
@@ -309,6 +306,8 @@ class Listing:
         for name in active:
             f = by_name[name]
             statement = statement.where(f.where(sa.bindparam(f"f_{name}", type_=f.type_)))
+        for name in scoped:
+            statement = statement.where(self.scopes[name](sa.bindparam(f"s_{name}")))
         sort_column, key_column = self.columns[sort], self.columns[self.key]
         if after:
             mark = sa.bindparam("_after", type_=sort_column.type)
@@ -324,10 +323,10 @@ class Listing:
         statement = statement.order_by(*(c.desc() if descending else c.asc() for c in order))
         return statement.limit(sa.bindparam("_limit", type_=sa.Integer))
 
-    def _cached(self, sort: str, descending: bool, active: tuple[str, ...], after: bool) -> Direct:
-        # a few dozen shapes at most (sorts x filter combinations x first page or not), each
-        # compiled once and sent straight to the driver (``tecnorev.core.direct``)
-        shape = (sort, descending, active, after)
+    def _cached(self, shape: tuple[str, bool, tuple[str, ...], bool, tuple[str, ...]]) -> Direct:
+        # a few dozen shapes at most (sorts x filter combinations x first page or not x
+        # scoped or not), each compiled once and sent straight to the driver
+        # (``tecnorev.core.direct``)
         direct = self._statements.get(shape)
         if direct is None:
             direct = self._statements[shape] = Direct(self._statement(*shape))

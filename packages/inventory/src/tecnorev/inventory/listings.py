@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from tecnorev.core.db import table_of
@@ -18,7 +20,7 @@ _staff = table_of(BranchStaff)
 QuantityQuery = canonical_int(0, 2**31 - 1)
 
 
-def staff_branches(user_id: int) -> sa.Select[tuple[int]]:
+def staff_branches(user_id: int | sa.BindParameter[Any]) -> sa.Select[tuple[int]]:
     """The branches ``user_id`` is staff of, as a subquery (no statement of its own)."""
     return sa.select(_staff.c.branch_id).where(_staff.c.user_id == user_id)
 
@@ -51,6 +53,8 @@ stock = Listing(
         equals("product_id", _stock.c.product_id, IdQuery, "of this product"),
         at_most("quantity_max", _stock.c.quantity, QuantityQuery, "low stock: at most this many"),
     ),
+    # staff without inventory:read_all see the branches they work at
+    scopes={"staff": lambda user: _stock.c.branch_id.in_(staff_branches(user))},
 )
 
 movements = Listing(
@@ -91,4 +95,5 @@ movements = Listing(
             "recorded before (ISO 8601 with a time zone)",
         ),
     ),
+    scopes={"staff": lambda user: _movement.c.branch_id.in_(staff_branches(user))},
 )

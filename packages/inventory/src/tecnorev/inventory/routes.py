@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response, status
 from pydantic import TypeAdapter
 
@@ -26,14 +25,13 @@ from tecnorev.auth.deps import (
     read_as,
     require_permission,
 )
-from tecnorev.core.db import table_of
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.listing import ListingQuery, read_page
 from tecnorev.core.web import ReadSessionDep, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.inventory import listings, permissions, service
 from tecnorev.inventory.errors import UnknownBranch
-from tecnorev.inventory.models import BranchStaff, InventoryMovement, StockEntry
+from tecnorev.inventory.models import BranchStaff
 from tecnorev.inventory.schemas import (
     AdjustmentCreate,
     AdjustmentPublic,
@@ -50,8 +48,6 @@ from tecnorev.inventory.schemas import (
 
 router = APIRouter(prefix="/inventory")
 
-_STOCK_BRANCH = table_of(StockEntry).c.branch_id
-_MOVEMENT_BRANCH = table_of(InventoryMovement).c.branch_id
 # stock rows as the responses show them (``StockPublic`` reads their attributes)
 _STOCK_ROWS = TypeAdapter(list[StockPublic])
 
@@ -176,12 +172,10 @@ def remove_staff(
 # --- stock and ledger ----------------------------------------------------------------------
 
 
-def _within_reach(user: Principal, column: sa.ColumnElement[int]) -> list[Any]:
-    """The condition keeping a listing to the branches ``user`` works at (none with
+def _within_reach(user: Principal) -> dict[str, int] | None:
+    """The scope keeping a stock listing to the branches ``user`` works at (none with
     ``inventory:read_all``)."""
-    if user.can(permissions.INVENTORY_READ_ALL):
-        return []
-    return [column.in_(listings.staff_branches(user.id))]
+    return None if user.can(permissions.INVENTORY_READ_ALL) else {"staff": user.id}
 
 
 @router.get(
@@ -195,8 +189,7 @@ async def list_stock(
     query: Annotated[ListingQuery, Depends(listings.stock.query)],
 ) -> Response:
     def page() -> bytes:
-        where = _within_reach(caller.user(session), _STOCK_BRANCH)
-        return listings.stock.page_json(session, query, where)
+        return listings.stock.page_json(session, query, _within_reach(caller.user(session)))
 
     return await read_page(page)
 
@@ -212,8 +205,7 @@ async def list_movements(
     query: Annotated[ListingQuery, Depends(listings.movements.query)],
 ) -> Response:
     def page() -> bytes:
-        where = _within_reach(caller.user(session), _MOVEMENT_BRANCH)
-        return listings.movements.page_json(session, query, where)
+        return listings.movements.page_json(session, query, _within_reach(caller.user(session)))
 
     return await read_page(page)
 

@@ -7,6 +7,7 @@ from tecnorev.core.listing import Listing, equals
 from tecnorev.core.web.types import IdQuery
 from tecnorev.logistics.models import Shipment, ShipmentStatus
 from tecnorev.logistics.schemas import ShipmentSummary
+from tecnorev.sales.service import orders_readable_by
 
 _shipment = table_of(Shipment)
 
@@ -33,4 +34,6 @@ shipments = Listing(
         equals("order_id", _shipment.c.order_id, IdQuery, "of this order"),
         equals("status", _shipment.c.status, ShipmentStatus, "in this state"),
     ),
+    # a caller without orders:read_all: what hangs off the orders they may read
+    scopes={"viewer": lambda user: _shipment.c.order_id.in_(orders_readable_by(user))},
 )

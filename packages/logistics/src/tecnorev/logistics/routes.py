@@ -51,9 +51,9 @@ async def list_shipments(
     query: Annotated[ListingQuery, Depends(listings.shipments.query)],
 ) -> Response:
     def page() -> bytes:
-        visible = service.visible_where(session, _viewer(caller.user(session)))
-        where = [] if visible is None else [visible]
-        return listings.shipments.page_json(session, query, where)
+        viewer = _viewer(caller.user(session))
+        scope = None if viewer.read_all else {"viewer": viewer.user_id}
+        return listings.shipments.page_json(session, query, scope)
 
     return await read_page(page)
 

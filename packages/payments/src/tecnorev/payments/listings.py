@@ -7,6 +7,7 @@ from tecnorev.core.listing import Listing, equals
 from tecnorev.core.web.types import IdQuery
 from tecnorev.payments.models import Payment, PaymentStatus
 from tecnorev.payments.schemas import PaymentSummary
+from tecnorev.sales.service import orders_readable_by
 
 _payment = table_of(Payment)
 
@@ -33,4 +34,6 @@ payments = Listing(
         equals("order_id", _payment.c.order_id, IdQuery, "of this order"),
         equals("status", _payment.c.status, PaymentStatus, "in this state"),
     ),
+    # a caller without orders:read_all: what hangs off the orders they may read
+    scopes={"viewer": lambda user: _payment.c.order_id.in_(orders_readable_by(user))},
 )

@@ -59,9 +59,9 @@ async def list_payments(
     query: Annotated[ListingQuery, Depends(listings.payments.query)],
 ) -> Response:
     def page() -> bytes:
-        visible = service.visible_where(session, _viewer(caller.user(session)))
-        where = [] if visible is None else [visible]
-        return listings.payments.page_json(session, query, where)
+        viewer = _viewer(caller.user(session))
+        scope = None if viewer.read_all else {"viewer": viewer.user_id}
+        return listings.payments.page_json(session, query, scope)
 
     return await read_page(page)
 

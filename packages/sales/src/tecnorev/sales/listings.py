@@ -25,6 +25,7 @@ from tecnorev.core.listing import (
 from tecnorev.core.web.types import BoolQuery, IdQuery, Moment
 from tecnorev.sales.models import Coupon, Order, OrderItem, OrderStatus
 from tecnorev.sales.schemas import CouponSummary, OrderSummary
+from tecnorev.sales.service import orders_visible_to
 
 _coupon = table_of(Coupon)
 _order = table_of(Order)
@@ -101,5 +102,6 @@ orders = Listing(
             "placed before (ISO 8601 with a time zone)",
         ),
     ),
+    scopes={"viewer": orders_visible_to},  # a caller without orders:read_all
     expand=_with_items,
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import NoReturn, overload
+from typing import Any, NoReturn, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -625,8 +625,14 @@ def order_items(session: Session, *, order_id: int) -> list[OrderItem]:
 def visible_orders(session: Session, viewer: Viewer | None) -> sa.Select[int] | None:
     """The ids of the orders ``viewer`` may read, as a subquery for what hangs off orders in
     other modules (payments, shipments); ``None`` when they may read every order."""
-    visible = visible_orders_where(viewer)
-    return None if visible is None else sa.select(_order.c.id).where(visible)
+    if viewer is None or viewer.read_all:
+        return None
+    return orders_readable_by(viewer.user_id)
+
+
+def orders_readable_by(user_id: int | sa.BindParameter[Any]) -> sa.Select[int]:
+    """The ids of the orders a caller without ``read_all`` may read, as a subquery."""
+    return sa.select(_order.c.id).where(orders_visible_to(user_id))
 
 
 def in_reach(session: Session, order: Order, viewer: Viewer | None) -> bool:
@@ -659,10 +665,12 @@ def visible_orders_where(viewer: Viewer | None) -> sa.ColumnElement[bool] | None
     in the statement itself; ``None`` when they may read every order."""
     if viewer is None or viewer.read_all:
         return None
-    return sa.or_(
-        _order.c.customer_id == viewer.user_id,
-        _order.c.branch_id.in_(staff_branches(viewer.user_id)),
-    )
+    return orders_visible_to(viewer.user_id)
+
+
+def orders_visible_to(user_id: int | sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    """The orders a caller without ``read_all`` may read: their own and their branches'."""
+    return sa.or_(_order.c.customer_id == user_id, _order.c.branch_id.in_(staff_branches(user_id)))
 
 
 def _items_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[OrderItem]]:
