@@ -32,7 +32,7 @@ from tecnorev.api import create_app
 from tecnorev.catalog import service as catalog
 from tecnorev.core.listing import Listing, listing_of
 from tecnorev.core.registry import get_registry
-from tecnorev.core.web import API_PREFIX
+from tecnorev.core.web import API_PREFIX, Route
 from tecnorev.core.web.composition import module_routers
 from tecnorev.inventory import service as inventory
 from tecnorev.logistics import service as logistics
@@ -64,6 +64,7 @@ class World:
         self.app = app
         self.ids: dict[str, Any] = {}
         self.headers: dict[str, str] = {}
+        self.customer_headers: dict[str, str] = {}
 
     def get(self, path: str, params: dict[str, Any], anonymous: bool = False):
         headers = {} if anonymous else self.headers
@@ -93,6 +94,7 @@ def _populate(w: World, engine: sa.Engine) -> None:
             for i in range(3)
         ]
         w.headers = login_header(session, admin.id)
+        w.customer_headers = login_header(session, customers[0])
         home = catalog.create_category(session, name="home", slug="home").id
         lamps = catalog.create_category(session, name="lamps", slug="lamps", parent_id=home).id
         catalog.create_category(session, name="home", slug="home-2")
@@ -275,6 +277,64 @@ def test_every_collection_keeps_the_listing_contract(world: World):
                 path, params
             )  # fmt: skip
         _refusals(world, path, listing)
+
+
+def test_every_collection_answers_as_fastapi_solving_its_route_would(world: World):
+    """The listing routes solve their dependencies themselves (``core.web.routing``): the
+    same answers as FastAPI's own solving, which any dependency override switches to."""
+    listings = _routes()
+    lean = {
+        route.path: route
+        for _, router in module_routers(get_registry())
+        for route in router.routes
+        if isinstance(route, Route) and route.lean
+    }
+    assert set(lean) == set(listings), "every listing is served without FastAPI's solving"
+
+    def answers() -> list[tuple[str, int, Any]]:
+        found = []
+        for path, listing in listings.items():
+            for params, headers in _asks(world, path, listing):
+                response = world.client.get(API_PREFIX + path, params=params, headers=headers)
+                found.append((path, response.status_code, response.json()))
+        return found
+
+    served = answers()
+    world.app.dependency_overrides[_never_used] = _never_used
+    try:
+        solved = answers()
+    finally:
+        world.app.dependency_overrides.clear()
+    assert served == solved
+    statuses = {status for _, status, _ in served}
+    assert statuses == {200, 401, 403, 422}, statuses
+
+
+def _never_used() -> None:
+    """A dependency no route has: overriding it sends requests through FastAPI's solving."""
+
+
+def _asks(w: World, path: str, listing: Listing) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    admin = w.headers
+    customer = w.customer_headers
+    asks: list[tuple[dict[str, Any], dict[str, str]]] = [
+        ({}, admin),
+        ({}, {}),
+        ({}, customer),
+        ({}, {"Authorization": "Bearer not-a-token"}),
+        ({"limit": 2, "sort": listing.sort_values[-1]}, admin),
+        ({"limit": "1.0", "sort": "nonsense"}, admin),
+        ({"unknown": "1"}, admin),
+        ({"unknown": "1"}, {}),
+        ({"cursor": "bm90IGEgY3Vyc29y"}, admin),
+        ({"cursor": ""}, customer),
+    ]
+    for params, _ in _filters(w)[path]:
+        asks.append((params, admin))
+    first = w.get(path, {"limit": 1}).json()
+    if first.get("next_cursor"):
+        asks.append(({"limit": 1, "cursor": first["next_cursor"]}, admin))
+    return asks
 
 
 def _refusals(w: World, path: str, listing: Listing) -> None:

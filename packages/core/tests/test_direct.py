@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.core.db import create_db_engine, is_unique_violation
-from tecnorev.core.direct import Direct
+from tecnorev.core.direct import Direct, prepare_on
 from tecnorev.core.types import UTCDateTime
 
 
@@ -233,4 +233,85 @@ def test_a_dropped_connection_is_invalidated_and_the_pool_renewed(postgres_url):
         assert BY_ID.run(first, {"t_id": 1}).all() == []
     assert not after & before
     engine.dispose()
+    killer.dispose()
+
+
+# --- prepared on the server ----------------------------------------------------------------
+
+SUM = Direct(sa.text("SELECT :a + :b AS total"))  # the server cannot type $1 + $2
+
+
+def _prepared(connection: sa.Connection) -> list[str]:
+    rows = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+    return sorted(statement for (statement,) in rows)
+
+
+@pytest.fixture
+def preparing(postgres_url: str) -> Iterator[sa.Engine]:
+    """An engine as the API's reading pools are: autocommit, preparing what it runs."""
+    writer = create_db_engine(postgres_url)
+    metadata.create_all(writer)
+    with writer.begin() as connection:
+        INSERT.run_many(connection, [row(f"P-{n}", f"{n}.50") for n in range(1, 6)])
+    engine = create_db_engine(
+        postgres_url, isolation_level="AUTOCOMMIT", pool_size=1, pool_pre_ping=False
+    )
+    sa.event.listen(engine, "connect", prepare_on)
+    yield engine
+    engine.dispose()
+    writer.dispose()
+
+
+def test_a_reading_connection_prepares_each_statement_once_and_answers_the_same(preparing):
+    with preparing.connect() as connection:
+        ids = [i for (i,) in connection.exec_driver_sql("SELECT id FROM direct_thing ORDER BY id")]
+        for _ in range(3):  # the first run prepares, the next ones execute it by name
+            for t_id in ids:
+                direct = BY_ID.run(connection, {"t_id": t_id}).all()
+                assert direct == connection.execute(BY_ID.statement, {"t_id": t_id}).all()
+        # an IN list of any length is one array parameter: one statement for every page
+        assert IN_IDS.run(connection, {"t_ids": ids[:1]}).all() == [("P-1",)]
+        assert IN_IDS.run(connection, {"t_ids": ids}).all() == [(f"P-{n}",) for n in range(1, 6)]
+        assert [at for _, at in COLOUR_AND_TIME.run(connection, {"t_id": ids[0]})] == [NOW]
+        prepared = _prepared(connection)
+    assert len(prepared) == 3, prepared
+    assert any("= ANY($1)" in statement for statement in prepared), prepared
+    # the same connection, back from the pool, keeps them: nothing prepared twice
+    with preparing.connect() as connection:
+        assert BY_ID.run(connection, {"t_id": ids[0]}).first()[1] == "P-1"
+        assert len(_prepared(connection)) == 3
+
+
+def test_a_statement_the_server_cannot_prepare_runs_as_text(preparing):
+    with preparing.connect() as connection:
+        assert SUM.run(connection, {"a": 2, "b": 3}).scalar_one() == 5
+        assert SUM.run(connection, {"a": 4, "b": 3}).scalar_one() == 7
+        assert _prepared(connection) == []
+
+
+def test_a_connection_in_a_transaction_never_prepares(postgres_url):
+    engine = create_db_engine(postgres_url, pool_size=1)
+    sa.event.listen(engine, "connect", prepare_on)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            assert BY_ID.run(connection, {"t_id": -1}).all() == []
+            assert _prepared(connection) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_reconnected_connection_prepares_again(preparing, postgres_url):
+    killer = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with preparing.connect() as connection:
+        assert BY_ID.run(connection, {"t_id": -1}).all() == []
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with killer.connect() as other:
+        other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with preparing.connect() as connection, pytest.raises(sa.exc.OperationalError):
+        BY_ID.run(connection, {"t_id": -1})
+    # the new server connection has none of the old one's statements: prepared anew
+    with preparing.connect() as connection:
+        assert BY_ID.run(connection, {"t_id": -1}).all() == []
+        assert len(_prepared(connection)) == 1
     killer.dispose()

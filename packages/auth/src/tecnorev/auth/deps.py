@@ -9,7 +9,7 @@ when the access token expires.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,7 +26,7 @@ from tecnorev.core.direct import Direct
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.logs import bind_user
 from tecnorev.core.web import API_PREFIX, SessionDep, run_read
-from tecnorev.core.web.session import primary_reader
+from tecnorev.core.web.session import Connectable, primary_reader
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
@@ -62,7 +62,7 @@ _PRINCIPAL = Direct(
 )
 
 
-def load_principal(session: Session, user_id: int, family_id: str) -> Principal:
+def load_principal(session: Connectable, user_id: int, family_id: str) -> Principal:
     # every request that names its caller sends this: straight to the driver (core.direct)
     params = {"user_id": user_id, "family": family_id}
     rows = _PRINCIPAL.run(session.connection(), params).all()
@@ -195,7 +195,7 @@ class Caller:
         self._primary = primary
         self.checked = False
 
-    def principal(self, session: Session) -> Principal | None:
+    def principal(self, session: Connectable) -> Principal | None:
         """Who calls (``None``: anonymous, where the route allows it); raises
         ``NotAuthenticated`` or ``PermissionDenied`` as ``require_permission`` does."""
         self.checked = True
@@ -211,7 +211,7 @@ class Caller:
             raise PermissionDenied(f"this requires the {self._permission!r} permission")
         return user
 
-    def user(self, session: Session) -> Principal:
+    def user(self, session: Connectable) -> Principal:
         """``principal`` for a route behind a login: never ``None``."""
         user = self.principal(session)
         assert user is not None  # the dependency refused an anonymous call
@@ -223,34 +223,69 @@ def read_as(permission: str | None = None) -> Any:
     a login (with ``permission``, when given): see ``Caller``."""
 
     async def read_caller(request: Request, token: BearerToken) -> AsyncIterator[Caller]:
-        if not token:
-            raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
-        claims = decode_access_token(token)
-        bind_user(claims.user_id)
-        caller = Caller(claims, permission, primary_reader(request))
+        caller = _reading_caller(request, token, permission)
         yield caller
-        if not caller.checked:
-            raise RuntimeError("the route read its data without looking its caller up")
+        _looked_up(caller)
+
+    def from_request(request: Request) -> tuple[Caller, Callable[[Any], None]]:
+        # the same from the header itself, for routes that solve their dependencies
+        # (tecnorev.core.web.routing): what the OAuth2 scheme would read
+        caller = _reading_caller(request, _bearer_of(request), permission)
+        return caller, _after(caller)
 
     read_caller.permission = permission  # type: ignore[attr-defined]
     read_caller.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
     read_caller.authenticate_early = authenticate_early  # type: ignore[attr-defined]
+    read_caller.from_request = from_request  # type: ignore[attr-defined]
     return Depends(read_caller, scope="function")
 
 
-async def _optional_caller(request: Request) -> AsyncIterator[Caller]:
+def _reading_caller(request: Request, token: str | None, permission: str | None) -> Caller:
+    if not token:
+        raise NotAuthenticated("not authenticated: send 'Authorization: Bearer <access token>'")
+    claims = decode_access_token(token)
+    bind_user(claims.user_id)
+    return Caller(claims, permission, primary_reader(request))
+
+
+def _optional_reading_caller(request: Request) -> Caller:
     token = _bearer_of(request)
     claims = None
     if token:
         claims = decode_access_token(token)
         bind_user(claims.user_id)
-    caller = Caller(claims, None, primary_reader(request))
-    yield caller
+    return Caller(claims, None, primary_reader(request))
+
+
+def _looked_up(caller: Caller) -> None:
     if not caller.checked:
         raise RuntimeError("the route read its data without looking its caller up")
 
 
+def _after(caller: Caller) -> Callable[[Any], None]:
+    """What runs once the route returned: a caller never looked up is a bug (500), never
+    data; after an error, nothing to check."""
+
+    def check(error: BaseException | None) -> None:
+        if error is None:
+            _looked_up(caller)
+
+    return check
+
+
+async def _optional_caller(request: Request) -> AsyncIterator[Caller]:
+    caller = _optional_reading_caller(request)
+    yield caller
+    _looked_up(caller)
+
+
+def _optional_from_request(request: Request) -> tuple[Caller, Callable[[Any], None]]:
+    caller = _optional_reading_caller(request)
+    return caller, _after(caller)
+
+
 _optional_caller.error_codes = AUTH_ERRORS  # type: ignore[attr-defined]
+_optional_caller.from_request = _optional_from_request  # type: ignore[attr-defined]
 
 OptionalCaller = Annotated[Caller, Depends(_optional_caller, scope="function")]
 """The caller of a public route that only reads, anonymous or not (see ``Caller``)."""

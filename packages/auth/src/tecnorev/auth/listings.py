@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from tecnorev.auth.models import Role, User, UserRole
 from tecnorev.auth.schemas import UserSummary
 from tecnorev.core.db import table_of
 from tecnorev.core.direct import Direct
 from tecnorev.core.listing import Listing, columns_of, equals
+from tecnorev.core.web.session import Connectable
 from tecnorev.core.web.types import BoolQuery
 
 _user = table_of(User)
@@ -27,7 +27,7 @@ _ROLES = Direct(
 )
 
 
-def _with_roles(session: Session, users: list[dict[str, Any]]) -> None:
+def _with_roles(session: Connectable, users: list[dict[str, Any]]) -> None:
     names: dict[int, list[str]] = {user["id"]: [] for user in users}
     for user_id, name in _ROLES.run(session.connection(), {"user_ids": list(names)}):
         names[user_id].append(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from tecnorev.auth import listings, service
@@ -26,10 +26,10 @@ from tecnorev.auth.schemas import (
 )
 from tecnorev.auth.throttle import TooManyAttempts, throttle_of
 from tecnorev.core.listing import ListingQuery, read_page
-from tecnorev.core.web import ReadSessionDep, SessionDep
+from tecnorev.core.web import ReaderDep, Router, SessionDep
 from tecnorev.core.web.types import IdPath
 
-router = APIRouter(prefix="/auth")
+router = Router(prefix="/auth")
 
 UsersReader = Annotated[Principal, require_permission(USERS_READ)]
 UsersManager = Annotated[Principal, require_permission(USERS_MANAGE)]
@@ -151,13 +151,13 @@ def me(session: SessionDep, user: CurrentUser) -> MePublic:
 
 @router.get("/users", response_model=listings.users.page_type, summary="a page of users")
 async def list_users(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as(USERS_READ)],
     query: Annotated[ListingQuery, Depends(listings.users.query)],
 ) -> Response:
     def page() -> bytes:
-        caller.user(session)
-        return listings.users.page_json(session, query)
+        caller.user(reader)
+        return listings.users.page_json(reader, query)
 
     return await read_page(page)
 

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
-
 from tecnorev.auth.deps import Principal, require_permission
+from tecnorev.core.web import Router
 from tecnorev.{name} import module, permissions
 from tecnorev.{name}.config import {settings_class}
 
-router = APIRouter(prefix="/{name}", tags=["{name}"])
+router = Router(prefix="/{name}", tags=["{name}"])
 Manager = Annotated[Principal, require_permission(permissions.{constant})]
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import Depends, Response, status
 
 from tecnorev.auth.deps import OptionalCaller, OptionalUser, Principal, require_permission
 from tecnorev.catalog import listings, permissions, service
@@ -28,10 +28,10 @@ from tecnorev.catalog.schemas import (
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.listing import ListingQuery, read_page
-from tecnorev.core.web import ReadSessionDep, SessionDep
+from tecnorev.core.web import ReaderDep, ReadSessionDep, Router, SessionDep
 from tecnorev.core.web.types import IdPath
 
-router = APIRouter(prefix="/catalog")
+router = Router(prefix="/catalog")
 
 Manager = Annotated[Principal, require_permission(permissions.CATALOG_MANAGE)]
 
@@ -49,10 +49,10 @@ def _manages(user: Principal | None) -> bool:
     summary="a page of categories (the tree, flat: rebuild it from parent_id)",
 )
 async def list_categories(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     query: Annotated[ListingQuery, Depends(listings.categories.query)],
 ) -> Response:
-    return await listings.categories.response(session, query)
+    return await listings.categories.response(reader, query)
 
 
 @router.get("/categories/{category_id}")
@@ -86,13 +86,13 @@ def delete_category(session: SessionDep, _user: Manager, category_id: IdPath) ->
 
 @router.get("/products", response_model=listings.products.page_type, summary="a page of products")
 async def list_products(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: OptionalCaller,
     query: Annotated[ListingQuery, Depends(listings.products.query)],
 ) -> Response:
     def page() -> bytes:
-        visible = _visible_products(caller.principal(session), query)
-        return listings.products.page_json(session, visible)
+        visible = _visible_products(caller.principal(reader), query)
+        return listings.products.page_json(reader, visible)
 
     return await read_page(page)
 

@@ -15,18 +15,34 @@ Everything else takes ``Connection.execute``: other drivers (SQLite), a statemen
 columns get Python-side defaults (``default=``, ``onupdate=``), an empty ``IN`` list, and any
 engine something watches (``echo``, statement listeners, error hooks), so loggers, tracers
 and statement counters keep seeing every statement.
+
+On a connection of an engine that asks for it (``prepare_on``: the API's reading pools, in
+autocommit), a statement is also prepared on the server at its first run there and then
+executed by name: PostgreSQL parses and plans it once per connection rather than at every
+run (a third of the database's work on a listing page, measured with pgbench: 0.64 ms
+against 0.98 ms for the user list's three statements).  Not in a transaction, so a
+statement the server cannot prepare (a parameter whose type it cannot infer) runs as text
+from then on, and nothing else is disturbed.  Not through a transaction pooler, whose
+server connections change under the client.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
 _T = TypeVar("_T")
-_DRIVERS = ("psycopg2",)
+DRIVERS = ("psycopg2",)  # the drivers direct statements are sent to
 _MANY_VALUES = " VALUES "
+# the names this DBAPI connection has prepared (``PoolProxiedConnection.info``, which lives
+# as long as the connection); absent: the connection does not prepare
+_PREPARED = "tecnorev.prepared"
+_names = itertools.count(1)
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
 
 class Rows(Protocol):
@@ -94,6 +110,7 @@ class _Compiled:
         self.columns = columns  # the result's column types, when the statement declares them
         # per result column, its conversion (None: none); known once a result was seen
         self.converters: list[Callable[[Any], Any] | None] | None = None
+        self.prepared = _prepared_forms(sql, self.expanding)  # (PREPARE, EXECUTE) or None
 
     def takes(self, params: Mapping[str, Any]) -> bool:
         """Whether these values can be sent directly: an empty ``IN`` list cannot (SQLAlchemy
@@ -152,7 +169,8 @@ class Direct:
         bound = _bound(compiled, params)
 
         def execute(cursor: Any) -> _Fetched:
-            cursor.execute(compiled.sql, bound)
+            if not _run_prepared(connection, cursor, compiled, bound):
+                cursor.execute(compiled.sql, bound)
             if cursor.description is None:
                 return _Fetched([], cursor.rowcount)
             rows = compiled.convert(connection.dialect, cursor.description, cursor.fetchall())
@@ -194,7 +212,7 @@ class Direct:
         except KeyError:
             pass
         compiled = None
-        if connection.dialect.driver in _DRIVERS:
+        if connection.dialect.driver in DRIVERS:
             compiled = _direct_form(self.statement, connection.dialect, sorted(params), many)
         self._compiled[key] = compiled
         return compiled
@@ -290,3 +308,63 @@ def _with_cursor(connection: sa.Connection, sql: str, params: Any, work: Callabl
     finally:
         if not dbapi_connection.closed:
             cursor.close()
+
+
+def prepare_on(_dbapi_connection: Any, record: Any) -> None:
+    """A ``connect`` listener: this connection prepares the direct statements it runs (see
+    the module), while it is in autocommit."""
+    record.info[_PREPARED] = set()
+
+
+def _prepared_forms(sql: str, expanding: frozenset[str]) -> tuple[str, str] | None:
+    """``(PREPARE body, EXECUTE text)`` for ``sql`` (psycopg2's ``%(name)s`` placeholders),
+    or ``None`` when it cannot be prepared.  An ``IN`` list becomes ``= ANY($n)`` with an
+    array, so pages of any size share one prepared statement."""
+    for name in expanding:
+        if f" NOT IN %({name})s" in sql or f" IN %({name})s" not in sql:
+            return None
+        sql = sql.replace(f" IN %({name})s", f" = ANY(%({name})s)")
+    order: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"  # psycopg2's escaped percent: sent as is, without parameters
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    body = _PLACEHOLDER.sub(positional, sql)
+    statement = f"tecnorev_{next(_names)}"
+    arguments = ", ".join(f"%({name})s" for name in order)
+    return (
+        f"PREPARE {statement} AS {body}",
+        f"EXECUTE {statement} ({arguments})" if order else f"EXECUTE {statement}",
+    )
+
+
+def _run_prepared(
+    connection: sa.Connection, cursor: Any, compiled: _Compiled, bound: dict[str, Any]
+) -> bool:
+    """Run ``compiled`` by name on a connection that prepares; ``False``: it does not (or
+    the statement cannot be), run the text."""
+    forms = compiled.prepared
+    if forms is None:
+        return False
+    pooled = connection.connection
+    prepared = pooled.info.get(_PREPARED)
+    if prepared is None or not getattr(pooled.driver_connection, "autocommit", False):
+        return False
+    prepare, execute = forms
+    if prepare not in prepared:
+        try:
+            cursor.execute(prepare)
+        except Exception:
+            # autocommit: the failure disturbed nothing; this statement runs as text
+            compiled.prepared = None
+            return False
+        prepared.add(prepare)
+    if compiled.expanding:
+        bound = {k: list(v) if k in compiled.expanding else v for k, v in bound.items()}
+    cursor.execute(execute, bound)
+    return True

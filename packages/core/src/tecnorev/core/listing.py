@@ -31,16 +31,16 @@ from functools import partial
 from typing import Annotated, Any, Literal, cast
 
 import sqlalchemy as sa
-from fastapi import Query
+from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import TypeAdapter
-from sqlalchemy.orm import Session
+from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import RuleViolation
 from tecnorev.core.settings import store_currency
-from tecnorev.core.web.session import run_read
+from tecnorev.core.web.session import Connectable, run_read
 from tecnorev.core.web.types import LimitQuery, text
 
 MAX_CURSOR = 200
@@ -105,7 +105,7 @@ class ListingQuery:
     filters: Mapping[str, Any]
 
 
-Expand = Callable[[Session, list[dict[str, Any]]], None]
+Expand = Callable[[Connectable, list[dict[str, Any]]], None]
 Scope = Callable[[sa.BindParameter[Any]], sa.ColumnElement[bool]]
 
 
@@ -171,13 +171,14 @@ class Listing:
         # Literal of values known at run time: typed as Any, as a type checker reads annotations
         sort_type = cast(Any, Literal)[self.sort_values]
         sorts = ", ".join(f"`{v}`" for v in self.sort_values)
+        cursor_type = text(MAX_CURSOR, min_length=1) | None
         parameters = [
             inspect.Parameter(
                 "cursor",
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
                 annotation=Annotated[
-                    text(MAX_CURSOR, min_length=1) | None,
+                    cursor_type,
                     Query(description="`next_cursor` of the previous page, with the same sort"),
                 ],
             ),
@@ -218,6 +219,37 @@ class Listing:
             filters = {n: given[n] for n in names if given[n] is not None}
             return ListingQuery(given["cursor"], given["limit"], given["sort"], filters)
 
+        # The same parameters validated in one call, for routes that solve their dependencies
+        # themselves (``tecnorev.core.web.routing``): the same types, so the same values and
+        # errors, without FastAPI's work per parameter
+        fields: dict[str, Any] = {
+            "cursor": cursor_type,
+            "limit": LimitQuery,
+            "sort": sort_type,
+            **{f.name: f.annotation | None for f in self.filters},
+        }
+        defaults: dict[str, Any] = {"limit": DEFAULT_LIMIT, "sort": self.default_sort}
+        adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(
+            TypedDict(f"{self.name}_query", fields, total=False)  # type: ignore[operator]
+        )
+        accepted = tuple(fields)
+
+        def from_request(request: Request) -> tuple[ListingQuery, None]:
+            given = request.query_params
+            raw = {name: given[name] for name in accepted if name in given}
+            try:
+                values = {**defaults, **adapter.validate_python(raw)} if raw else defaults
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False)
+                raise RequestValidationError(
+                    [{**e, "loc": ("query", *e["loc"])} for e in errors]
+                ) from None
+            filters = {n: values[n] for n in names if values.get(n) is not None}
+            query = ListingQuery(values.get("cursor"), values["limit"], values["sort"], filters)
+            return query, None
+
+        listing_query.from_request = from_request  # type: ignore[attr-defined]
+
         listing_query.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         listing_query.__name__ = f"{self.name}_query"
         listing_query.listing = self  # type: ignore[attr-defined]  # which listing a route serves
@@ -227,7 +259,7 @@ class Listing:
     # --- the page ------------------------------------------------------------------------
 
     def items(
-        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
+        self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The rows of one page and the cursor of the next (``None`` on the last page), kept
         to ``scope`` (values of the listing's ``scopes``, by name)."""
@@ -265,19 +297,19 @@ class Listing:
         return items, next_cursor
 
     def page(
-        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
+        self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         items, next_cursor = self.items(session, query, scope)
         return {"items": items, "next_cursor": next_cursor}
 
     def page_json(
-        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
+        self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> bytes:
         """The page as the JSON body the API sends: serialized once, no model per row."""
         return self._adapter.dump_json(self.page(session, query, scope))
 
     async def response(
-        self, session: Session, query: ListingQuery, scope: Mapping[str, Any] | None = None
+        self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> Response:
         """The page as a route's answer, read on the reading threads (``run_read``): one
         thread hand-off for the whole page."""

@@ -273,11 +273,10 @@ from __future__ import annotations
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
+from tecnorev.core.web import Router
 from tecnorev.{name} import module
 
-router = APIRouter(prefix="/{name}", tags=["{name}"])
+router = Router(prefix="/{name}", tags=["{name}"])
 
 
 @router.get("/")

@@ -284,7 +284,9 @@ class CoreSettings(SettingsGroup):
     idle_in_transaction_timeout: Duration = Field(
         60.0, description="the server ends a request's transaction left idle this long"
     )
-    read_threads: WholeNumber = Field(2, description="threads per worker for hot public reads")
+    read_threads: WholeNumber = Field(
+        2, description="threads per worker for hot reads: listing pages, public reads"
+    )
     max_in_flight: WholeNumber | None = Field(
         None,
         description="requests a worker runs at once",
@@ -316,8 +318,8 @@ class CoreSettings(SettingsGroup):
     ] = Field(
         "none",
         description="transaction: the API's connections go through a pooler in transaction "
-        "mode (PgBouncer): no session state is set on them, the request bounds come from the "
-        "database role (ALTER ROLE ... SET lock_timeout ...)",
+        "mode (PgBouncer): no session state is set on them and no statement is prepared, the "
+        "request bounds come from the database role (ALTER ROLE ... SET lock_timeout ...)",
     )
     read_replica_urls: ReplicaUrls = Field(
         default_factory=list,

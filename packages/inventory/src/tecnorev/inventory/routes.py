@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import Depends, Response, status
 from pydantic import TypeAdapter
 
 from tecnorev.auth.deps import (
@@ -27,7 +27,7 @@ from tecnorev.auth.deps import (
 )
 from tecnorev.core.errors import NotAuthenticated, PermissionDenied
 from tecnorev.core.listing import ListingQuery, read_page
-from tecnorev.core.web import ReadSessionDep, SessionDep
+from tecnorev.core.web import ReaderDep, ReadSessionDep, Router, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.inventory import listings, permissions, service
 from tecnorev.inventory.errors import UnknownBranch
@@ -46,7 +46,7 @@ from tecnorev.inventory.schemas import (
     TransferPublic,
 )
 
-router = APIRouter(prefix="/inventory")
+router = Router(prefix="/inventory")
 
 # stock rows as the responses show them (``StockPublic`` reads their attributes)
 _STOCK_ROWS = TypeAdapter(list[StockPublic])
@@ -98,13 +98,13 @@ def create_branch(body: BranchCreate, session: SessionDep, user: Manager) -> Any
     summary="a page of branches; closed ones only for branches:manage or inventory:read",
 )
 async def list_branches(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: OptionalCaller,
     query: Annotated[ListingQuery, Depends(listings.branches.query)],
 ) -> Response:
     def page() -> bytes:
-        visible = _visible_branches(caller.principal(session), query)
-        return listings.branches.page_json(session, visible)
+        visible = _visible_branches(caller.principal(reader), query)
+        return listings.branches.page_json(reader, visible)
 
     return await read_page(page)
 
@@ -184,12 +184,12 @@ def _within_reach(user: Principal) -> dict[str, int] | None:
     summary="a page of stock rows at the caller's branches",
 )
 async def list_stock(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as(permissions.INVENTORY_READ)],
     query: Annotated[ListingQuery, Depends(listings.stock.query)],
 ) -> Response:
     def page() -> bytes:
-        return listings.stock.page_json(session, query, _within_reach(caller.user(session)))
+        return listings.stock.page_json(reader, query, _within_reach(caller.user(reader)))
 
     return await read_page(page)
 
@@ -200,12 +200,12 @@ async def list_stock(
     summary="a page of the stock ledger at the caller's branches, newest first by default",
 )
 async def list_movements(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as(permissions.INVENTORY_READ)],
     query: Annotated[ListingQuery, Depends(listings.movements.query)],
 ) -> Response:
     def page() -> bytes:
-        return listings.movements.page_json(session, query, _within_reach(caller.user(session)))
+        return listings.movements.page_json(reader, query, _within_reach(caller.user(reader)))
 
     return await read_page(page)
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Depends, Response
 
 from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
 from tecnorev.core.listing import ListingQuery, read_page
-from tecnorev.core.web import ReadSessionDep, SessionDep
+from tecnorev.core.web import ReaderDep, Router, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.logistics import listings, permissions, service
 from tecnorev.logistics.schemas import ShipmentCreate, ShipmentPublic
 
-router = APIRouter(prefix="/logistics")
+router = Router(prefix="/logistics")
 
 ManagesShipments = Annotated[Principal, require_permission(permissions.SHIPMENTS_MANAGE)]
 
@@ -46,14 +46,14 @@ def create_shipment(
     summary="a page of the shipments of the orders the caller may read",
 )
 async def list_shipments(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as()],
     query: Annotated[ListingQuery, Depends(listings.shipments.query)],
 ) -> Response:
     def page() -> bytes:
-        viewer = _viewer(caller.user(session))
+        viewer = _viewer(caller.user(reader))
         scope = None if viewer.read_all else {"viewer": viewer.user_id}
-        return listings.shipments.page_json(session, query, scope)
+        return listings.shipments.page_json(reader, query, scope)
 
     return await read_page(page)
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
 from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
 from tecnorev.core.listing import ListingQuery, read_page
-from tecnorev.core.web import ReadSessionDep, SessionDep
+from tecnorev.core.web import ReaderDep, Router, SessionDep
 from tecnorev.core.web.types import IdPath
 from tecnorev.payments import listings, permissions, service
 from tecnorev.payments.schemas import PaymentCreate, PaymentPublic
 
-router = APIRouter(prefix="/payments")
+router = Router(prefix="/payments")
 
 ManagesPayments = Annotated[Principal, require_permission(permissions.PAYMENTS_MANAGE)]
 
@@ -54,14 +54,14 @@ def record_payment(
     summary="a page of the payments of the orders the caller may read",
 )
 async def list_payments(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as()],
     query: Annotated[ListingQuery, Depends(listings.payments.query)],
 ) -> Response:
     def page() -> bytes:
-        viewer = _viewer(caller.user(session))
+        viewer = _viewer(caller.user(reader))
         scope = None if viewer.read_all else {"viewer": viewer.user_id}
-        return listings.payments.page_json(session, query, scope)
+        return listings.payments.page_json(reader, query, scope)
 
     return await read_page(page)
 

@@ -10,7 +10,6 @@ from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from tecnorev.core.db import table_of
 from tecnorev.core.direct import Direct
@@ -22,6 +21,7 @@ from tecnorev.core.listing import (
     equals,
     store_currency_column,
 )
+from tecnorev.core.web.session import Connectable
 from tecnorev.core.web.types import BoolQuery, IdQuery, Moment
 from tecnorev.sales.models import Coupon, Order, OrderItem, OrderStatus
 from tecnorev.sales.schemas import CouponSummary, OrderSummary
@@ -63,7 +63,7 @@ _ITEMS = Direct(
 )
 
 
-def _with_items(session: Session, orders: list[dict[str, Any]]) -> None:
+def _with_items(session: Connectable, orders: list[dict[str, Any]]) -> None:
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     rows = _ITEMS.run(session.connection(), {"order_ids": [order["id"] for order in orders]})
     for order_id, product_id, quantity, unit_price, line_total in rows:

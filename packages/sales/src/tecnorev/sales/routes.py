@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import Depends, Header, Response
 
 from tecnorev.auth.deps import Caller, CurrentUser, Principal, read_as, require_permission
 from tecnorev.core.listing import ListingQuery, read_page
-from tecnorev.core.web import ReadSessionDep, SessionDep, commit_rendered
+from tecnorev.core.web import ReaderDep, Router, SessionDep, commit_rendered
 from tecnorev.core.web.types import IdPath, Text
 from tecnorev.sales import listings, permissions, service
 from tecnorev.sales.schemas import (
@@ -20,7 +20,7 @@ from tecnorev.sales.schemas import (
     order_public,
 )
 
-router = APIRouter(prefix="/sales")
+router = Router(prefix="/sales")
 
 ManagesCoupons = Annotated[Principal, require_permission(permissions.COUPONS_MANAGE)]
 PlacesOrders = Annotated[Principal, require_permission(permissions.ORDERS_PLACE)]
@@ -49,13 +49,13 @@ def create_coupon(body: CouponCreate, session: SessionDep, user: ManagesCoupons)
 
 @router.get("/coupons", response_model=listings.coupons.page_type, summary="a page of coupons")
 async def list_coupons(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as(permissions.COUPONS_MANAGE)],
     query: Annotated[ListingQuery, Depends(listings.coupons.query)],
 ) -> Response:
     def page() -> bytes:
-        caller.user(session)
-        return listings.coupons.page_json(session, query)
+        caller.user(reader)
+        return listings.coupons.page_json(reader, query)
 
     return await read_page(page)
 
@@ -114,12 +114,12 @@ def place_order(
     summary="a page of the orders the caller may read, with their items; newest first by default",
 )
 async def list_orders(
-    session: ReadSessionDep,
+    reader: ReaderDep,
     caller: Annotated[Caller, read_as()],
     query: Annotated[ListingQuery, Depends(listings.orders.query)],
 ) -> Response:
     def page() -> bytes:
-        return listings.orders.page_json(session, query, _scope(_viewer(caller.user(session))))
+        return listings.orders.page_json(reader, query, _scope(_viewer(caller.user(reader))))
 
     return await read_page(page)
 

@@ -32,6 +32,7 @@ from tecnorev.core.db import (
     check_pooled_timeouts,
     create_db_engine,
 )
+from tecnorev.core.direct import prepare_on
 from tecnorev.core.errors import ConfigError, DatabaseUnavailable, DiscoveryError
 from tecnorev.core.outbox.dispatch import BackgroundDispatcher, Dispatcher
 from tecnorev.core.outbox.settings import OutboxSettings
@@ -334,6 +335,8 @@ def _read_router(
     ]
     for name, replica in replicas:
         metrics.watch_pool(replica, f"replica {name}")
+        if settings.db_pooler != "transaction":
+            sa.event.listen(replica, "connect", prepare_on)  # as the primary's reads
     # asks the primary where it stands: connections of its own, not the requests'
     positions = create_db_engine(
         engine.url.render_as_string(hide_password=False),

@@ -2,7 +2,11 @@
 
 from tecnorev.core.web.app import API_PREFIX, make_app
 from tecnorev.core.web.errors import error_body, install_error_handlers
+from tecnorev.core.web.routing import Route, Router
 from tecnorev.core.web.session import (
+    Connectable,
+    Reader,
+    ReaderDep,
     ReadSessionDep,
     SessionDep,
     commit_rendered,
@@ -13,7 +17,12 @@ from tecnorev.core.web.session import (
 
 __all__ = [
     "API_PREFIX",
+    "Connectable",
     "ReadSessionDep",
+    "Reader",
+    "ReaderDep",
+    "Route",
+    "Router",
     "SessionDep",
     "commit_rendered",
     "error_body",

@@ -28,6 +28,10 @@ async def refuse_unknown_query(request: Request) -> None:
 
     ``async`` although it awaits nothing: FastAPI runs a plain function on the thread pool,
     a hand-off every request would pay."""
+    _refuse_unknown(request)
+
+
+def _refuse_unknown(request: Request) -> None:
     query = request.query_params
     if not query:
         return
@@ -52,3 +56,11 @@ async def refuse_unknown_query(request: Request) -> None:
                 for name in unknown
             ]
         )
+
+
+def _refused_unknown(request: Request) -> tuple[None, None]:
+    _refuse_unknown(request)
+    return None, None
+
+
+refuse_unknown_query.from_request = _refused_unknown  # type: ignore[attr-defined]  # web.routing

@@ -137,10 +137,19 @@ Money = Annotated[
     WithJsonSchema(_MONEY_SCHEMA),
 ]
 MoneyQuery = Annotated[Decimal, BeforeValidator(_money), WithJsonSchema(_MONEY_SCHEMA)]
+
+
+def _two_decimals(amount: Decimal) -> str:
+    # An amount read from a NUMERIC(12, 2) column has its two decimals already, and its own
+    # text is a third of the cost of formatting it (an order page shows 450 amounts)
+    text = str(amount)
+    return text if text[-3:-2] == "." and "E" not in text else f"{amount:.2f}"
+
+
 # money in a response: the same decimal string
 MoneyOut = Annotated[
     Decimal,
-    PlainSerializer(lambda amount: f"{amount:.2f}", return_type=str, when_used="json"),
+    PlainSerializer(_two_decimals, return_type=str, when_used="json"),
     WithJsonSchema({**_MONEY_SCHEMA, "description": "an amount, two decimals"}),
 ]
 _MOMENT = re.compile(
