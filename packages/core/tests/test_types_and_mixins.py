@@ -52,3 +52,18 @@ def test_audit_columns_are_built_for_each_table():
     assert isinstance(b.c.created_at.type, UTCDateTime)
     assert not b.c.created_at.nullable
     assert b.metadata.naming_convention == NAMING_CONVENTION
+
+
+def test_money_goes_out_with_two_decimals_whether_read_as_a_decimal_or_as_text():
+    from decimal import Decimal
+
+    from pydantic import TypeAdapter
+
+    from tecnorev.core.web.types import MoneyOut
+
+    out = TypeAdapter(list[MoneyOut])
+    amounts = [Decimal("12.50"), Decimal("5"), Decimal("0.125"), Decimal("1E+2"), Decimal("0E-2")]
+    texts = ["12.50", "30.0", "7"]  # PostgreSQL's NUMERIC(12, 2) text; SQLite's REAL as text
+    assert out.dump_json(amounts + texts) == (
+        b'["12.50","5.00","0.12","100.00","0.00","12.50","30.00","7.00"]'
+    )

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, cast, get_type_hints
 
 import sqlalchemy as sa
 from fastapi import Query, Request
@@ -41,7 +41,7 @@ from tecnorev.core.direct import Direct
 from tecnorev.core.errors import RuleViolation
 from tecnorev.core.settings import store_currency
 from tecnorev.core.web.session import Connectable, run_read
-from tecnorev.core.web.types import LimitQuery, text
+from tecnorev.core.web.types import LimitQuery, MoneyOut, text
 
 MAX_CURSOR = 200
 DEFAULT_LIMIT = 50
@@ -156,6 +156,7 @@ class Listing:
         self.page_type = _page_type(self.name, self.item)
         self._adapter = TypeAdapter(self.page_type)
         self._fields = tuple(self.columns)
+        self._selected = _money_as_text(self.columns, self.item)
         self._types = {name: column.type for name, column in self.columns.items()}
         self.query = self._dependency()
 
@@ -328,8 +329,7 @@ class Listing:
         after: bool,
         scoped: tuple[str, ...] = (),
     ) -> sa.Select[Any]:
-        columns = [column.label(name) for name, column in self.columns.items()]
-        statement = sa.select(*columns)
+        statement = sa.select(*(column.label(name) for name, column in self._selected.items()))
         if self.select_from is not None:
             statement = statement.select_from(self.select_from)
         if self.where:
@@ -402,6 +402,27 @@ def _page_type(name: str, item: type) -> Any:
     title = "".join(part.capitalize() for part in name.split("_")) + "Page"
     fields = {"items": list[item], "next_cursor": str | None}  # type: ignore[valid-type]
     return TypedDict(title, fields)  # type: ignore[operator]
+
+
+def money_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A money column read as PostgreSQL writes it (``12.50``: a ``NUMERIC(12, 2)``'s text
+    always has its two decimals), which is what the API sends: no ``Decimal`` is made from
+    the text only to be turned back into it (an order page holds 450 amounts)."""
+    return sa.cast(column, sa.Text)
+
+
+def _money_as_text(
+    columns: Mapping[str, sa.ColumnElement[Any]], item: type
+) -> dict[str, sa.ColumnElement[Any]]:
+    """The columns a page selects: those the item shows as ``MoneyOut`` (which sends text as
+    it is) read as their text, the rest as they are."""
+    shown = get_type_hints(item, include_extras=True)
+    return {
+        name: money_text(column)
+        if shown.get(name) == MoneyOut and isinstance(column.type, sa.Numeric)
+        else column
+        for name, column in columns.items()
+    }
 
 
 def _jsonable(value: Any) -> Any:

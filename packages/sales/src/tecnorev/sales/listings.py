@@ -19,6 +19,7 @@ from tecnorev.core.listing import (
     before,
     columns_of,
     equals,
+    money_text,
     store_currency_column,
 )
 from tecnorev.core.web.session import Connectable
@@ -55,8 +56,8 @@ _ITEMS = Direct(
         _item.c.order_id,
         _item.c.product_id,
         _item.c.quantity,
-        _item.c.unit_price,
-        _item.c.line_total,
+        money_text(_item.c.unit_price),
+        money_text(_item.c.line_total),
     )
     .where(_item.c.order_id.in_(sa.bindparam("order_ids", expanding=True)))
     .order_by(_item.c.order_id, _item.c.product_id)

@@ -139,11 +139,12 @@ Money = Annotated[
 MoneyQuery = Annotated[Decimal, BeforeValidator(_money), WithJsonSchema(_MONEY_SCHEMA)]
 
 
-def _two_decimals(amount: Decimal) -> str:
+def _two_decimals(amount: Decimal | str) -> str:
     # An amount read from a NUMERIC(12, 2) column has its two decimals already, and its own
-    # text is a third of the cost of formatting it (an order page shows 450 amounts)
-    text = str(amount)
-    return text if text[-3:-2] == "." and "E" not in text else f"{amount:.2f}"
+    # text is a third of the cost of formatting it (an order page shows 450 amounts); a
+    # listing reads it as that text (``tecnorev.core.listing.money_text``)
+    text = amount if isinstance(amount, str) else str(amount)
+    return text if text[-3:-2] == "." and "E" not in text else f"{Decimal(text):.2f}"
 
 
 # money in a response: the same decimal string
