@@ -110,6 +110,7 @@ class _Compiled:
         self.columns = columns  # the result's column types, when the statement declares them
         # per result column, its conversion (None: none); known once a result was seen
         self.converters: list[Callable[[Any], Any] | None] | None = None
+        self.active: list[tuple[int, Callable[[Any], Any]]] = []  # the columns converted
         self.prepared = _prepared_forms(sql, self.expanding)  # (PREPARE, EXECUTE) or None
 
     def takes(self, params: Mapping[str, Any]) -> bool:
@@ -139,17 +140,23 @@ class _Compiled:
                 raise RuntimeError(
                     f"{len(description)} columns for {len(self.columns)}: {self.sql}"
                 )
-            self.converters = [
+            converters: list[Callable[[Any], Any] | None] = [
                 column.dialect_impl(dialect).result_processor(dialect, reported[1])
                 for column, reported in zip(self.columns, description, strict=False)
             ]
-        converters = self.converters
-        if not any(converters):
+            # ``active`` first: another thread that sees ``converters`` set uses it at once
+            self.active = [(i, c) for i, c in enumerate(converters) if c is not None]
+            self.converters = converters
+        active = self.active
+        if not active:
             return rows
-        return [
-            tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True))
-            for row in rows
-        ]
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, convert in active:  # only the columns that need it (a page's 3 of 12)
+                values[i] = convert(values[i])
+            converted.append(tuple(values))
+        return converted
 
 
 class Direct:
