@@ -170,13 +170,13 @@ QUERIES: list[dict[str, Any]] = [
 
 
 def test_a_lean_route_answers_as_fastapi_solving_it_would(client):
-    routes = _routes(client)
-    assert routes["GET /things"].lean and routes["GET /others"].lean
     lean = [_answer(client, "/things", q) for q in QUERIES] + [
         _answer(client, "/others", {"sort": "-id"}),
         _answer(client, "/things", {"limit": "2"}, headers={"x-who": "ana"}),
         _answer(client, "/things?limit=2&limit=4", None),  # the last one counts
     ]
+    routes = _routes(client)  # (their handlers are built at the app's first request)
+    assert routes["GET /things"].lean and routes["GET /others"].lean
     # the lean path ran, in FastAPI's order: an unknown parameter is refused first
     assert events.count("open tracked") == len(QUERIES) + 2 - 1
     # any dependency override sends every request through FastAPI's own solving
@@ -250,3 +250,24 @@ def test_a_router_turns_away_only_the_paths_it_cannot_match(client):
     # under a root path (a proxy's prefix), too
     with TestClient(client.app, root_path="/shop") as behind:
         assert behind.get("/shop" + API_PREFIX + "/others").json() == {"sort": "id"}
+
+
+def test_without_the_inclusions_dependencies_to_read_fastapi_solves_every_route(monkeypatch):
+    # a FastAPI that does not say which dependencies an inclusion adds: none may be skipped
+    from types import SimpleNamespace
+
+    from tecnorev.core.web import routing
+
+    monkeypatch.setattr(routing, "fastapi", SimpleNamespace(routing=SimpleNamespace()))
+    events.clear()
+    app = make_app([("things", router), ("others", others)])
+    with TestClient(app) as client:  # handlers are built at the first request
+        assert _answer(client, "/things", {"limit": "2"})[1]["query"]["limit"] == 2
+        assert _answer(client, "/things", {"unknown": "1"})[0] == 422
+        assert _answer(client, "/others", {"sort": "-id"})[1] == {"sort": "-id"}
+    assert not any(route.lean for route in _routes_of(router, others))
+    assert events == ["open tracked", "close tracked"]  # FastAPI's yield dependency ran
+
+
+def _routes_of(*routers: Router) -> list[Route]:
+    return [route for r in routers for route in r.routes if isinstance(route, Route)]

@@ -74,22 +74,28 @@ class Router(APIRouter):
         return super().matches(scope)
 
 
-def _effective_dependant(route: APIRoute) -> Dependant:
+def _effective_dependant(route: APIRoute) -> Dependant | None:
     """The dependencies of ``route`` as included in the app (those of ``include_router``
-    first).  FastAPI builds an included route's handler with them in a context variable;
-    without it (another FastAPI), ``route.dependant``, which then holds them all."""
+    first), which FastAPI passes to the handler it builds in a context variable; ``None``
+    when that variable is not there to read (another FastAPI), so that a dependency added
+    at inclusion is never skipped: the route is then left to FastAPI."""
     context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
-    context = context_var.get() if context_var is not None else None
-    if context is not None and getattr(context, "original_route", None) is route:
-        dependant = getattr(context, "dependant", None)
-        if isinstance(dependant, Dependant):
-            return dependant
-    return route.dependant
+    if context_var is None:
+        return None
+    context = context_var.get()
+    if context is None or getattr(context, "original_route", None) is not route:
+        return route.dependant  # built for the route itself, not for an inclusion
+    dependant = getattr(context, "dependant", None)
+    return dependant if isinstance(dependant, Dependant) else None
 
 
-def _plan(route: APIRoute, dependant: Dependant) -> list[tuple[str | None, FromRequest]] | None:
+def _plan(
+    route: APIRoute, dependant: Dependant | None
+) -> list[tuple[str | None, FromRequest]] | None:
     """``(parameter name, from_request)`` per dependency in FastAPI's order, or ``None``
     when the route needs FastAPI's solving."""
+    if dependant is None:
+        return None
     call = dependant.call
     if (
         call is None
