@@ -315,3 +315,19 @@ def test_a_reconnected_connection_prepares_again(preparing, postgres_url):
         assert BY_ID.run(connection, {"t_id": -1}).all() == []
         assert len(_prepared(connection)) == 1
     killer.dispose()
+
+
+def test_a_statement_is_prepared_again_after_a_migration_or_a_discard(preparing):
+    admin = create_db_engine(str(preparing.url.render_as_string(hide_password=False)))
+    with preparing.connect() as connection:
+        t_id = connection.exec_driver_sql("SELECT min(id) FROM direct_thing").scalar()
+        assert BY_ID.run(connection, {"t_id": t_id}).first()[1] == "P-1"
+        # a migration changes a column the prepared statement returns
+        with admin.begin() as other:
+            other.exec_driver_sql("ALTER TABLE direct_thing ALTER COLUMN code TYPE varchar(40)")
+        assert BY_ID.run(connection, {"t_id": t_id}).first()[1] == "P-1"
+        # something discards the connection's statements (a pooler's DISCARD ALL)
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        assert BY_ID.run(connection, {"t_id": t_id}).first()[1] == "P-1"
+        assert len(_prepared(connection)) == 1
+    admin.dispose()

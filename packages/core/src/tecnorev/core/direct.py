@@ -22,8 +22,9 @@ executed by name: PostgreSQL parses and plans it once per connection rather than
 run (a third of the database's work on a listing page, measured with pgbench: 0.64 ms
 against 0.98 ms for the user list's three statements).  Not in a transaction, so a
 statement the server cannot prepare (a parameter whose type it cannot infer) runs as text
-from then on, and nothing else is disturbed.  Not through a transaction pooler, whose
-server connections change under the client.
+from then on, and nothing else is disturbed.  A statement a migration made stale (a column
+it returns changed type) or that the connection lost is prepared again at once.  Not
+through a transaction pooler, whose server connections change under the client.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -111,7 +112,7 @@ class _Compiled:
         # per result column, its conversion (None: none); known once a result was seen
         self.converters: list[Callable[[Any], Any] | None] | None = None
         self.active: list[tuple[int, Callable[[Any], Any]]] = []  # the columns converted
-        self.prepared = _prepared_forms(sql, self.expanding)  # (PREPARE, EXECUTE) or None
+        self.prepared = _prepared_forms(sql, self.expanding)  # None: never prepared
 
     def takes(self, params: Mapping[str, Any]) -> bool:
         """Whether these values can be sent directly: an empty ``IN`` list cannot (SQLAlchemy
@@ -323,10 +324,16 @@ def prepare_on(_dbapi_connection: Any, record: Any) -> None:
     record.info[_PREPARED] = set()
 
 
-def _prepared_forms(sql: str, expanding: frozenset[str]) -> tuple[str, str] | None:
-    """``(PREPARE body, EXECUTE text)`` for ``sql`` (psycopg2's ``%(name)s`` placeholders),
-    or ``None`` when it cannot be prepared.  An ``IN`` list becomes ``= ANY($n)`` with an
-    array, so pages of any size share one prepared statement."""
+class _Prepared(NamedTuple):
+    name: str
+    prepare: str  # PREPARE name AS ...
+    execute: str  # EXECUTE name (%(a)s, ...)
+
+
+def _prepared_forms(sql: str, expanding: frozenset[str]) -> _Prepared | None:
+    """The statement's prepared forms for ``sql`` (psycopg2's ``%(name)s`` placeholders), or
+    ``None`` when it cannot be prepared.  An ``IN`` list becomes ``= ANY($n)`` with an array,
+    so pages of any size share one prepared statement."""
     for name in expanding:
         if f" NOT IN %({name})s" in sql or f" IN %({name})s" not in sql:
             return None
@@ -344,10 +351,17 @@ def _prepared_forms(sql: str, expanding: frozenset[str]) -> tuple[str, str] | No
     body = _PLACEHOLDER.sub(positional, sql)
     statement = f"tecnorev_{next(_names)}"
     arguments = ", ".join(f"%({name})s" for name in order)
-    return (
+    return _Prepared(
+        statement,
         f"PREPARE {statement} AS {body}",
         f"EXECUTE {statement} ({arguments})" if order else f"EXECUTE {statement}",
     )
+
+
+# what the server answers when a prepared statement has to be made again: a migration
+# changed a column it returns ("cached plan must not change result type"), or the
+# connection lost its statements (``DISCARD ALL``)
+_STALE = {"0A000", "26000"}
 
 
 def _run_prepared(
@@ -362,16 +376,32 @@ def _run_prepared(
     prepared = pooled.info.get(_PREPARED)
     if prepared is None or not getattr(pooled.driver_connection, "autocommit", False):
         return False
-    prepare, execute = forms
-    if prepare not in prepared:
-        try:
-            cursor.execute(prepare)
-        except Exception:
-            # autocommit: the failure disturbed nothing; this statement runs as text
-            compiled.prepared = None
+    if forms.name not in prepared:
+        if not _prepare(cursor, compiled, forms):
             return False
-        prepared.add(prepare)
+        prepared.add(forms.name)
     if compiled.expanding:
         bound = {k: list(v) if k in compiled.expanding else v for k, v in bound.items()}
-    cursor.execute(execute, bound)
+    try:
+        cursor.execute(forms.execute, bound)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        if getattr(exc, "pgcode", None) not in _STALE:
+            raise
+        # autocommit: the failure left nothing to roll back; made again, once
+        if exc.pgcode == "0A000":
+            cursor.execute(f"DEALLOCATE {forms.name}")
+        cursor.execute(forms.prepare)
+        cursor.execute(forms.execute, bound)
+    return True
+
+
+def _prepare(cursor: Any, compiled: _Compiled, forms: _Prepared) -> bool:
+    try:
+        cursor.execute(forms.prepare)
+    except Exception as exc:
+        if not str(getattr(exc, "pgcode", None) or "").startswith("42"):
+            raise  # not the statement's fault (a lost connection): the caller's error
+        # the server cannot prepare it (a parameter it cannot type): text from now on
+        compiled.prepared = None
+        return False
     return True
