@@ -141,14 +141,6 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
         session.close()
 
 
-def _read_session_from_request(request: Request) -> tuple[Session, Callable[[Any], None]]:
-    session = Session(_reader(request), expire_on_commit=False)
-    return session, lambda _error: session.close()
-
-
-get_read_session.from_request = _read_session_from_request  # type: ignore[attr-defined]
-
-
 class Connectable(Protocol):
     """What statements sent straight to a connection need (``Reader``, or a ``Session``)."""
 
