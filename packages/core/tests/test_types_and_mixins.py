@@ -54,16 +54,39 @@ def test_audit_columns_are_built_for_each_table():
     assert b.metadata.naming_convention == NAMING_CONVENTION
 
 
-def test_money_goes_out_with_two_decimals_whether_read_as_a_decimal_or_as_text():
+def test_money_goes_out_with_two_decimals_whether_read_as_a_decimal_or_as_text(database_url):
     from decimal import Decimal
 
     from pydantic import TypeAdapter
 
+    from tecnorev.core.listing import money_text
     from tecnorev.core.web.types import MoneyOut
+
+    md = sa.MetaData()
+    prices = sa.Table(
+        "prices",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("amount", sa.Numeric(12, 2)),
+    )
+    engine = create_db_engine(database_url)
+    md.create_all(engine)
+    stored = ["30", "7", "12.5", "0.1", "0.05", "0", "9999999999.99"]
+    with engine.begin() as conn:
+        conn.execute(prices.insert(), [{"amount": Decimal(a)} for a in stored])
+        texts = (
+            conn.execute(sa.select(money_text(prices.c.amount)).order_by(prices.c.id))
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    # the text a listing reads is what the API sends, on either backend
+    assert texts == ["30.00", "7.00", "12.50", "0.10", "0.05", "0.00", "9999999999.99"]
 
     out = TypeAdapter(list[MoneyOut])
     amounts = [Decimal("12.50"), Decimal("5"), Decimal("0.125"), Decimal("1E+2"), Decimal("0E-2")]
-    texts = ["12.50", "30.0", "7"]  # PostgreSQL's NUMERIC(12, 2) text; SQLite's REAL as text
-    assert out.dump_json(amounts + texts) == (
-        b'["12.50","5.00","0.12","100.00","0.00","12.50","30.00","7.00"]'
+    assert out.dump_json(amounts + texts[:3]) == (
+        b'["12.50","5.00","0.12","100.00","0.00","30.00","7.00","12.50"]'
     )
+    # a response model still takes the decimals the ORM reads
+    assert out.validate_python([Decimal("19.90"), 3]) == [Decimal("19.90"), 3]

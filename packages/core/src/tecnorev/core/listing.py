@@ -35,6 +35,7 @@ from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.compiler import compiles
 from typing_extensions import TypedDict
 
 from tecnorev.core.direct import Direct
@@ -405,10 +406,27 @@ def _page_type(name: str, item: type) -> Any:
 
 
 def money_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """A money column read as PostgreSQL writes it (``12.50``: a ``NUMERIC(12, 2)``'s text
-    always has its two decimals), which is what the API sends: no ``Decimal`` is made from
-    the text only to be turned back into it (an order page holds 450 amounts)."""
-    return sa.cast(column, sa.Text)
+    """A money column read as the text the API sends: ``12.50``, two decimals always (a
+    ``NUMERIC(12, 2)``'s text on PostgreSQL; formatted so by SQLite, which keeps a REAL).  No
+    ``Decimal`` is made only to be turned back into text (an order page holds 450 amounts),
+    and ``MoneyOut`` sends text as it is."""
+    return _MoneyText(column)
+
+
+class _MoneyText(sa.sql.functions.FunctionElement[str]):
+    type = sa.Text()
+    inherit_cache = True
+
+
+@compiles(_MoneyText)
+def _money_text(element: _MoneyText, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
+
+
+@compiles(_MoneyText, "sqlite")
+def _money_text_sqlite(element: _MoneyText, compiler: Any, **kw: Any) -> str:
+    # a REAL holds 12 digits and two decimals exactly enough to round to them
+    return f"printf('%.2f', {compiler.process(element.clauses, **kw)})"
 
 
 def _money_as_text(

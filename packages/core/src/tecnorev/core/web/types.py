@@ -139,18 +139,18 @@ Money = Annotated[
 MoneyQuery = Annotated[Decimal, BeforeValidator(_money), WithJsonSchema(_MONEY_SCHEMA)]
 
 
-def _two_decimals(amount: Decimal | str) -> str:
-    # An amount read from a NUMERIC(12, 2) column has its two decimals already, and its own
-    # text is a third of the cost of formatting it (an order page shows 450 amounts); a
-    # listing reads it as that text (``tecnorev.core.listing.money_text``)
-    text = amount if isinstance(amount, str) else str(amount)
-    return text if text[-3:-2] == "." and "E" not in text else f"{Decimal(text):.2f}"
+def _two_decimals(amount: Decimal) -> str:
+    # an amount read from a NUMERIC(12, 2) column has its two decimals already, and its own
+    # text is a third of the cost of formatting it
+    text = str(amount)
+    return text if text[-3:-2] == "." and "E" not in text else f"{amount:.2f}"
 
 
-# money in a response: the same decimal string
+# money in a response: a decimal string with two decimals.  Text goes out as it is, with no
+# call into Python per amount (an order page shows 450): it is an amount read as its text
+# (``tecnorev.core.listing.money_text``), which has its two decimals on every backend
 MoneyOut = Annotated[
-    Decimal,
-    PlainSerializer(_two_decimals, return_type=str, when_used="json"),
+    str | Annotated[Decimal, PlainSerializer(_two_decimals, return_type=str, when_used="json")],
     WithJsonSchema({**_MONEY_SCHEMA, "description": "an amount, two decimals"}),
 ]
 _MOMENT = re.compile(
