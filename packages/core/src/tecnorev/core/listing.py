@@ -429,6 +429,50 @@ def _money_text_sqlite(element: _MoneyText, compiler: Any, **kw: Any) -> str:
     return f"printf('%.2f', {compiler.process(element.clauses, **kw)})"
 
 
+def values_of(select: sa.Select[Any]) -> sa.ColumnElement[list[Any]]:
+    """The values of ``select``'s one column, correlated with a listing's row, as one output
+    field: a sorted list (a user's role names), read with the row in the page's own statement
+    rather than by one more statement per page.  ``ARRAY(SELECT ... ORDER BY ...)`` on
+    PostgreSQL; ``json_group_array`` on SQLite, sorted as it is read.  For text and numbers."""
+    return _Values(select.order_by(None).order_by(*select.selected_columns))
+
+
+class _Values(sa.sql.expression.ColumnElement[list[Any]]):
+    inherit_cache = True
+    _traverse_internals = [("select", sa.sql.visitors.InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, select: sa.Select[Any]) -> None:
+        self.select = select
+        self.type = _SortedValues()
+
+
+@compiles(_Values)
+def _values(element: _Values, compiler: Any, **kw: Any) -> str:
+    # ARRAY(subquery) keeps the subquery's order and is '{}' when it finds nothing
+    return "ARRAY" + compiler.process(element.select.scalar_subquery(), **kw)
+
+
+@compiles(_Values, "sqlite")
+def _values_sqlite(element: _Values, compiler: Any, **kw: Any) -> str:
+    (column,) = element.select.selected_columns
+    aggregated = element.select.with_only_columns(sa.func.json_group_array(column)).order_by(None)
+    return compiler.process(aggregated.scalar_subquery(), **kw)
+
+
+class _SortedValues(sa.types.TypeDecorator[list[Any]]):
+    impl = sa.types.JSON
+    cache_ok = True
+
+    def result_processor(self, dialect: sa.Dialect, coltype: Any) -> Any:
+        if dialect.name == "postgresql":
+            return None  # psycopg2 reads the array as a list, in order
+        return self._from_json
+
+    @staticmethod
+    def _from_json(value: str | None) -> list[Any]:
+        return sorted(json.loads(value)) if value else []
+
+
 def _money_as_text(
     columns: Mapping[str, sa.ColumnElement[Any]], item: type
 ) -> dict[str, sa.ColumnElement[Any]]:
