@@ -282,6 +282,39 @@ def test_a_reading_connection_prepares_each_statement_once_and_answers_the_same(
         assert len(_prepared(connection)) == 3
 
 
+def test_timestamps_come_in_utc_on_a_reading_connection_whatever_the_servers_zone(
+    postgres_url,
+):
+    # the database's zone is not UTC: a preparing connection sets its own, and its rows skip
+    # the per-timestamp conversion; another connection's still convert them.  Both hand over
+    # the same instants, in UTC (an API answer says ...Z either way).
+    writer = create_db_engine(postgres_url)
+    with writer.connect() as connection:
+        database = connection.exec_driver_sql("SELECT current_database()").scalar_one()
+        connection.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET timezone = 'America/Lima'")
+        connection.commit()
+    writer.dispose()
+    writer = create_db_engine(postgres_url)
+    metadata.create_all(writer)
+    with writer.begin() as connection:
+        assert connection.exec_driver_sql("SHOW timezone").scalar_one() == "America/Lima"
+        INSERT.run_many(connection, [row("T-1")])
+        t_id = connection.exec_driver_sql("SELECT id FROM direct_thing").scalar_one()
+        elsewhere = COLOUR_AND_TIME.run(connection, {"t_id": t_id}).one()
+    reading = create_db_engine(postgres_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    sa.event.listen(reading, "connect", prepare_on)
+    try:
+        with reading.connect() as connection:
+            assert connection.exec_driver_sql("SHOW timezone").scalar_one() == "UTC"
+            read = [COLOUR_AND_TIME.run(connection, {"t_id": t_id}).one() for _ in range(2)]
+    finally:
+        reading.dispose()
+        writer.dispose()
+    for colour, at in [elsewhere, *read]:
+        assert colour is Colour.RED  # other columns still convert
+        assert at == NOW and at.tzinfo is UTC
+
+
 def test_a_statement_the_server_cannot_prepare_runs_as_text(preparing):
     with preparing.connect() as connection:
         assert SUM.run(connection, {"a": 2, "b": 3}).scalar_one() == 5

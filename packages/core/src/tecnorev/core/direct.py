@@ -36,12 +36,15 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from tecnorev.core.types import UTCDateTime
+
 _T = TypeVar("_T")
 DRIVERS = ("psycopg2",)  # the drivers direct statements are sent to
 _MANY_VALUES = " VALUES "
 # the names this DBAPI connection has prepared (``PoolProxiedConnection.info``, which lives
 # as long as the connection); absent: the connection does not prepare
 _PREPARED = "tecnorev.prepared"
+_UTC = "tecnorev.utc"  # the connection's time zone is UTC (``prepare_on``)
 _names = itertools.count(1)
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
@@ -112,6 +115,7 @@ class _Compiled:
         # per result column, its conversion (None: none); known once a result was seen
         self.converters: list[Callable[[Any], Any] | None] | None = None
         self.active: list[tuple[int, Callable[[Any], Any]]] = []  # the columns converted
+        self.active_in_utc = self.active  # those that still are on a connection set to UTC
         self.prepared = _prepared_forms(sql, self.expanding)  # None: never prepared
 
     def takes(self, params: Mapping[str, Any]) -> bool:
@@ -133,9 +137,13 @@ class _Compiled:
             bound[name] = tuple(bound[name])  # psycopg2 writes a tuple as (a, b, c)
         return bound
 
-    def convert(self, dialect: sa.Dialect, description: Any, rows: list[Any]) -> list[Any]:
+    def convert(
+        self, dialect: sa.Dialect, description: Any, rows: list[Any], *, utc: bool = False
+    ) -> list[Any]:
         """Rows as SQLAlchemy would hand them over: each value through its column type's
-        result processor, chosen (as SQLAlchemy does) from the type the server reported."""
+        result processor, chosen (as SQLAlchemy does) from the type the server reported.
+        ``utc``: the connection's time zone is UTC, so its timestamps come as ``UTCDateTime``
+        would make them (psycopg2 gives an offset of zero ``timezone.utc``)."""
         if self.converters is None:
             if self.columns and len(self.columns) != len(description):
                 raise RuntimeError(
@@ -147,8 +155,13 @@ class _Compiled:
             ]
             # ``active`` first: another thread that sees ``converters`` set uses it at once
             self.active = [(i, c) for i, c in enumerate(converters) if c is not None]
+            self.active_in_utc = [
+                (i, c)
+                for i, c in self.active
+                if i >= len(self.columns) or not isinstance(self.columns[i], UTCDateTime)
+            ]
             self.converters = converters
-        active = self.active
+        active = self.active_in_utc if utc else self.active
         if not active:
             return rows
         converted = []
@@ -181,7 +194,12 @@ class Direct:
                 cursor.execute(compiled.sql, bound)
             if cursor.description is None:
                 return _Fetched([], cursor.rowcount)
-            rows = compiled.convert(connection.dialect, cursor.description, cursor.fetchall())
+            rows = compiled.convert(
+                connection.dialect,
+                cursor.description,
+                cursor.fetchall(),
+                utc=connection.connection.info.get(_UTC, False),
+            )
             return _Fetched(rows, cursor.rowcount)
 
         return _with_cursor(connection, compiled.sql, bound, execute)
@@ -318,10 +336,17 @@ def _with_cursor(connection: sa.Connection, sql: str, params: Any, work: Callabl
             cursor.close()
 
 
-def prepare_on(_dbapi_connection: Any, record: Any) -> None:
+def prepare_on(dbapi_connection: Any, record: Any) -> None:
     """A ``connect`` listener: this connection prepares the direct statements it runs (see
-    the module), while it is in autocommit."""
+    the module), while it is in autocommit, and reads timestamps in UTC, as ``UTCDateTime``
+    hands them over: its rows need no conversion per timestamp."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    if not dbapi_connection.autocommit:
+        dbapi_connection.commit()  # session settings last beyond a transaction that ends
     record.info[_PREPARED] = set()
+    record.info[_UTC] = True
 
 
 class _Prepared(NamedTuple):
