@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -105,3 +106,39 @@ def test_the_pre_flight_check_of_tecnorev_serve_names_the_pending_module(databas
         check_ready_to_serve(database_url=database_url)
     migrate(database_url, "payments@head")
     check_ready_to_serve(database_url=database_url)
+
+
+def _dispatchers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "tecnorev-outbox" and t.is_alive()}
+
+
+def test_overlapping_lifespans_share_the_background_work_and_the_last_one_stops_it(
+    database_url,
+):
+    # a test client and schemathesis (or any second client) may run the same app's lifespan
+    # at once, and end in either order: the app serves until the last ends, and no
+    # dispatcher thread outlives it
+    migrate(database_url)
+    before = _dispatchers()
+    app = create_app(database_url=database_url)
+    first, second = TestClient(app), TestClient(app)
+    first.__enter__()
+    started = _dispatchers() - before
+    assert len(started) == 1
+    second.__enter__()
+    assert _dispatchers() - before == started  # not a second one
+    first.__exit__(None, None, None)  # the first to start ends first
+    assert second.get("/api/v1/catalog/products").status_code == 200  # still served
+    assert _dispatchers() - before == started
+    second.__exit__(None, None, None)
+    for thread in started:
+        thread.join(timeout=15)
+    assert not _dispatchers() - before
+
+    # and it starts again after that, as a server's lifespan may
+    with TestClient(app) as again:
+        assert again.get("/api/v1/catalog/products").status_code == 200
+        assert len(_dispatchers() - before) == 1
+    for thread in _dispatchers() - before:
+        thread.join(timeout=15)
+    assert not _dispatchers() - before

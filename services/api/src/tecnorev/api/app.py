@@ -111,8 +111,7 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     reporter = _replica_reporter(database_url, probe_timeouts, readiness)
     dispatcher = _dispatcher(database_url, timeouts, registry)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def start() -> None:
         log.info(
             "pools: %d writing + %d reading connections (%s); %d requests in flight, "
             "%d waiting at most %.1fs",
@@ -129,7 +128,8 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
             await anyio.to_thread.run_sync(router.start)
         if dispatcher is not None:
             dispatcher.start()
-        yield
+
+    async def stop() -> None:
         if router is not None:
             await anyio.to_thread.run_sync(router.stop)
         if dispatcher is not None:
@@ -146,6 +146,28 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
             reporter.engine.dispose()
         if tracer is not None:
             tracer.shutdown()  # exports what is left
+
+    # Lifespans of this app running now.  Two may overlap (a test client, and schemathesis
+    # calling the same app with its own): the first starts the background work, the last to
+    # end stops it, so neither stops what the other still uses nor leaves a thread behind.
+    running = 0
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        nonlocal running
+        running += 1
+        if running == 1:
+            try:
+                await start()
+            except BaseException:
+                running -= 1
+                raise
+        try:
+            yield
+        finally:
+            running -= 1
+            if running == 0:
+                await stop()
 
     routers = list(module_routers(registry))
     served = {name for name, _ in routers}  # a module without endpoints gets no tag
