@@ -8,6 +8,7 @@ modules' shared metadata.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -493,6 +494,40 @@ def test_reads_run_on_a_few_threads_of_their_own(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv("TECNOREV_READ_THREADS", bad)
         with pytest.raises(ConfigError, match="TECNOREV_READ_THREADS"):
             read_threads()
+
+
+def test_a_cancelled_read_under_way_ends_before_its_request_is_cancelled() -> None:
+    # the read's connection is the request's: it must not be given back while in use, and a
+    # read still waiting for a thread never runs
+    started, release = threading.Semaphore(0), threading.Event()
+    ran: list[str] = []
+
+    def read(name: str) -> str:
+        started.release()
+        release.wait(10)
+        ran.append(name)
+        return name
+
+    async def scenario() -> None:
+        busy = [asyncio.ensure_future(run_read(read, f"busy-{i}")) for i in range(READ_THREADS)]
+        waiting = asyncio.ensure_future(run_read(read, "waiting"))
+        loop = asyncio.get_running_loop()
+        for _ in busy:  # every reading thread holds a read
+            assert await loop.run_in_executor(None, lambda: started.acquire(timeout=10))
+        for task in (busy[0], waiting):
+            task.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)  # the loop delivers both cancellations
+        assert waiting.done() and waiting.cancelled()  # it had not started: it never will
+        assert not busy[0].done()  # under way: the cancellation waits for it
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await busy[0]
+        assert "busy-0" in ran  # it ended before the cancellation went on
+        assert await asyncio.gather(*busy[1:]) == [f"busy-{i}" for i in range(1, READ_THREADS)]
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert "waiting" not in ran
 
 
 def test_an_in_memory_database_is_read_through_its_own_engine() -> None:
