@@ -621,6 +621,7 @@ def test_nothing_pending_is_clean_and_all_lints_every_shipped_revision(sqlite_at
             "auth_8c5580aaf960",
             "auth_346926648806",
             "auth_68f68bf2a9a1",
+            "auth_0d06fa2a264a",
         ],
         "ok": True,
         "findings": [],

@@ -86,7 +86,7 @@ def test_every_applied_revision_is_listed_oldest_first(database_url):
     ]
     assert len(lines) == 1 + len(revisions)
     assert re.match(
-        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  auth\s+auth_9745703af63a\s+expand\s+upgrade\s+0\.1\.0\s+\d+\s+\S+@\S+\s+[0-9a-f]{12}$",
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  auth\s+auth_9745703af63a\s+expand\s+upgrade\s+0\.1\.1\s+\d+\s+\S+@\S+\s+[0-9a-f]{12}$",
         lines[1],
     )
     revision_column = lines[0].index("REVISION")
@@ -103,6 +103,7 @@ def test_filtered_by_module_and_limited_to_the_newest(database_url):
         "auth_8c5580aaf960",
         "auth_346926648806",
         "auth_68f68bf2a9a1",
+        "auth_0d06fa2a264a",
     ]
     assert log(database_url, "--limit", "2") == everything[-2:]
     assert [e["revision"] for e in log(database_url, "auth", "--limit", "1")] == [

@@ -259,7 +259,7 @@ def test_an_unknown_module_is_refused(database_url):
         # every module's head but catalog's and auth's (which catalog's head needs)
         (
             "base:heads",
-            "'heads' names revisions of core, inventory, logistics, payments, sales, not of catalog",
+            "'heads' names revisions of auth, core, inventory, logistics, payments, sales, not of catalog",
         ),
         ("base:auth@head", "'auth@head' names revisions of auth, not of catalog"),
         ("catalog@head:base", "it goes down (it would revert"),

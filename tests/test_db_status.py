@@ -66,16 +66,17 @@ def test_a_fresh_database_is_pending_and_is_not_created(database_url):
         "state": "pending",
         "installed": True,
         "distribution": "tecnorev-auth",
-        "version": "0.1.0",
+        "version": "0.1.1",
         "database_revisions": [],
         "code_heads": [HEADS["auth"]],
-        "pending": 5,
+        "pending": 6,
         "pending_revisions": [
             "auth_9745703af63a",
             "auth_262deabaa823",
             "auth_8c5580aaf960",
             "auth_346926648806",
             "auth_68f68bf2a9a1",
+            "auth_0d06fa2a264a",
         ],
         "edited_revisions": [],
         "back_to": None,
@@ -141,7 +142,12 @@ def test_modules_above_the_one_migrated_are_pending(database_url):
     # catalog needs auth only up to the revision it depends on, not auth's later revisions
     auth = rows(report)["auth"]
     assert auth["database_revisions"] == ["auth_262deabaa823"]
-    assert auth["pending_revisions"] == ["auth_8c5580aaf960", "auth_346926648806", HEADS["auth"]]
+    assert auth["pending_revisions"] == [
+        "auth_8c5580aaf960",
+        "auth_346926648806",
+        "auth_68f68bf2a9a1",
+        HEADS["auth"],
+    ]
 
 
 @pytest.fixture

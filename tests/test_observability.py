@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 from collections import Counter
 from typing import Any
 
@@ -182,6 +183,48 @@ def test_metrics_of_two_workers_add_up_to_what_clients_saw(tmp_path):
         line["pid"] for line in json_lines(server.output) if line["logger"] == "tecnorev.access"
     }
     assert len(served_by) == 2, served_by
+
+
+def test_each_worker_reuses_its_callers_and_forgets_one_changed_by_hand(tmp_path):
+    """A worker keeps the callers it read while it listens for changes to logins
+    (``tecnorev.auth.callers``): /metrics shows both workers listening and the lookups it
+    saved, and a user deactivated with SQL typed by hand is refused by the worker that kept
+    it, long before the entry would expire."""
+    with demo_database() as url:
+        server = start_server(url, 2, tmp_path, TECNOREV_CALLER_CACHE_SECONDS="3600")
+        try:
+
+            def samples() -> Any:
+                return metric_samples(httpx.get(server.base + "/metrics", timeout=30).text)
+
+            deadline = time.monotonic() + 60
+            while metric(samples(), "tecnorev_caller_cache_listening") != 2:
+                assert time.monotonic() < deadline, "the workers never listened"
+                time.sleep(0.1)
+            manager = token(server.base, MANAGER)
+            # one keep-alive connection: one worker serves every request
+            with httpx.Client(base_url=server.base, headers=bearer(manager), timeout=30) as client:
+                for _ in range(5):
+                    assert client.get("/api/v1/auth/me").status_code == 200
+                found = samples()
+                assert metric(found, "tecnorev_caller_lookups_total", source="database") == 1
+                assert metric(found, "tecnorev_caller_lookups_total", source="cache") == 4
+
+                engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+                with engine.begin() as connection:
+                    connection.execute(
+                        sa.text('UPDATE "user" SET is_active = false WHERE email = :email'),
+                        {"email": MANAGER},
+                    )
+                engine.dispose()
+                deadline = time.monotonic() + 60
+                while (answer := client.get("/api/v1/auth/me")).status_code == 200:
+                    assert time.monotonic() < deadline, "the change was never heard"
+                    time.sleep(0.05)
+                assert answer.status_code == 401, answer.text
+                assert "deactivated" in answer.json()["error"]["message"]
+        finally:
+            server.stop()
 
 
 def test_metrics_on_a_port_of_their_own_sum_the_workers(tmp_path):

@@ -82,3 +82,10 @@ def auth_client(url: str) -> Iterator[TestClient]:
 def api(database_url) -> Iterator[AuthApi]:  # noqa: F811
     with auth_client(database_url) as client:
         yield AuthApi(client)
+
+
+@pytest.fixture
+def postgres_api(postgres_url) -> Iterator[AuthApi]:  # noqa: F811
+    """``api`` on PostgreSQL only."""
+    with auth_client(postgres_url) as client:
+        yield AuthApi(client)

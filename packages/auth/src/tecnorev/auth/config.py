@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Annotated, ClassVar
 
 from limits import RateLimitItem, parse
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from tecnorev.core.settings import (
     Duration,
@@ -18,6 +18,7 @@ from tecnorev.core.settings import (
     WholeNumber,
     default_text,
     get_settings,
+    parse_duration,
     signing_key,
 )
 
@@ -31,6 +32,18 @@ def _rate(raw: str) -> str:
 
 
 Rate = Annotated[str, AfterValidator(_rate)]
+
+
+def _duration_or_off(raw: object) -> float:
+    if str(raw).strip().lower() in {"0", "0s", "off"}:
+        return 0.0
+    try:
+        return parse_duration(raw)
+    except ValueError:
+        raise ValueError("must be a duration such as 5s or 500ms, or 0 (off)") from None
+
+
+DurationOrOff = Annotated[float, BeforeValidator(_duration_or_off)]
 
 
 class AuthSettings(SettingsGroup):
@@ -60,6 +73,13 @@ class AuthSettings(SettingsGroup):
         "memory://",
         description="where failed logins are counted: each worker's memory, or redis://... "
         "to share the counts",
+    )
+    caller_cache_seconds: DurationOrOff = Field(
+        5.0,
+        description="how long a worker may reuse a caller it looked up (user, roles, login) "
+        "on PostgreSQL, where every change to them is notified at once and forgotten; "
+        "0 reads the caller on every request",
+        json_schema_extra=default_text("5s"),
     )
     admin_password: SecretStr | None = Field(
         None,

@@ -1,10 +1,11 @@
 """Who is calling, and may they: ``CurrentUser`` and ``require_permission`` for every module's
 routes.
 
-The caller is read from the database on each request in one statement (the user, the
-permissions its roles grant, and whether its login is still live), so deactivating a user,
-changing its roles, logging out or changing its password takes effect at once rather than
-when the access token expires.
+The caller is read from the database in one statement (the user, the permissions its roles
+grant, and whether its login is still live), so deactivating a user, changing its roles,
+logging out or changing its password takes effect at once rather than when the access token
+expires.  On PostgreSQL a worker reuses what it read until the database notifies a change to
+it (``tecnorev.auth.callers``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel import Session
 
+from tecnorev.auth.callers import cache_of
 from tecnorev.auth.permissions import declared
 from tecnorev.auth.security import AccessClaims, decode_access_token
 from tecnorev.core.direct import Direct
@@ -63,6 +65,20 @@ _PRINCIPAL = Direct(
 
 
 def load_principal(session: Connectable, user_id: int, family_id: str) -> Principal:
+    """The caller, as the worker's cache keeps it or read (and then kept)."""
+    cache = cache_of(session.get_bind())
+    if cache is None:
+        return _read_principal(session, user_id, family_id)
+    found = cache.get(user_id, family_id)
+    if found is not None:
+        return found
+    generation = cache.generation  # before reading: a change notified meanwhile is not kept
+    principal = _read_principal(session, user_id, family_id)
+    cache.keep(principal, generation)
+    return principal
+
+
+def _read_principal(session: Connectable, user_id: int, family_id: str) -> Principal:
     # every request that names its caller sends this: straight to the driver (core.direct)
     params = {"user_id": user_id, "family": family_id}
     rows = _PRINCIPAL.run(session.connection(), params).all()
@@ -90,6 +106,10 @@ async def current_user(session: SessionDep, token: BearerToken) -> Principal:
     # would fill it); a route that only reads takes a ``Caller`` instead.
     claims = decode_access_token(token)
     bind_user(claims.user_id)
+    cache = cache_of(session.get_bind())
+    found = cache.get(claims.user_id, claims.family_id) if cache is not None else None
+    if found is not None:  # no thread needed
+        return found
     return await run_in_threadpool(load_principal, session, claims.user_id, claims.family_id)
 
 
@@ -141,9 +161,14 @@ async def optional_user(request: Request) -> Principal | None:
         return None
     claims = decode_access_token(token)
     bind_user(claims.user_id)
+    primary = primary_reader(request)
+    cache = cache_of(primary)
+    found = cache.get(claims.user_id, claims.family_id) if cache is not None else None
+    if found is not None:
+        return found
     # on the reading threads, as the public route's own reads: a few at a time on the
     # reading pool, whatever the number of requests
-    return await run_read(_look_up_on, primary_reader(request), claims)
+    return await run_read(_look_up_on, primary, claims)
 
 
 # a token sent but not valid; a public route may keep part of its answer to some callers

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import orm
 from sqlmodel import Session, col, select
 
+from tecnorev.auth import callers
 from tecnorev.auth.config import AuthConfig, get_auth_config
 from tecnorev.auth.errors import (
     EmailTaken,
@@ -224,7 +225,10 @@ def _lock_user(session: Session, user_id: int) -> User | None:
     next to a logout, password change or deactivation could insert a successor token the
     revoking UPDATE never sees (it was not committed when that UPDATE started), leaving the
     login alive.  ``FOR NO KEY UPDATE``: rows merely referencing the user are not blocked.
+    The caller caches of this process forget the user as the change commits (the other
+    workers', when PostgreSQL's notification reaches them).
     """
+    callers.changed(session, user_id)
     return session.exec(
         select(User)
         .where(User.id == user_id)
@@ -439,6 +443,7 @@ def set_user_roles(
 ) -> UserAccount:
     """Make ``roles`` the user's complete set of roles."""
     user = _get(session, user_id)
+    callers.changed(session, user_id)
     wanted = _role_ids(session, roles)
     if user_id == actor_id and not _grants(session, wanted.values(), USERS_MANAGE):
         raise SelfLockout(

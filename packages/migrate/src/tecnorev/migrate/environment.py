@@ -37,6 +37,7 @@ from tecnorev.migrate import (
     safety,
     squash,
     stable_batch,
+    stable_merges,
     state,
     stored,
     targets,
@@ -633,6 +634,7 @@ def _configure_logging(config: Any) -> None:
 def run() -> None:
     """Entry point for ``env.py``."""
     stable_batch.install()
+    stable_merges.install()
     squash.install()
     _configure_logging(context.config)
     # the EnvironmentContext alembic installed (alembic.context's stub leaves _proxy out)

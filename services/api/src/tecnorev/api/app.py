@@ -41,7 +41,7 @@ from tecnorev.core.settings import CoreSettings, get_settings, signing_key
 from tecnorev.core.settings_schema import validate_settings
 from tecnorev.core.web import make_app
 from tecnorev.core.web.admission import AdmissionLimits
-from tecnorev.core.web.composition import module_routers
+from tecnorev.core.web.composition import module_background, module_routers
 from tecnorev.core.web.errors import error_response
 from tecnorev.core.web.read_replicas import HandOutPosition, ReadRouter, replica_name
 from tecnorev.core.web.session import read_threads, reading_engine
@@ -110,6 +110,8 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
     readiness = ReadinessCheck(EngineRegistry.of(registry))
     reporter = _replica_reporter(database_url, probe_timeouts, readiness)
     dispatcher = _dispatcher(database_url, timeouts, registry)
+    # the installed modules' own (auth's caller cache, say), on the primary's two engines
+    background = module_background(registry, list(dict.fromkeys((engine, read_engine))))
 
     async def start() -> None:
         log.info(
@@ -128,8 +130,12 @@ def create_app(*, database_url: str | None = None, registry: Registry | None = N
             await anyio.to_thread.run_sync(router.start)
         if dispatcher is not None:
             dispatcher.start()
+        for work in background:
+            await anyio.to_thread.run_sync(work.start)
 
     async def stop() -> None:
+        for work in reversed(background):
+            await anyio.to_thread.run_sync(work.stop)
         if router is not None:
             await anyio.to_thread.run_sync(router.stop)
         if dispatcher is not None:

@@ -1,10 +1,14 @@
-"""Find each installed module's router: what ``pip install`` adds to the API."""
+"""Find each installed module's router and background work: what ``pip install`` adds to the
+API."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from importlib.metadata import entry_points
+from typing import Protocol
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 
 from tecnorev.core.errors import DiscoveryError
@@ -44,3 +48,38 @@ def module_routers(registry: Registry) -> Iterator[tuple[str, APIRouter]]:
         router = load_router(module)
         if router is not None:
             yield module.name, router
+
+
+BACKGROUND_ENTRY_POINT_GROUP = "tecnorev.background"
+
+
+class Background(Protocol):
+    """Work a module runs beside each API worker: started when the worker starts serving,
+    stopped when it ends; neither may raise for a database that is down (the work waits for
+    it, the worker serves without it)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def module_background(registry: Registry, engines: Sequence[sa.Engine]) -> list[Background]:
+    """The background work of the installed modules for a worker serving on ``engines`` (the
+    primary's writing engine first, then its reading one), in dependency order.  A module
+    offers it with a ``tecnorev.background`` entry point named after it: a function of
+    ``engines`` returning the work, or ``None`` when there is none to run here (a backend
+    it does not serve, say)."""
+    found: list[Background] = []
+    for module in registry.modules:
+        for ep in entry_points(group=BACKGROUND_ENTRY_POINT_GROUP, name=module.name):
+            try:
+                factory = ep.load()
+            except Exception as exc:
+                raise DiscoveryError(
+                    f"background work {ep.value!r} of module {module.name!r} failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            work = factory(tuple(engines))
+            if work is not None:
+                found.append(work)
+    return found
