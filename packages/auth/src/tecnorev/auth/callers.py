@@ -86,6 +86,7 @@ class CallerCache:
         self.heard = threading.Condition(self._lock)  # notified with each generation
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listened = False  # since the last failure
 
     # --- requests ---------------------------------------------------------------------
 
@@ -167,8 +168,10 @@ class CallerCache:
                 self._listen()
                 return
             except Exception as exc:  # the database went away: look callers up meanwhile
+                # a failure after listening starts the backoff over
+                failures = 1 if self._listened else failures + 1
+                self._listened = False
                 self._deaf()
-                failures += 1
                 wait = min(30.0, 0.5 * 2**failures)
                 log.warning(
                     "caller cache: not listening (%s); every caller is read until it listens "
@@ -190,6 +193,7 @@ class CallerCache:
                 self._users.clear()
                 self.listening = True
                 self._changed()
+            self._listened = True
             LISTENING.set(1)
             log.info("caller cache: listening for changes to logins")
             while not self._stop.is_set():
