@@ -6,6 +6,7 @@ database takes concurrent writers."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import subprocess
 import time
@@ -17,7 +18,7 @@ import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 
-from tecnorev.testing.core import migrate
+from tecnorev.testing.core import metric, metric_samples, migrate
 
 from .serving import (
     ANSWER_BOUND,
@@ -25,6 +26,7 @@ from .serving import (
     MANAGER,
     PASSWORD,
     TECNOREV,
+    Server,
     _engine,
     _env,
     assert_stock_is_its_ledger,
@@ -209,6 +211,83 @@ def test_two_workers_and_64_clients_stay_within_the_servers_connections(demo_url
         assert 2 * (write + read) <= most - reserved - 10  # 10: TECNOREV_DB_CONNECTION_RESERVE
     finally:
         server.stop()
+
+
+SPREAD_CONNECTIONS = 24
+SPREAD_ROUNDS = 200  # each a request on every connection; the split settles in a few
+
+
+def test_two_workers_even_out_the_keep_alive_connections_they_hold(tmp_path):
+    """A worker holding more than its share of the server's keep-alive connections answers
+    ``Connection: close`` on them (``tecnorev.api.spread``); the clients reconnect, and the
+    kernel hashes the new connections afresh until each worker holds half.  Every request is
+    answered, and the metric counts the connections closed."""
+    url = f"sqlite:///{tmp_path / 'spread.db'}"
+    migrate(url, "heads")
+    server = start_server(url, 2, tmp_path)
+    port = int(server.base.rsplit(":", 1)[1])
+    clients = [
+        http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(SPREAD_CONNECTIONS)
+    ]
+    closed, splits = 0, []
+    try:
+        for _ in range(SPREAD_ROUNDS):
+            closed_now = 0
+            for client in clients:
+                client.request("GET", "/health")
+                answer = client.getresponse()
+                answer.read()
+                assert answer.status == 200
+                closed_now += answer.getheader("connection") == "close"
+            closed += closed_now
+            # who holds each connection, once the ones just closed have been opened again
+            for client in clients:
+                if client.sock is None:
+                    client.connect()
+            splits.append(sorted(_holders(server, clients).values()))
+            if closed_now == 0 and splits[-1] == [SPREAD_CONNECTIONS // 2] * 2:
+                break
+        for client in clients:
+            client.close()
+        found = metric_samples(httpx.get(server.base + "/metrics", timeout=30).text)
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+    assert splits[-1] == [SPREAD_CONNECTIONS // 2] * 2, splits
+    assert metric(found, "tecnorev_http_connections_rebalanced_total") == closed
+
+
+def _holders(server: Server, clients: list[http.client.HTTPConnection]) -> Counter[int]:
+    """The worker (process id) holding the server's end of each client connection, from
+    Linux's socket tables: the established socket whose peer is the client's port, and the
+    worker with that socket among its files.  A connection the kernel has established but no
+    worker has accepted yet has no file: it is looked for again, for a bounded time."""
+    port = int(server.base.rsplit(":", 1)[1])
+    ours = {client.sock.getsockname()[1] for client in clients if client.sock is not None}
+    deadline = time.monotonic() + ANSWER_BOUND
+    while True:
+        sockets = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, peer = (int(part.split(":")[1], 16) for part in fields[1:3])
+            if local == port and peer in ours and fields[3] == "01":  # 01: established
+                sockets.add(f"socket:[{fields[9]}]")
+        held: Counter[int] = Counter()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == server.process.pid:
+                    for fd in (entry / "fd").iterdir():
+                        held[int(entry.name)] += os.readlink(fd) in sockets
+            except OSError:
+                continue  # a process or a file that ended meanwhile
+        if sum(held.values()) == len(ours):
+            return +held  # without the processes that hold none
+        assert time.monotonic() < deadline, (held, len(ours))
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- the embedded default

@@ -291,7 +291,8 @@ class Listing:
         shape = (sort, descending, tuple(active), query.cursor is not None, scoped)
         rows = self._cached(shape).run(session.connection(), params).all()
         fields = self._fields
-        items = [dict(zip(fields, row, strict=True)) for row in rows[: query.limit]]
+        # a row has one value per field: Direct checks the statement's columns once
+        items = [dict(zip(fields, row, strict=False)) for row in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
             last = items[-1]
@@ -431,6 +432,57 @@ def _money_text_sqlite(element: _MoneyText, compiler: Any, **kw: Any) -> str:
     return f"printf('%.2f', {compiler.process(element.clauses, **kw)})"
 
 
+def utc_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A timestamp column read as the text the API sends: ISO 8601 in UTC with a ``Z``,
+    microseconds when there are any (what pydantic writes for an aware ``datetime``).
+    PostgreSQL formats it; on SQLite, which keeps text, the stored value is reformatted as it
+    is read.  No ``datetime`` is made only to be written out again (an order page holds 150)."""
+    return _UtcText(column)
+
+
+class _IsoUtcText(sa.types.TypeDecorator[str]):
+    impl = sa.Text
+    cache_ok = True
+
+    def result_processor(self, dialect: sa.Dialect, coltype: Any) -> Any:
+        if dialect.name == "postgresql":
+            return None  # formatted by the database
+        return _iso_utc
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        raise TypeError("utc_text() is read, never bound")  # pragma: no cover
+
+
+def _iso_utc(value: str | dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat() + "Z"  # isoformat leaves out zero microseconds, as pydantic does
+
+
+class _UtcText(sa.sql.functions.FunctionElement[str]):
+    type = _IsoUtcText()
+    inherit_cache = True
+
+
+@compiles(_UtcText)
+def _utc_text(element: _UtcText, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    whole = """'YYYY-MM-DD"T"HH24:MI:SS"Z"'"""
+    fraction = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
+    return (
+        f"to_char({column} AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', {column}) = "
+        f"{column} THEN {whole} ELSE {fraction} END)"
+    )
+
+
+@compiles(_UtcText, "sqlite")
+def _utc_text_sqlite(element: _UtcText, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))  # reformatted as read (_iso_utc)
+
+
 def values_of(select: sa.Select[Any]) -> sa.ColumnElement[list[Any]]:
     """The values of ``select``'s one column, correlated with a listing's row, as one output
     field: a sorted list (a user's role names), read with the row in the page's own statement
@@ -479,9 +531,10 @@ def _read_as_sent(
     columns: Mapping[str, sa.ColumnElement[Any]], item: type
 ) -> tuple[dict[str, sa.ColumnElement[Any]], type]:
     """The columns a page selects, and the item type its rows are serialized with: what the
-    item shows as ``MoneyOut`` is read as its text (which ``MoneyOut`` sends as it is), and a
-    string enum as its plain value, sent as a string.  Neither costs a Python call per value
-    on the way out: no ``Decimal`` or enum member is made only to be turned back into text."""
+    item shows as ``MoneyOut`` is read as its text (which ``MoneyOut`` sends as it is), a
+    timestamp as its ISO 8601 text (``utc_text``), and a string enum as its plain value, sent
+    as a string.  None costs a Python call per value on the way out: no ``Decimal``,
+    ``datetime`` or enum member is made only to be turned back into text."""
     shown = get_type_hints(item, include_extras=True)
     selected: dict[str, sa.ColumnElement[Any]] = {}
     sent = dict(shown)
@@ -489,6 +542,9 @@ def _read_as_sent(
         kind = shown.get(name)
         if kind == MoneyOut and isinstance(column.type, sa.Numeric):
             column = money_text(column)
+        elif kind in (dt.datetime, dt.datetime | None) and _is_utc(column.type):
+            column = utc_text(column)
+            sent[name] = str if kind is dt.datetime else str | None
         elif isinstance(column.type, sa.Enum) and _is_str_enum(kind):
             column = sa.type_coerce(column, sa.String())
             sent[name] = str | None if type(None) in get_args(kind) else str
@@ -497,6 +553,11 @@ def _read_as_sent(
         return selected, item
     wire = TypedDict(f"{item.__name__}Sent", sent)  # type: ignore[misc]
     return selected, wire
+
+
+def _is_utc(column_type: sa.types.TypeEngine[Any]) -> bool:
+    impl = getattr(column_type, "impl_instance", column_type)
+    return isinstance(impl, sa.DateTime) and bool(impl.timezone)
 
 
 def _is_str_enum(kind: Any) -> bool:

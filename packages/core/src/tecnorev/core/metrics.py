@@ -56,6 +56,11 @@ ADMISSION_REFUSED = Counter(
     "body_timeout (the body arrived too slowly)",
     ["reason"],
 )
+CONNECTIONS_REBALANCED = Counter(
+    "tecnorev_http_connections_rebalanced_total",
+    "Client connections a worker closed after answering them (Connection: close) because it "
+    "held more than its share of the server's keep-alive connections",
+)
 DATABASE_WAITS = Counter(
     "tecnorev_db_timeouts_total",
     "Requests that waited too long on the database: lock (lock_timeout), statement "

@@ -235,10 +235,15 @@ def _run_workers(config: uvicorn.Config) -> None:
     On a shared socket, the worker that wakes first accepts every pending connection in one
     go: the 32 connections a client pool opens at once can all land on one worker while the
     other idles, and keep-alive keeps them there.  With ``SO_REUSEPORT`` the kernel spreads
-    new connections over the workers' sockets.
+    new connections over the workers' sockets, and a worker holding more than its share of
+    them closes the extra ones after their answer (``tecnorev.api.spread``).
     """
     from uvicorn.supervisors import Multiprocess
 
+    from tecnorev.api.spread import PROTOCOL, Spread
+
+    config.http = PROTOCOL
+    config.spread = Spread(config.workers)  # type: ignore[attr-defined]  # read by PROTOCOL
     address = _Address(_family(config.host))
     _bind(address, (config.host, config.port))
     logging.getLogger("uvicorn.error").info(
