@@ -88,13 +88,8 @@ class Spread:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # Linux only, as the workers' SO_REUSEPORT sockets are (see ``serve._run_workers``)
+    return os.path.exists(f"/proc/{pid}")
 
 
 class SpreadingHttpToolsProtocol(HttpToolsProtocol):
