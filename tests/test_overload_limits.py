@@ -215,13 +215,20 @@ def test_two_workers_and_64_clients_stay_within_the_servers_connections(demo_url
 
 SPREAD_CONNECTIONS = 24
 SPREAD_ROUNDS = 200  # each a request on every connection; the split settles in a few
+WEBSOCKET_UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
 
 
 def test_two_workers_even_out_the_keep_alive_connections_they_hold(tmp_path):
     """A worker holding more than its share of the server's keep-alive connections answers
     ``Connection: close`` on them (``tecnorev.api.spread``); the clients reconnect, and the
     kernel hashes the new connections afresh until each worker holds half.  Every request is
-    answered, and the metric counts the connections closed."""
+    answered, the metric counts the connections closed, and an upgrade request (which makes
+    no request cycle) is answered as one worker answers it."""
     url = f"sqlite:///{tmp_path / 'spread.db'}"
     migrate(url, "heads")
     server = start_server(url, 2, tmp_path)
@@ -249,12 +256,18 @@ def test_two_workers_even_out_the_keep_alive_connections_they_hold(tmp_path):
                 break
         for client in clients:
             client.close()
+        # an upgrade (which makes no request cycle) is answered as by one worker: no such route
+        upgrade = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        upgrade.request("GET", "/health", headers=WEBSOCKET_UPGRADE)
+        refused = upgrade.getresponse().status
+        upgrade.close()
         found = metric_samples(httpx.get(server.base + "/metrics", timeout=30).text)
     finally:
         for client in clients:
             client.close()
         server.stop()
     assert splits[-1] == [SPREAD_CONNECTIONS // 2] * 2, splits
+    assert refused == 403
     assert metric(found, "tecnorev_http_connections_rebalanced_total") == closed
 
 

@@ -114,10 +114,12 @@ class SpreadingHttpToolsProtocol(HttpToolsProtocol):
             self._spread.holds(len(self.connections))
 
     def on_headers_complete(self) -> None:
+        before = self.cycle
         super().on_headers_complete()
         spread = self._spread
         if (
             spread is not None
+            and self.cycle is not before  # not an upgrade, which makes no cycle
             and not self._closing
             and self.cycle.keep_alive
             and spread.over(len(self.connections))
