@@ -86,3 +86,23 @@ def test_a_worker_beyond_the_planned_number_keeps_its_connections(caplog):
         assert not spread.over(1)
     finally:
         _stop(worker, leave)
+
+
+def test_a_worker_that_cannot_get_the_slots_lock_goes_without_a_slot(monkeypatch):
+    """The lock is held a few reads long; a worker killed inside it must not stall the next
+    one's first connection: the wait for it is bounded, then the worker keeps its own."""
+    from tecnorev.api import spread as module
+
+    monkeypatch.setattr(module, "CLAIM_WAIT", 0.1)
+    spread = Spread(2)
+    lock = spread._owners.get_lock()
+    assert lock.acquire(timeout=BOUND)  # as a worker killed while claiming would leave it
+    try:
+        answer = forked.Queue()
+        stalled = forked.Process(target=_one_too_many, args=(spread, answer))
+        stalled.start()
+        assert answer.get(timeout=BOUND) is False
+        stalled.join(BOUND)
+        assert stalled.exitcode == 0
+    finally:
+        lock.release()

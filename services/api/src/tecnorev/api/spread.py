@@ -29,6 +29,7 @@ from tecnorev.core import metrics
 
 PROTOCOL = "tecnorev.api.spread:SpreadingHttpToolsProtocol"  # uvicorn's ``http`` setting
 log = logging.getLogger(__name__)
+CLAIM_WAIT = 1.0  # seconds a worker waits for the slots' lock before it goes without a slot
 
 
 class Spread:
@@ -51,7 +52,13 @@ class Spread:
         SIGTTIN beyond ``--workers``): that worker keeps every connection it is given."""
         pid = os.getpid()
         slot: int | None = None
-        with self._owners.get_lock():
+        lock = self._owners.get_lock()
+        # bounded: a worker killed while holding it (a few reads long) must not stall the next
+        if not lock.acquire(timeout=CLAIM_WAIT):
+            log.warning("worker %d: no slot to share its connections count (lock held)", pid)
+            self._slot = (pid, None)
+            return None
+        try:
             owners: list[int] = self._owners[:]
             for index, owner in enumerate(owners):
                 if owner in (0, pid) or not _alive(owner):
@@ -59,6 +66,8 @@ class Spread:
                     self._held[index] = 0
                     slot = index
                     break
+        finally:
+            lock.release()
         if slot is None:
             log.warning(
                 "worker %d: more workers than the %d planned; it does not even out its "
