@@ -64,9 +64,20 @@ def test_a_restarted_worker_takes_the_slot_of_the_one_that_died():
         _stop(alive, leave)
 
 
-def _one_too_many(spread: Spread, answer: Any) -> None:
+def _holding_thirty(spread: Spread, answer: Any) -> None:
     spread.holds(30)
     answer.put(spread.over(30))
+
+
+def _without_a_slot(spread: Spread) -> bool:
+    """Whether a new worker holding 30 connections keeps them all (no slot, or over none)."""
+    answer = forked.Queue()
+    worker = forked.Process(target=_holding_thirty, args=(spread, answer))
+    worker.start()
+    kept = answer.get(timeout=BOUND) is False
+    worker.join(BOUND)
+    assert worker.exitcode == 0
+    return kept
 
 
 def test_a_worker_beyond_the_planned_number_keeps_its_connections(caplog):
@@ -75,12 +86,7 @@ def test_a_worker_beyond_the_planned_number_keeps_its_connections(caplog):
     spread = Spread(1)
     worker, leave = _start(spread, 1)  # alive, in the one slot
     try:
-        answer = forked.Queue()
-        extra = forked.Process(target=_one_too_many, args=(spread, answer))
-        extra.start()
-        assert answer.get(timeout=BOUND) is False
-        extra.join(BOUND)
-        assert extra.exitcode == 0
+        assert _without_a_slot(spread)
         spread.holds(1)  # this process, in the same position: it says why
         assert "more workers than the 1 planned" in caplog.text
         assert not spread.over(1)
@@ -98,11 +104,6 @@ def test_a_worker_that_cannot_get_the_slots_lock_goes_without_a_slot(monkeypatch
     lock = spread._owners.get_lock()
     assert lock.acquire(timeout=BOUND)  # as a worker killed while claiming would leave it
     try:
-        answer = forked.Queue()
-        stalled = forked.Process(target=_one_too_many, args=(spread, answer))
-        stalled.start()
-        assert answer.get(timeout=BOUND) is False
-        stalled.join(BOUND)
-        assert stalled.exitcode == 0
+        assert _without_a_slot(spread)
     finally:
         lock.release()
