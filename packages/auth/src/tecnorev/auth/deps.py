@@ -168,7 +168,7 @@ async def optional_user(request: Request) -> Principal | None:
         return found
     # on the reading threads, as the public route's own reads: a few at a time on the
     # reading pool, whatever the number of requests
-    return await run_read(_look_up_on, primary, claims)
+    return await run_read(_look_up_on, primary, claims, on=primary)
 
 
 # a token sent but not valid; a public route may keep part of its answer to some callers

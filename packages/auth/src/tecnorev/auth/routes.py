@@ -159,7 +159,7 @@ async def list_users(
         caller.user(reader)
         return listings.users.page_json(reader, query)
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 @router.post("/users", status_code=201, summary="create a user")

@@ -94,7 +94,7 @@ async def list_products(
         visible = _visible_products(caller.principal(reader), query)
         return listings.products.page_json(reader, visible)
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 def _visible_products(user: Principal | None, query: ListingQuery) -> ListingQuery:

@@ -316,9 +316,9 @@ class Listing:
     async def response(
         self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> Response:
-        """The page as a route's answer, read on the reading threads (``run_read``): one
-        thread hand-off for the whole page."""
-        return await read_page(partial(self.page_json, session, query, scope))
+        """The page as a route's answer, read by ``run_read``: on the event loop on
+        PostgreSQL, else in one thread hand-off for the whole page."""
+        return await read_page(partial(self.page_json, session, query, scope), on=session)
 
     def dump(self, page: Mapping[str, Any]) -> bytes:
         return self._adapter.dump_json(page)
@@ -393,11 +393,11 @@ class Listing:
         return [_typed(value, self._types[n]) for value, n in zip(parts[1:], names, strict=True)]
 
 
-async def read_page(read: Callable[[], bytes]) -> Response:
-    """The JSON body ``read`` returns, read on the reading threads (``run_read``), as a route's
-    answer: for a route whose page needs more than ``Listing.response`` (its caller looked
-    up in the same hand-off, say)."""
-    return Response(await run_read(read), media_type="application/json")
+async def read_page(read: Callable[[], bytes], *, on: Connectable | None = None) -> Response:
+    """The JSON body ``read`` returns as a route's answer, read by ``run_read`` with what
+    ``read`` reads ``on`` (without it, on the reading threads): for a route whose page needs
+    more than ``Listing.response`` (its caller looked up in the same read, say)."""
+    return Response(await run_read(read, on=on), media_type="application/json")
 
 
 def _page_type(name: str, item: type) -> Any:

@@ -287,6 +287,11 @@ class CoreSettings(SettingsGroup):
     read_threads: WholeNumber = Field(
         2, description="threads per worker for hot reads: listing pages, public reads"
     )
+    loop_reads: WholeNumber = Field(
+        8,
+        description="reads a worker runs at once on its event loop (PostgreSQL): listing "
+        "pages, callers",
+    )
     max_in_flight: WholeNumber | None = Field(
         None,
         description="requests a worker runs at once",

@@ -106,7 +106,7 @@ async def list_branches(
         visible = _visible_branches(caller.principal(reader), query)
         return listings.branches.page_json(reader, visible)
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 def _visible_branches(user: Principal | None, query: ListingQuery) -> ListingQuery:
@@ -191,7 +191,7 @@ async def list_stock(
     def page() -> bytes:
         return listings.stock.page_json(reader, query, _within_reach(caller.user(reader)))
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 @router.get(
@@ -207,7 +207,7 @@ async def list_movements(
     def page() -> bytes:
         return listings.movements.page_json(reader, query, _within_reach(caller.user(reader)))
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 # --- stock changes -------------------------------------------------------------------------

@@ -55,7 +55,7 @@ async def list_shipments(
         scope = None if viewer.read_all else {"viewer": viewer.user_id}
         return listings.shipments.page_json(reader, query, scope)
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 @router.get("/shipments/{shipment_id}")

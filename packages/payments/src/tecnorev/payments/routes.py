@@ -63,7 +63,7 @@ async def list_payments(
         scope = None if viewer.read_all else {"viewer": viewer.user_id}
         return listings.payments.page_json(reader, query, scope)
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 # The paths of releases before 0.2 (/payments/payments...), redirected for a while; 308 keeps

@@ -57,7 +57,7 @@ async def list_coupons(
         caller.user(reader)
         return listings.coupons.page_json(reader, query)
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 @router.get("/coupons/{coupon_id}")
@@ -121,7 +121,7 @@ async def list_orders(
     def page() -> bytes:
         return listings.orders.page_json(reader, query, _scope(_viewer(caller.user(reader))))
 
-    return await read_page(page)
+    return await read_page(page, on=reader)
 
 
 @router.get("/orders/{order_id}")

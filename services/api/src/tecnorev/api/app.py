@@ -43,6 +43,7 @@ from tecnorev.core.web import make_app
 from tecnorev.core.web.admission import AdmissionLimits
 from tecnorev.core.web.composition import module_background, module_routers
 from tecnorev.core.web.errors import error_response
+from tecnorev.core.web.loop_reads import loop_reading
 from tecnorev.core.web.read_replicas import HandOutPosition, ReadRouter, replica_name
 from tecnorev.core.web.session import read_threads, reading_engine
 from tecnorev.migrate import compatibility
@@ -357,7 +358,11 @@ def _read_router(
     replicas = [
         (
             replica_name(url),
-            create_db_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, **options),
+            create_db_engine(
+                url,
+                isolation_level="AUTOCOMMIT",
+                **loop_reading(sa.make_url(url), {"pool_size": pool_size, **options}),
+            ),
         )
         for url in settings.read_replica_urls
     ]

@@ -33,6 +33,7 @@ from tecnorev.core.direct import prepare_on
 from tecnorev.core.errors import DomainError
 from tecnorev.core.events import REGISTRY, deliver, has_queued, take_committed
 from tecnorev.core.settings import CoreSettings
+from tecnorev.core.web.loop_reads import loop_reading, on_loop, read_on_loop
 from tecnorev.core.web.read_replicas import COOKIE as LSN_COOKIE
 from tecnorev.core.web.read_replicas import HEADER as LSN_HEADER
 from tecnorev.core.web.read_replicas import parse_lsn
@@ -224,7 +225,8 @@ def reading_engine(engine: sa.Engine, **kwargs: Any) -> sa.Engine:
 
     A pool of its own: switching a pooled connection to autocommit and back costs a round
     trip at every return to the pool, which this avoids.  Read-only, because a write here
-    would be committed at once, outside the request's unit of work.
+    would be committed at once, outside the request's unit of work.  On PostgreSQL its
+    reads may wait on the event loop (``loop_reads``).
     """
     from tecnorev.core.db import create_db_engine
 
@@ -232,7 +234,7 @@ def reading_engine(engine: sa.Engine, **kwargs: Any) -> sa.Engine:
         # another engine would open another, empty, in-memory database: share this one
         return engine
     url = engine.url.render_as_string(hide_password=False)
-    reader = create_db_engine(url, isolation_level="AUTOCOMMIT", **kwargs)
+    reader = create_db_engine(url, isolation_level="AUTOCOMMIT", **loop_reading(engine.url, kwargs))
     if CoreSettings().db_pooler != "transaction":
         # session state: through a transaction pooler it would stay on a server connection
         # that another client's writes get next (and a prepared statement would be missing
@@ -253,18 +255,23 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def run_read(function: Callable[..., T], *args: Any) -> T:
-    """Run a blocking read on the reading threads: a few per process (``read_threads``),
-    apart from the pool that routes and their locks use.
+async def run_read(
+    function: Callable[..., T], *args: Any, on: sa.Engine | Connectable | None = None
+) -> T:
+    """Run a blocking read: on the event loop when it reads on ``on`` (an engine, or what a
+    route reads with) and that engine's connections wait there (``loop_reads``), else on
+    the reading threads.
 
-    A busy read path fills the process with threads that fight for the GIL, and the event
-    loop, which parses every request, waits behind them: latency grows a tail.  Reads are
-    short, so a handful of threads keeps up with them while the loop stays responsive.
-
-    The threads are a ``ThreadPoolExecutor`` per event loop rather than anyio's: at 32
-    requests in flight a hand-off costs 35-40 µs of CPU there against about 90 µs through
-    ``anyio.to_thread`` (its limiter and cancel scope per call), on every listing page.
+    The reading threads are a few per process (``read_threads``), apart from the pool that
+    routes and their locks use.  A busy read path fills the process with threads that fight
+    for the GIL, and the event loop, which parses every request, waits behind them: latency
+    grows a tail.  Reads are short, so a handful of threads keeps up with them while the
+    loop stays responsive.  They are a ``ThreadPoolExecutor`` per event loop rather than
+    anyio's: at 32 requests in flight a hand-off costs 35-40 µs of CPU there against about
+    90 µs through ``anyio.to_thread`` (its limiter and cancel scope per call).
     """
+    if on is not None and on_loop(on if isinstance(on, sa.Engine) else _bound_engine(on)):
+        return await read_on_loop(function, *args)
     loop = asyncio.get_running_loop()
     pool = _read_pools.get(loop)
     if pool is None:
@@ -281,6 +288,11 @@ async def run_read(function: Callable[..., T], *args: Any) -> T:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([asyncio.wrap_future(future, loop=loop)])
         raise
+
+
+def _bound_engine(reader: Connectable) -> sa.Engine:
+    bind = reader.get_bind()
+    return bind if isinstance(bind, sa.Engine) else bind.engine
 
 
 # one pool of reading threads per event loop (as anyio's limiters are), ended with it
