@@ -11,7 +11,7 @@ requests/s), the product list from 0.90 to 0.63 ms.
 
 The connections are psycopg2's asynchronous ones (``LoopConnection``), made by the reading
 engines (``loop_reading``).  They stay ordinary DBAPI connections to every other user: in a
-thread (a route that is not ``async``) a statement waits for its socket with ``select``.
+thread (a route that is not ``async``) a statement waits for its socket with ``poll``.
 Asynchronous connections are always in autocommit, which is how the reading engines use
 them; ``commit`` and ``rollback`` have nothing to end.
 
@@ -73,7 +73,7 @@ class ConnectTimeout(psycopg2.OperationalError):
 def wait(connection: Any, deadline: float | None = None) -> None:
     """Drive ``connection`` (its connect, or the statement it sent) until it is done: the
     loop is handed back while its socket is not ready when called in a read on the loop,
-    else the thread waits in ``select``.  ``deadline`` (``time.monotonic()``) bounds the
+    else the thread waits in ``poll``.  ``deadline`` (``time.monotonic()``) bounds the
     whole wait."""
     while True:
         state = connection.poll()
@@ -89,8 +89,10 @@ def _ready(fd: int, write: bool, deadline: float | None) -> None:
     if in_greenlet():
         await_only(_socket_ready(fd, write, timeout))
         return
-    readable, writable, _ = select.select([] if write else [fd], [fd] if write else [], [], timeout)
-    if not readable and not writable:
+    # poll, not select: a busy server's descriptors go past select's limit of 1024
+    waiting = select.poll()
+    waiting.register(fd, select.POLLOUT if write else select.POLLIN)
+    if not waiting.poll(None if timeout is None else timeout * 1000):
         raise ConnectTimeout("timeout expired")
 
 
