@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tecnorev.core.db import create_db_engine
-from tecnorev.core.web.loop_reads import LoopConnection, LoopQueuePool, on_loop
+from tecnorev.core.web.loop_reads import LoopConnection, LoopQueuePool, _Connections, on_loop
 from tecnorev.core.web.session import Reader, reading_engine, run_read
 
 pytestmark = pytest.mark.timeout(60)
@@ -283,3 +283,12 @@ def test_a_silent_server_met_while_reading_on_the_loop_fails_the_connect_in_time
         assert _run(scenario()) > 5
     finally:
         engine.dispose()
+
+
+def test_a_connection_returned_for_a_waiter_whose_loop_closed_stays_in_the_pool():
+    queue = _Connections()
+    gone = asyncio.new_event_loop()
+    queue._awaiting.append(gone.create_future())
+    gone.close()  # stopped without its waiters being cancelled
+    queue.put("connection")
+    assert queue.get_nowait() == "connection"

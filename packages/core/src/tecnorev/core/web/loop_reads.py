@@ -226,9 +226,12 @@ class _Connections(Queue[Any]):
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         with self.mutex:
-            if self._awaiting:
+            while self._awaiting:
                 handed = self._awaiting.popleft()
-                handed.get_loop().call_soon_threadsafe(self._hand, handed, item)
+                try:
+                    handed.get_loop().call_soon_threadsafe(self._hand, handed, item)
+                except RuntimeError:  # its loop was closed under it: the next one, if any
+                    continue
                 return
         super().put(item, block, timeout)
 
