@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from tecnorev.core.errors import first_line
 from tecnorev.core.metrics import Counter, Gauge
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class CallerCache:
                 log.warning(
                     "caller cache: not listening (%s); every caller is read until it listens "
                     "again (in %.0fs)",
-                    _first_line(exc),
+                    first_line(exc),
                     wait,
                 )
                 self._stop.wait(wait)
@@ -276,8 +277,3 @@ def background(engines: Sequence[sa.Engine]) -> _Served | None:
         connect_args=dict(KEEPALIVES),
     )
     return _Served(CallerCache(listener, max_age), engines)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

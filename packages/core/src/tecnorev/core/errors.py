@@ -130,3 +130,10 @@ class Overloaded(_RetryLater):
 
     status_code = 503
     code = "overloaded"
+
+
+def first_line(exc: BaseException) -> str:
+    """A one-line account of ``exc`` for a log line: the driver's own error when SQLAlchemy
+    wraps one, its first line, or the exception's class when it says nothing."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from tecnorev.core import metrics
 from tecnorev.core.db import table_of
+from tecnorev.core.errors import first_line
 from tecnorev.core.events import (
     NOTIFY_CHANNEL,
     REGISTRY,
@@ -247,7 +248,7 @@ class Dispatcher:
         return attempted
 
     def _count_failed_attempt(self, delivery: int, exc: Exception) -> None:
-        log.warning("delivery %d: the database failed: %s", delivery, _first_line(exc))
+        log.warning("delivery %d: the database failed: %s", delivery, first_line(exc))
         try:
             with self.engine.begin() as connection:
                 attempts = connection.execute(
@@ -265,7 +266,7 @@ class Dispatcher:
                     .values(
                         attempts=attempt,
                         status=DeliveryStatus.DEAD if dead else DeliveryStatus.PENDING,
-                        last_error=f"the database failed: {_first_line(exc)}",
+                        last_error=f"the database failed: {first_line(exc)}",
                         available_at=utcnow() + timedelta(seconds=self.retry.wait_after(attempt)),
                     )
                 )
@@ -281,7 +282,7 @@ class Dispatcher:
             except Exception as exc:  # the database is down or refusing: wait, then again
                 failures += 1
                 wait = min(60.0, self.poll * failures)
-                log.warning("dispatcher: %s; again in %.0fs", _first_line(exc), wait)
+                log.warning("dispatcher: %s; again in %.0fs", first_line(exc), wait)
                 self._drop_listener()
                 stop.wait(wait)
                 continue
@@ -306,7 +307,7 @@ class Dispatcher:
                         listener.notifies.clear()
                         return
             except Exception as exc:
-                log.warning("dispatcher: stopped listening (%s); polling", _first_line(exc))
+                log.warning("dispatcher: stopped listening (%s); polling", first_line(exc))
                 self._drop_listener()
                 stop.wait(max(0.0, self.poll - waited))
                 return
@@ -325,7 +326,7 @@ class Dispatcher:
                     cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 self._listener = (raw, connection)
             except Exception as exc:
-                log.warning("dispatcher: cannot listen (%s); polling", _first_line(exc))
+                log.warning("dispatcher: cannot listen (%s); polling", first_line(exc))
                 return None
         return self._listener[1]
 
@@ -337,11 +338,6 @@ class Dispatcher:
                 raw.invalidate()  # autocommit and LISTEN must not go back to a pool
             except Exception as exc:
                 log.debug("dispatcher: closing the listener: %s", exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class BackgroundDispatcher:

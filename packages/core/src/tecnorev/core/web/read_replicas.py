@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tecnorev.core import metrics
+from tecnorev.core.errors import first_line
 
 log = logging.getLogger("tecnorev.replicas")
 
@@ -155,7 +156,7 @@ class ReadRouter:
             with replica.engine.connect() as connection:
                 recovering, replayed, seconds = connection.execute(_REPLICA).one()
         except sa.exc.SQLAlchemyError as exc:
-            replica.up, replica.problem = False, f"unreachable: {_first_line(exc)}"
+            replica.up, replica.problem = False, f"unreachable: {first_line(exc)}"
         else:
             position = parse_lsn(replayed)
             if not recovering or position is None:
@@ -211,10 +212,6 @@ class ReadRouter:
 def replica_name(url: str) -> str:
     parsed = make_url(url)
     return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
