@@ -7,6 +7,8 @@ server (``tecnorev serve --workers N``), warms it up and measures each scenario 
 concurrent keep-alive clients for a fixed time:
 
 * ``product list``: ``GET /api/v1/catalog/products?limit=50`` from a random cursor, anonymous;
+* ``product page``: ``GET /api/v1/catalog/products/{id}``, each active product in turn with
+  its images, anonymous (scenario ``product``);
 * ``order placement``: ``POST /api/v1/sales/orders``, three distinct products, one unit each,
   as a random customer;
 * ``listings``: every collection route (``COLLECTIONS``), 50-row pages under its default sort
@@ -124,6 +126,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 # --scenarios name -> the scenario
 SCENARIOS = {
     "list": "product list",
+    "product": "product page",
     "listings": "listings",
     "orders": "order placement",
     "lock-storm": "lock storm",
@@ -1030,7 +1033,7 @@ class Server:
 
 def check_request(base_url: str, load: loadgen.Load) -> None:
     """Send one request of ``load`` and stop here, with the answer, unless it succeeds; of a
-    list, the first and the deepest page start, each a full page."""
+    list, the first and the deepest page start, each a full page (or one item)."""
     if isinstance(load, loadgen.ListLoad):
         headers = _bearer(load.token) if load.token else {}
         for path in (load.paths[0], load.paths[-1]):
@@ -1042,6 +1045,8 @@ def check_request(base_url: str, load: loadgen.Load) -> None:
                 raise RuntimeError(
                     f"GET {request.full_url} answered {exc.code}: {exc.read()[:500]!r}"
                 ) from exc
+            if isinstance(page, dict) and "items" not in page and "id" in page:
+                continue  # one item (the product page), not a page
             items = page.get("items") if isinstance(page, dict) else None
             if not isinstance(items, list) or len(items) != PAGE:
                 raise RuntimeError(f"GET {request.full_url}: not a page of {PAGE}: {page!r:.300}")
@@ -1833,7 +1838,16 @@ NAME = 28  # width of a scenario's name in the lines printed
 
 
 def measure_http(options: Options, url: str, data: DataSet, report: Report, log: Path) -> None:
-    loads: dict[str, loadgen.Load] = {"product list": loadgen.ListLoad(paths=list_paths(data))}
+    loads: dict[str, loadgen.Load] = {
+        "product list": loadgen.ListLoad(paths=list_paths(data)),
+        # a storefront's product page: one active product with its images, anonymously
+        "product page": loadgen.ListLoad(
+            paths=[
+                f"/api/v1/catalog/products/{product}"
+                for product in range(data.first_product, data.first_product + data.active)
+            ]
+        ),
+    }
     for collection, anonymous in listing_scenarios(options):
         paths = listing_paths(url, collection, anonymous=anonymous)
         token = "" if anonymous else "admin"  # minted afresh before each run (_fresh)

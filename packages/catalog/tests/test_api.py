@@ -341,6 +341,29 @@ def add_image(api, product, url, position=None) -> int:
     return response.json()["id"]
 
 
+def test_a_product_reads_back_byte_for_byte_as_its_last_change_answered(api):
+    product = new_product(api, "LAMP", price="7.5")
+    add_image(api, product, "https://img.example/b.jpg")
+    add_image(api, product, "https://img.example/a.jpg", position=0)
+    changed = api.client.patch(
+        f"{API}/products/{product}", json={"description": "Warm light ☀"}, headers=api.manager
+    )
+    assert changed.status_code == 200
+    for headers in ({}, api.manager):
+        read = api.client.get(f"{API}/products/{product}", headers=headers)
+        # the same fields, order, money, times and images as the write's answer
+        assert (read.status_code, read.content) == (200, changed.content)
+    retired = api.client.patch(
+        f"{API}/products/{product}", json={"is_active": False}, headers=api.manager
+    )
+    anonymous = api.client.get(f"{API}/products/{product}")
+    assert (anonymous.status_code, error_code(anonymous)) == (404, "product_not_found")
+    manager = api.client.get(f"{API}/products/{product}", headers=api.manager)
+    assert (manager.status_code, manager.content) == (200, retired.content)
+    missing = api.client.get(f"{API}/products/{product + 1000}", headers=api.manager)
+    assert (missing.status_code, error_code(missing)) == (404, "product_not_found")
+
+
 def test_images_are_kept_in_order(api):
     product = new_product(api, "LAMP")
     a = add_image(api, product, "https://img.example/a.jpg")

@@ -13,9 +13,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from tecnorev.catalog.models import Category, Product, ProductImage
-from tecnorev.catalog.schemas import CategorySummary, ProductSummary
+from tecnorev.catalog.schemas import CategorySummary, ProductDetail, ProductSummary
 from tecnorev.core.db import table_of
-from tecnorev.core.listing import Filter, Listing, at_least, at_most, equals, store_currency_column
+from tecnorev.core.listing import (
+    Children,
+    Filter,
+    Listing,
+    at_least,
+    at_most,
+    columns_of,
+    equals,
+    store_currency_column,
+)
 from tecnorev.core.web.types import BoolQuery, IdQuery, MoneyQuery, text
 
 _category = table_of(Category)
@@ -109,5 +118,29 @@ products = Listing(
         ),
         at_least("price_min", _product.c.price, MoneyQuery, "price from (inclusive)"),
         at_most("price_max", _product.c.price, MoneyQuery, "price up to (inclusive)"),
+    ),
+)
+
+# One product with its images, read as the listings read (``GET /catalog/products/{id}``):
+# two statements sent straight to the driver and one serialization, no ORM object
+product = Listing(
+    "product",
+    columns={
+        **columns_of(_product, "id sku name description price"),
+        "currency": store_currency_column(),
+        **columns_of(_product, "is_active category_id created_at updated_at"),
+    },
+    item=ProductDetail,
+    sorts=("id",),
+    default_sort="id",
+    filters=(
+        equals("id", _product.c.id, int, "this product"),
+        equals("is_active", _product.c.is_active, bool, "active or not"),
+    ),
+    children=Children(
+        "images",
+        parent=_image.c.product_id,
+        columns=columns_of(_image, "id url alt_text position"),
+        order_by=(_image.c.position,),  # unique per product
     ),
 )

@@ -14,6 +14,7 @@ from fastapi import Depends, Response, status
 
 from tecnorev.auth.deps import OptionalCaller, OptionalUser, Principal, require_permission
 from tecnorev.catalog import listings, permissions, service
+from tecnorev.catalog.errors import ProductNotFound
 from tecnorev.catalog.models import Product
 from tecnorev.catalog.schemas import (
     CategoryCreate,
@@ -108,12 +109,18 @@ def _visible_products(user: Principal | None, query: ListingQuery) -> ListingQue
     return replace(query, filters={**query.filters, "is_active": True})
 
 
-@router.get("/products/{product_id}")
-def get_product(session: ReadSessionDep, user: OptionalUser, product_id: IdPath) -> ProductPublic:
-    visible = _manages(user)
-    product = service.get_product(session, product_id, include_inactive=visible)
-    images = service.list_images(session, product_id, include_inactive=visible)
-    return _product_public(product, images)
+@router.get("/products/{product_id}", response_model=ProductPublic)
+async def get_product(reader: ReaderDep, caller: OptionalCaller, product_id: IdPath) -> Response:
+    def read() -> bytes:
+        shown = {"id": product_id}
+        if not _manages(caller.principal(reader)):
+            shown["is_active"] = True
+        found = listings.product.one_json(reader, shown)
+        if found is None:
+            raise ProductNotFound(f"there is no product {product_id}")
+        return found
+
+    return await read_page(read, on=reader)
 
 
 @router.post("/products", status_code=status.HTTP_201_CREATED)

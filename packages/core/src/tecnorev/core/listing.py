@@ -1,8 +1,8 @@
 """One listing contract for every collection of the API.
 
 A ``Listing`` declares a collection once: the columns a page shows (labelled as its output
-fields), the fields it may be sorted by, its filters and, optionally, the rows of a child table each
-item carries as a list (``Children``: an order's items).  From that it gives
+fields), the fields it may be sorted by, its filters and, optionally, the rows of a child
+table each item carries as a list (``Children``: an order's items).  From that it gives
 
 * ``Listing.query``: a FastAPI dependency taking ``cursor``, ``limit``, ``sort`` and the
   filters as query parameters, documented and validated (a sort it does not allow, a filter
@@ -12,7 +12,9 @@ item carries as a list (``Children``: an order's items).  From that it gives
   statement is built once per shape (sort, filters present, cursor or not) with its values
   bound at execution; rows go out as plain dicts serialized once by a ``TypeAdapter``.
   Children come in one more statement for the whole page: not one per row, and not in
-  the page's own statement, which costs PostgreSQL more (see ``Listing._read_children``).
+  the page's own statement, which costs PostgreSQL more (see ``Listing._read_children``);
+* ``Listing.one_json``: one item, chosen by filters (its key), read and serialized as a
+  page's items are: a route showing one item takes the same path.
 
 Every page is ``{"items": [...], "next_cursor": str | null}``.  A cursor is opaque to
 clients (base64url JSON of the sort and the last row's values) and valid only with the sort
@@ -156,6 +158,7 @@ class Listing:
     description: str = ""
     page_type: Any = field(init=False, repr=False)  # for response_model: what clients see
     _adapter: TypeAdapter[Any] = field(init=False, repr=False)
+    _item_adapter: TypeAdapter[Any] = field(init=False, repr=False)
     _statements: dict[tuple[Any, ...], Direct] = field(init=False, repr=False, default_factory=dict)
     _children_statement: Direct | None = field(init=False, repr=False, default=None)
 
@@ -177,6 +180,7 @@ class Listing:
             sent = self._with_children_sent(self.children, sent)
         # what clients are shown (page_type) and what serializes the rows as read
         self._adapter = TypeAdapter(_page_type(self.name, sent))
+        self._item_adapter = TypeAdapter(sent)
         self._fields = tuple(self.columns)
         self._child_fields = tuple(self._child_selected)
         self._types = {name: column.type for name, column in self.columns.items()}
@@ -354,6 +358,17 @@ class Listing:
         """The page as a route's answer, read by ``run_read``: on the event loop on
         PostgreSQL, else in one thread hand-off for the whole page."""
         return await read_page(partial(self.page_json, session, query, scope), on=session)
+
+    def one_json(
+        self,
+        session: Connectable,
+        filters: Mapping[str, Any],
+        scope: Mapping[str, Any] | None = None,
+    ) -> bytes | None:
+        """The first item ``filters`` select (by its key, say) as the JSON body of a route
+        showing one item, read and serialized as a page's items are; ``None`` if none is."""
+        items, _ = self.items(session, ListingQuery(None, 1, self.default_sort, filters), scope)
+        return self._item_adapter.dump_json(items[0]) if items else None
 
     def dump(self, page: Mapping[str, Any]) -> bytes:
         return self._adapter.dump_json(page)
