@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tecnorev.catalog.models import Category, Product, ProductImage
-from tecnorev.catalog.schemas import CategorySummary, ProductDetail, ProductSummary
+from tecnorev.catalog.schemas import CategorySummary, ImagePublic, ProductPublic, ProductSummary
 from tecnorev.core.db import table_of
 from tecnorev.core.listing import (
     Children,
@@ -21,8 +21,9 @@ from tecnorev.core.listing import (
     Listing,
     at_least,
     at_most,
-    columns_of,
     equals,
+    item_of,
+    mapped_columns,
     store_currency_column,
 )
 from tecnorev.core.web.types import BoolQuery, IdQuery, MoneyQuery, text
@@ -122,15 +123,18 @@ products = Listing(
 )
 
 # One product with its images, read as the listings read (``GET /catalog/products/{id}``):
-# two statements sent straight to the driver and one serialization, no ORM object
+# two statements sent straight to the driver and one serialization, no ORM object.  Its
+# fields are ``ProductPublic``'s and its columns the model's attributes: a release that adds a
+# field or renames a column under one changes them here too.
+_SHOWN = [name for name in ProductPublic.model_fields if name not in ("currency", "images")]
 product = Listing(
     "product",
     columns={
-        **columns_of(_product, "id sku name description price"),
+        **mapped_columns(Product, _SHOWN[: _SHOWN.index("price") + 1]),
         "currency": store_currency_column(),
-        **columns_of(_product, "is_active category_id created_at updated_at"),
+        **mapped_columns(Product, _SHOWN[_SHOWN.index("price") + 1 :]),
     },
-    item=ProductDetail,
+    item=item_of(ProductPublic, images=list[item_of(ImagePublic)]),  # type: ignore[misc]
     sorts=("id",),
     default_sort="id",
     filters=(
@@ -140,7 +144,7 @@ product = Listing(
     children=Children(
         "images",
         parent=_image.c.product_id,
-        columns=columns_of(_image, "id url alt_text position"),
+        columns=mapped_columns(ProductImage, ImagePublic.model_fields),
         order_by=(_image.c.position,),  # unique per product
     ),
 )

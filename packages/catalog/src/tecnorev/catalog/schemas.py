@@ -181,27 +181,3 @@ class ProductSummary(TypedDict):
     is_active: bool
     category_id: int | None
     image_url: str | None  # the first image, if any
-
-
-class ImageDetail(TypedDict):
-    id: int
-    url: str
-    alt_text: str
-    position: int
-
-
-class ProductDetail(TypedDict):
-    """``ProductPublic`` as ``GET /catalog/products/{id}`` reads it (``listings.product``):
-    the same fields in the same order, so the same JSON."""
-
-    id: int
-    sku: str
-    name: str
-    description: str
-    price: MoneyOut
-    currency: CurrencyOut
-    is_active: bool
-    category_id: int | None
-    created_at: datetime
-    updated_at: datetime
-    images: list[ImageDetail]

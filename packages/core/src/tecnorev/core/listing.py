@@ -28,7 +28,7 @@ import binascii
 import datetime as dt
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.compiler import compiles
 from typing_extensions import TypedDict
 
@@ -88,6 +88,22 @@ def at_most(name: str, column: sa.ColumnElement[Any], annotation: Any, descripti
 
 def before(name: str, column: sa.ColumnElement[Any], annotation: Any, description: str) -> Filter:
     return Filter(name, annotation, lambda v: column < v, description, type_=column.type)
+
+
+def item_of(model: type[BaseModel], **fields: Any) -> type:
+    """A listing's item type showing what ``model`` shows (its fields, in order, with their
+    types as declared), ``fields`` replacing some: a route declared with ``model`` and read
+    through a listing sends the same JSON, and follows the model when it changes."""
+    hints = get_type_hints(model, include_extras=True)
+    shown = {name: fields.get(name, hints[name]) for name in model.model_fields}
+    return TypedDict(f"{model.__name__}Item", shown)  # type: ignore[operator]
+
+
+def mapped_columns(entity: type, names: Iterable[str]) -> dict[str, sa.ColumnElement[Any]]:
+    """The columns of the mapped class ``entity`` behind its attributes ``names``: by the
+    attribute, which a release may keep while it renames the column under it."""
+    mapper: sa.orm.Mapper[Any] = sa.inspect(entity)
+    return {name: mapper.columns[name] for name in names}
 
 
 def columns_of(table: sa.Table, names: str) -> dict[str, sa.ColumnElement[Any]]:
