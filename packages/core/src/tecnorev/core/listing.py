@@ -10,7 +10,7 @@ table each item carries as a list (``Children``: an order's items).  From that i
 * ``Listing.page`` / ``Listing.page_json``: one page, read by keyset pagination on
   ``(sort field, key)``, so every page is an index range scan whatever its depth.  The
   statement is built once per shape (sort, filters present, cursor or not) with its values
-  bound at execution; rows go out as plain dicts serialized once by a ``TypeAdapter``.
+  bound at execution; rows go out as plain dicts serialized once (``tecnorev.core.rows``).
   Children come in one more statement for the whole page: not one per row, and not in
   the page's own statement, which costs PostgreSQL more (see ``Listing._read_children``);
 * ``Listing.one_json``: one item, chosen by filters (its key), read and serialized as a
@@ -45,6 +45,7 @@ from typing_extensions import TypedDict
 
 from tecnorev.core.direct import Direct
 from tecnorev.core.errors import RuleViolation
+from tecnorev.core.rows import JsonWriter, row_dict
 from tecnorev.core.settings import store_currency
 from tecnorev.core.web.session import Connectable, run_read
 from tecnorev.core.web.types import LimitQuery, MoneyOut, text
@@ -173,8 +174,8 @@ class Listing:
     children: Children | None = None
     description: str = ""
     page_type: Any = field(init=False, repr=False)  # for response_model: what clients see
-    _adapter: TypeAdapter[Any] = field(init=False, repr=False)
-    _item_adapter: TypeAdapter[Any] = field(init=False, repr=False)
+    _writer: JsonWriter = field(init=False, repr=False)
+    _item_writer: JsonWriter = field(init=False, repr=False)
     _statements: dict[tuple[Any, ...], Direct] = field(init=False, repr=False, default_factory=dict)
     _children_statement: Direct | None = field(init=False, repr=False, default=None)
 
@@ -195,10 +196,10 @@ class Listing:
         if self.children is not None:
             sent = self._with_children_sent(self.children, sent)
         # what clients are shown (page_type) and what serializes the rows as read
-        self._adapter = TypeAdapter(_page_type(self.name, sent))
-        self._item_adapter = TypeAdapter(sent)
-        self._fields = tuple(self.columns)
-        self._child_fields = tuple(self._child_selected)
+        self._writer = JsonWriter(_page_type(self.name, sent))
+        self._item_writer = JsonWriter(sent)
+        self._row = row_dict(tuple(self.columns))
+        self._child_row = row_dict(tuple(self._child_selected))
         self._types = {name: column.type for name, column in self.columns.items()}
         self.query = self._dependency()
 
@@ -345,9 +346,8 @@ class Listing:
         connection = session.connection()
         shape = (sort, descending, tuple(active), query.cursor is not None, scoped)
         rows = self._cached(shape).run(connection, params).all()
-        fields = self._fields
         # a row has one value per field: Direct checks the statement's columns once
-        items = [dict(zip(fields, row, strict=False)) for row in rows[: query.limit]]
+        items = list(map(self._row, rows[: query.limit]))
         if self.children is not None and items:
             self._read_children(connection, items)
         next_cursor = None
@@ -366,7 +366,7 @@ class Listing:
         self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
     ) -> bytes:
         """The page as the JSON body the API sends: serialized once, no model per row."""
-        return self._adapter.dump_json(self.page(session, query, scope))
+        return self._writer.dump(self.page(session, query, scope))
 
     async def response(
         self, session: Connectable, query: ListingQuery, scope: Mapping[str, Any] | None = None
@@ -384,10 +384,10 @@ class Listing:
         """The first item ``filters`` select (by its key, say) as the JSON body of a route
         showing one item, read and serialized as a page's items are; ``None`` if none is."""
         items, _ = self.items(session, ListingQuery(None, 1, self.default_sort, filters), scope)
-        return self._item_adapter.dump_json(items[0]) if items else None
+        return self._item_writer.dump(items[0]) if items else None
 
     def dump(self, page: Mapping[str, Any]) -> bytes:
-        return self._adapter.dump_json(page)
+        return self._writer.dump(page)
 
     # --- statements ----------------------------------------------------------------------
 
@@ -444,10 +444,14 @@ class Listing:
                 .order_by(children.parent, *children.order_by)
             )
         found: dict[Any, list[dict[str, Any]]] = {}
-        fields = self._child_fields
+        child_row = self._child_row
         parents = [item[self.key] for item in items]
         for row in self._children_statement.run(connection, {"_parents": parents}):
-            found.setdefault(row[-1], []).append(dict(zip(fields, row, strict=False)))
+            parent = row[-1]
+            if parent in found:
+                found[parent].append(child_row(row))
+            else:
+                found[parent] = [child_row(row)]
         name = self.children.field
         for item in items:
             item[name] = found.get(item[self.key], [])
