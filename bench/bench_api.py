@@ -154,6 +154,7 @@ class Options:
     flood_clients: int
     flood_duration: float
     listing_rows: int
+    listings: frozenset[str]  # only these listings (names); empty: all
     template: Path | None  # a checkout of full-stack-fastapi-template: the reference
 
 
@@ -215,6 +216,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--flood-clients", type=int, default=48, help="login flood clients")
     parser.add_argument("--flood-duration", type=float, default=15.0, help="seconds of login flood")
     parser.add_argument(
+        "--listings",
+        default="",
+        metavar="NAMES",
+        help="with the listings scenario, only these listings (comma-separated names: "
+        f"{', '.join(c.listing for c in COLLECTIONS)}; default: all)",
+    )
+    parser.add_argument(
         "--listing-rows",
         type=int,
         default=2000,
@@ -231,6 +239,10 @@ def parse_options(argv: list[str] | None = None) -> Options:
         parser.error(f"--scenarios takes names from {', '.join(SCENARIOS)}; not {unknown}")
     if args.storm_requests < 2 or args.flood_clients < 1:
         parser.error("--storm-requests takes at least 2, --flood-clients at least 1")
+    names = {c.listing for c in COLLECTIONS}
+    listings = [name.strip() for name in args.listings.split(",") if name.strip()]
+    if set(listings) - names:
+        parser.error(f"--listings takes names from {', '.join(sorted(names))}")
     if args.listing_rows < 2 * PAGE:
         parser.error(f"--listing-rows takes at least {2 * PAGE}: two full pages")
     return Options(
@@ -252,6 +264,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         flood_clients=args.flood_clients,
         flood_duration=args.flood_duration,
         listing_rows=args.listing_rows,
+        listings=frozenset(listings),
         template=reference.checkout(),
     )
 
@@ -516,6 +529,8 @@ def listing_scenarios(options: Options) -> list[tuple[Collection, bool]]:
         return []
     found = []
     for collection in COLLECTIONS:
+        if options.listings and collection.listing not in options.listings:
+            continue
         for anonymous in (True, False) if collection.public else (False,):
             if collection.scenario(anonymous) == PRODUCT_LIST_IS and (
                 "product list" in options.scenarios
