@@ -2117,7 +2117,7 @@ def print_load_table(report: Report) -> None:
         print(
             f"{m.scenario:<16} {m.workers:>7} {m.result.rate:10.0f} {m.result.p50_ms:7.1f} "
             f"{m.result.p99_ms:7.1f} {m.result.errors:>6} "
-            f"{floor.tps if floor else 0:10.0f} {ratio}"
+            f"{f'{floor.tps:.0f}' if floor else '-':>10} {ratio}"
         )
     core = report.floors.get("order writes only")
     if core:
