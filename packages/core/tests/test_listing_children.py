@@ -135,3 +135,48 @@ def test_the_children_statement_reaches_the_driver_directly(postgres_url: str) -
         reader.close()
         metadata.drop_all(engine)
         engine.dispose()
+
+
+class FruitOnly(TypedDict):
+    fruit: str
+
+
+class BasketId(TypedDict):
+    id: int
+    lines: list[FruitOnly]
+
+
+# reads columns its items do not show: the total, and each line's price
+narrow = Listing(
+    "children_narrow",
+    columns=columns_of(basket, "id total"),
+    item=BasketId,
+    sorts=("id",),
+    default_sort="id",
+    children=Children(
+        "lines",
+        parent=line.c.basket_id,
+        columns=columns_of(line, "fruit price"),
+        order_by=(line.c.fruit,),
+    ),
+)
+
+
+def test_a_page_shows_only_what_its_items_show(database_url: str) -> None:
+    assert baskets._writer.fast  # written by orjson: the items show every column read
+    assert not narrow._writer.fast  # the adapter leaves out what they do not
+    engine = create_db_engine(database_url)
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(basket.insert(), [{"id": 1, "total": Decimal("2.00")}])
+        connection.execute(line.insert(), [{"basket_id": 1, "fruit": "fig", "price": 2}])
+    reader = Reader(reading_engine(engine))
+    try:
+        page = narrow.page_json(reader, ListingQuery(None, 2, "id", {}))
+        one = narrow.one_json(reader, {})
+    finally:
+        reader.close()
+        metadata.drop_all(engine)
+        engine.dispose()
+    assert page == b'{"items":[{"id":1,"lines":[{"fruit":"fig"}]}],"next_cursor":null}'
+    assert one == b'{"id":1,"lines":[{"fruit":"fig"}]}'

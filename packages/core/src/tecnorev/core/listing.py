@@ -196,8 +196,10 @@ class Listing:
         if self.children is not None:
             sent = self._with_children_sent(self.children, sent)
         # what clients are shown (page_type) and what serializes the rows as read
-        self._writer = JsonWriter(_page_type(self.name, sent))
-        self._item_writer = JsonWriter(sent)
+        # a column the item does not show (a filter's, say) is left out by the adapter
+        exact = self._shows_its_columns(sent)
+        self._writer = JsonWriter(_page_type(self.name, sent), exact=exact)
+        self._item_writer = JsonWriter(sent, exact=exact)
         self._row = row_dict(tuple(self.columns))
         self._child_row = row_dict(tuple(self._child_selected))
         self._types = {name: column.type for name, column in self.columns.items()}
@@ -217,6 +219,16 @@ class Listing:
             return sent
         fields = {**hints, children.field: list[child_sent]}  # type: ignore[valid-type]
         return TypedDict(f"{self.item.__name__}Sent", fields)  # type: ignore[operator]
+
+    def _shows_its_columns(self, sent: type) -> bool:
+        """Whether the item type shows every column (and every child column) read."""
+        shown = get_type_hints(sent)
+        if not set(self.columns) <= set(shown):
+            return False
+        if self.children is None:
+            return True
+        (child,) = get_args(shown.get(self.children.field, list[Any])) or (Any,)
+        return isinstance(child, type) and set(self._child_selected) <= set(get_type_hints(child))
 
     # --- the request ---------------------------------------------------------------------
 

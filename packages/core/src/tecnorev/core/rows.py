@@ -48,9 +48,11 @@ def row_dict(fields: Sequence[str]) -> Callable[[Row], dict[str, Any]]:
 class JsonWriter:
     """The JSON of values of ``kind``: see the module's docstring."""
 
-    def __init__(self, kind: Any) -> None:
+    def __init__(self, kind: Any, *, exact: bool = True) -> None:
+        """``exact``: the dicts written hold the type's keys only (pydantic leaves out
+        others; orjson would write them)."""
         self.adapter: TypeAdapter[Any] = TypeAdapter(kind)
-        self.fast = written_alike(kind)
+        self.fast = exact and written_alike(kind)
 
     def dump(self, value: Any) -> bytes:
         if self.fast:
