@@ -155,6 +155,7 @@ class Options:
     flood_duration: float
     listing_rows: int
     listings: frozenset[str]  # only these listings (names); empty: all
+    gzip: bool  # pages asked for gzip
     template: Path | None  # a checkout of full-stack-fastapi-template: the reference
 
 
@@ -216,6 +217,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--flood-clients", type=int, default=48, help="login flood clients")
     parser.add_argument("--flood-duration", type=float, default=15.0, help="seconds of login flood")
     parser.add_argument(
+        "--gzip",
+        action="store_true",
+        help="the listings, product list and product page asked for gzip (Accept-Encoding), as "
+        "browsers and most HTTP libraries ask; the template's list too",
+    )
+    parser.add_argument(
         "--listings",
         default="",
         metavar="NAMES",
@@ -265,6 +272,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         flood_duration=args.flood_duration,
         listing_rows=args.listing_rows,
         listings=frozenset(listings),
+        gzip=args.gzip,
         template=reference.checkout(),
     )
 
@@ -1845,7 +1853,7 @@ def _fresh(load: loadgen.Load, data: DataSet) -> loadgen.Load:
             lines=load.lines,
         )
     if load.token:
-        return loadgen.ListLoad(paths=load.paths, token=admin_token(data))
+        return loadgen.ListLoad(paths=load.paths, token=admin_token(data), gzip=load.gzip)
     return load
 
 
@@ -1854,19 +1862,22 @@ NAME = 28  # width of a scenario's name in the lines printed
 
 def measure_http(options: Options, url: str, data: DataSet, report: Report, log: Path) -> None:
     loads: dict[str, loadgen.Load] = {
-        "product list": loadgen.ListLoad(paths=list_paths(data)),
+        "product list": loadgen.ListLoad(paths=list_paths(data), gzip=options.gzip),
         # a storefront's product page: one active product with its images, anonymously
         "product page": loadgen.ListLoad(
             paths=[
                 f"/api/v1/catalog/products/{product}"
                 for product in range(data.first_product, data.first_product + data.active)
-            ]
+            ],
+            gzip=options.gzip,
         ),
     }
     for collection, anonymous in listing_scenarios(options):
         paths = listing_paths(url, collection, anonymous=anonymous)
         token = "" if anonymous else "admin"  # minted afresh before each run (_fresh)
-        loads[collection.scenario(anonymous)] = loadgen.ListLoad(paths=paths, token=token)
+        loads[collection.scenario(anonymous)] = loadgen.ListLoad(
+            paths=paths, token=token, gzip=options.gzip
+        )
     loads |= {
         "order placement": loadgen.OrderLoad(
             tokens=[],
@@ -1971,7 +1982,9 @@ def measure_reference(options: Options, report: Report, log: Path) -> None:
                 f"({shown} of {reference.ITEMS} items)"
             )
             print(f"  {report.reference_note}")
-            load = loadgen.ListLoad(paths=[reference.PAGE_PATH], token=template.token)
+            load = loadgen.ListLoad(
+                paths=[reference.PAGE_PATH], token=template.token, gzip=options.gzip
+            )
             warm(options, template.base_url, load)
             idle = wait_for_idle(options.wait_idle)
             result, cpu = measure_load(options, template, url, load)

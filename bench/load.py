@@ -40,6 +40,7 @@ ORDERS_PATH = "/api/v1/sales/orders"
 class ListLoad:
     paths: list[str]
     token: str = ""  # a bearer token sent with every request; empty: anonymous
+    gzip: bool = False  # ask for gzip (Accept-Encoding), as browsers and HTTP libraries do
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,13 @@ def _lua_strings(values: list[str]) -> str:
 def _run_wrk(load: Load, *, base_url: str, clients: int, duration: float) -> LoadResult:
     order = load if isinstance(load, OrderLoad) else None
     token = load.token if isinstance(load, ListLoad) else ""
+    headers = [f'["Authorization"] = {_lua_strings([f"Bearer {token}"])}'] if token else []
+    if isinstance(load, ListLoad) and load.gzip:
+        headers.append('["Accept-Encoding"] = "gzip"')
     script = _WRK_SCRIPT % {
         "kind": type(load).__name__,
         "paths": _lua_strings(load.paths if isinstance(load, ListLoad) else []),
-        "list_headers": f'["Authorization"] = {_lua_strings([f"Bearer {token}"])}' if token else "",
+        "list_headers": ", ".join(headers),
         "tokens": _lua_strings(order.tokens if order else []),
         "first": order.first_product if order else 0,
         "count": order.products if order else 0,
@@ -227,6 +231,8 @@ def _request_maker(load: dict[str, object], host: str) -> Callable[[], bytes]:
     rng = random.Random()
     if load["kind"] == "ListLoad":
         token = f"Authorization: Bearer {load['token']}\r\n" if load.get("token") else ""
+        if load.get("gzip"):
+            token += "Accept-Encoding: gzip\r\n"
         requests = [
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{token}\r\n".encode() for path in load["paths"]
         ]
